@@ -1,0 +1,112 @@
+/* config.h: the one immutable configuration struct, built at start-up from
+ * built-in defaults, then the INI file, then command-line overrides. */
+#ifndef IMGSEARCH_CONFIG_H
+#define IMGSEARCH_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+enum auth_mode { AUTH_NONE = 0, AUTH_TOKEN, AUTH_AKSK, AUTH_ANY };
+
+struct credential_config {
+    char *name;
+    char *access_key;
+    char *secret_key;
+    char *project_id; /* NULL: any project */
+};
+
+struct token_config {
+    char *name;
+    char *token;
+    char *project_id; /* NULL: any project */
+};
+
+enum bucket_kind { BUCKET_LOCAL = 0, BUCKET_S3 };
+
+/* One object-store bucket, [bucket:NAME]. NAME is the bucket name clients use
+ * in obs://NAME/key and https://NAME.obs.<region>.myhuaweicloud.com/key. */
+struct bucket_config {
+    char *name;
+    enum bucket_kind kind;
+    char *root;       /* local: directory holding the objects */
+    char *endpoint;   /* s3: base URL, e.g. http://127.0.0.1:9000 (path-style) */
+    char *remote;     /* s3: bucket name on the server (default: name) */
+    char *region;     /* s3: SigV4 region (default us-east-1) */
+    char *access_key; /* s3 */
+    char *secret_key; /* s3 */
+};
+
+/* An IPv4/IPv6 network in CIDR form, for the URL-fetch allow/deny lists. */
+struct cidr {
+    int family; /* AF_INET or AF_INET6 */
+    uint8_t addr[16];
+    int prefix;
+};
+
+struct fetch_config {
+    long connect_timeout_ms; /* default 5000 */
+    long timeout_ms;         /* whole transfer, default 20000 */
+    long max_redirects;      /* default 3 */
+    struct cidr *allow;      /* checked first: a match is allowed */
+    size_t n_allow;
+    struct cidr *deny; /* then: a match is denied (defaults: loopback, private, link-local) */
+    size_t n_deny;
+};
+
+struct index_config {
+    long exact_max;     /* exact (flat) search up to this many items; default 100000 */
+    char *ann_factory;  /* FAISS factory string beyond it; default "IVF1024,SQ8" */
+    long nprobe;        /* default nprobe when the request has none; 0 = request default */
+};
+
+struct config {
+    /* [server] */
+    char *listen_host; /* default 127.0.0.1 */
+    int listen_port;   /* default 8080 */
+    char *data_dir;    /* default ./data */
+    int threads;       /* HTTP worker threads; 0 = number of cores */
+    size_t max_body_bytes;   /* default 12 MiB */
+    long request_timeout_s;  /* idle connection timeout, default 60 */
+    char *model_path;        /* extractor weights; default ./models/mnv2_140.bin */
+    char *console_dir;       /* static console files; default ./console */
+
+    /* [auth] */
+    enum auth_mode auth_mode;
+    long auth_max_skew_s; /* default 900 */
+    struct credential_config *credentials;
+    size_t n_credentials;
+    struct token_config *tokens;
+    size_t n_tokens;
+
+    /* [bucket:NAME]; when none is configured a local bucket "local" rooted
+     * at ./objects is the embedded default. */
+    struct bucket_config *buckets;
+    size_t n_buckets;
+
+    struct fetch_config fetch;
+    struct index_config index;
+
+    /* [import] */
+    int import_workers; /* default 1 */
+
+    char *path; /* file it was read from, or NULL */
+};
+
+/* Builds the configuration from argv (which may name --config FILE).
+ * On a bad file, key or value it writes a message naming file, line and key
+ * to errbuf and returns -1. Returns 1 when --help was printed, 0 otherwise. */
+int config_load(int argc, char **argv, struct config *cfg, char *errbuf, size_t errlen);
+
+/* Same, from an INI file alone (used by tests and the CLI). */
+int config_load_file(const char *path, struct config *cfg, char *errbuf, size_t errlen);
+
+void config_defaults(struct config *cfg);
+void config_free(struct config *cfg);
+void config_usage(FILE *out);
+
+/* Parses "10.0.0.0/8", "::1/128" or a bare address. 0 on success. */
+int cidr_parse(const char *s, struct cidr *out);
+int cidr_match(const struct cidr *c, int family, const uint8_t *addr);
+
+#endif

@@ -1,0 +1,53 @@
+/* vindex.h: one vector index per instance (FAISS through its C API), inner
+ * product on L2-normalised vectors. Exact (IDMap,Flat) up to exact_max items;
+ * past that it retrains into the configured ANN index (e.g. IVF1024,SQ8).
+ * Thread-safe: searches share a read lock, adds/removes take a short write
+ * lock, so a search never waits behind a whole batch add. */
+#ifndef IMGSEARCH_VINDEX_H
+#define IMGSEARCH_VINDEX_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct vindex;
+
+struct vindex_options {
+    int dim;
+    long exact_max;          /* switch to ANN above this many vectors */
+    const char *ann_factory; /* FAISS factory string for the ANN index */
+};
+
+struct vindex_search_params {
+    int nprobe;       /* IVF probes; <= 0: index default */
+    long max_scan;    /* cap on codes scanned (IVF max_codes); <= 0: unlimited */
+    const int64_t *allowed; /* sorted ids a result must be among (tag filters); NULL: all */
+    size_t n_allowed;
+};
+
+/* Creates an empty index. Returns 0, or -1 with a message in errbuf. */
+int vindex_create(const struct vindex_options *opt, struct vindex **out, char *errbuf, size_t errlen);
+
+/* Loads a snapshot written by vindex_save (the options say what to become
+ * when it grows). */
+int vindex_load(const char *path, const struct vindex_options *opt, struct vindex **out,
+                char *errbuf, size_t errlen);
+
+int vindex_save(struct vindex *vi, const char *path, char *errbuf, size_t errlen);
+void vindex_free(struct vindex *vi);
+
+/* Adds n vectors (n*dim floats) with their ids. Ids must not be present. */
+int vindex_add(struct vindex *vi, size_t n, const int64_t *ids, const float *vecs);
+/* Removes ids that are present; returns how many were removed, or -1. */
+long vindex_remove(struct vindex *vi, size_t n, const int64_t *ids);
+
+/* k nearest by inner product, best first. `ids`/`scores` hold k entries;
+ * *n_found gets how many are real (missing ones are not written). */
+int vindex_search(struct vindex *vi, const float *query, int k,
+                  const struct vindex_search_params *p, int64_t *ids, float *scores,
+                  int *n_found);
+
+size_t vindex_count(struct vindex *vi);
+int vindex_is_exact(struct vindex *vi);
+const char *vindex_last_error(void); /* thread-local text of the last failure */
+
+#endif

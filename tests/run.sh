@@ -1,0 +1,91 @@
+#!/bin/bash
+# The whole suite: build (release + ASan/UBSan), fetch the model, run every
+# unit-test binary in both builds, the end-to-end tests against the release
+# binary and again against the ASan binary, and short fuzz runs. Ends with
+# one "N passed, N failed" line that adds everything up.
+set -u
+cd "$(dirname "$0")/.."
+export LC_ALL=C.UTF-8
+JOBS=${JOBS:-2}
+PY=/usr/bin/python3
+passed=0 failed=0
+log_dir=build/test-logs
+mkdir -p "$log_dir"
+
+fail_build() { echo "build failed: $1"; echo "0 passed, 1 failed"; exit 1; }
+
+make -j"$JOBS" all >"$log_dir/build.log" 2>&1 || { tail -40 "$log_dir/build.log"; fail_build release; }
+make -j"$JOBS" asan >"$log_dir/build-asan.log" 2>&1 || { tail -40 "$log_dir/build-asan.log"; fail_build asan; }
+if [ -x scripts/fetch-model.sh ]; then
+    scripts/fetch-model.sh >"$log_dir/model.log" 2>&1 || { tail -20 "$log_dir/model.log"; fail_build model; }
+fi
+
+# Adds the "N passed, N failed" line of one test's output to the totals.
+count() {
+    local line p f
+    line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$1" | tail -n 1)
+    if [ -z "$line" ]; then
+        failed=$((failed + 1)); echo "  no result line in $1"; return
+    fi
+    p=$(echo "$line" | sed -E 's/^([0-9]+) passed.*/\1/')
+    f=$(echo "$line" | sed -E 's/^[0-9]+ passed, ([0-9]+) failed.*/\1/')
+    passed=$((passed + p)); failed=$((failed + f))
+}
+
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+export OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE OPENBLAS_NUM_THREADS=1
+
+for build in release asan; do
+    for t in $(find "build/$build/tests" -type f -name 'test_*' -perm -u+x | sort); do
+        out="$log_dir/$(echo "$t" | tr / _).log"
+        timeout 600 "$t" >"$out" 2>&1
+        rc=$?
+        count "$out"
+        if [ $rc -ne 0 ]; then
+            echo "FAILED: $t (exit $rc)"; grep -E 'FAIL|not ok|ERROR|runtime error' "$out" | head -20
+            grep -qE '^[0-9]+ passed, [1-9]' "$out" || failed=$((failed + 1))
+        else
+            echo "ok: $t ($(tail -n 1 "$out"))"
+        fi
+    done
+done
+
+# End-to-end: pytest drives the real binary; the summary line is re-counted
+# from the junit report so one total covers C and Python alike.
+run_pytest() { # name binary extra-args...
+    local name=$1 bin=$2; shift 2
+    local xml="$log_dir/e2e-$name.xml"
+    IMGSEARCHD="$bin" timeout 1500 $PY -m pytest -q -p no:cacheprovider --junitxml="$xml" \
+        tests/e2e "$@" >"$log_dir/e2e-$name.log" 2>&1
+    local rc=$?
+    tail -n 15 "$log_dir/e2e-$name.log"
+    if [ -f "$xml" ]; then
+        local res
+        res=$($PY - "$xml" <<'PYEOF'
+import sys, xml.etree.ElementTree as ET
+root = ET.parse(sys.argv[1]).getroot()
+suites = [root] if root.tag == "testsuite" else list(root)
+t = sum(int(s.get("tests", 0)) for s in suites)
+f = sum(int(s.get("failures", 0)) + int(s.get("errors", 0)) for s in suites)
+sk = sum(int(s.get("skipped", 0)) for s in suites)
+print(t - f - sk, f)
+PYEOF
+)
+        passed=$((passed + ${res% *})); failed=$((failed + ${res#* }))
+        if [ "$rc" -ne 0 ] && [ "${res#* }" = 0 ]; then failed=$((failed + 1)); fi
+    else
+        failed=$((failed + 1))
+    fi
+}
+run_pytest release bin/imgsearchd
+run_pytest asan bin/imgsearchd-asan -m "not slow"
+
+if [ -x scripts/fuzz.sh ]; then
+    scripts/fuzz.sh "${FUZZ_SECONDS:-10}" >"$log_dir/fuzz.log" 2>&1
+    tail -n 5 "$log_dir/fuzz.log"
+    count "$log_dir/fuzz.log"
+fi
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
