@@ -1,0 +1,453 @@
+/* vindex.c: one vector index per instance, on the FAISS C API (index/faiss_c.cpp).
+ *
+ * Inner product on L2-normalised vectors. Starts as "IDMap2,Flat" (exact);
+ * the add that would take it past exact_max trains the configured ANN index
+ * on every vector held so far (read straight out of the flat index, no second
+ * copy), moves them over and swaps it in. Training runs outside the rwlock,
+ * so searches keep using the flat index meanwhile; a writer mutex keeps other
+ * adds/removes out until the swap.
+ *
+ * Threads: searches share the read lock; adds/removes hold the write lock
+ * only while FAISS mutates. Searches run OpenMP with 1 thread (set per
+ * calling thread): several OpenMP threads per query make one-at-a-time
+ * searches 3-10x slower on a shared CPU. Run the process with
+ * OMP_WAIT_POLICY=PASSIVE so idle OpenMP workers (from training) sleep. */
+#include "index/vindex.h"
+
+#include "index/faiss_ext.h"
+
+#include <faiss/c_api/AutoTune_c.h>
+#include <faiss/c_api/IndexFlat_c.h>
+#include <faiss/c_api/Index_c.h>
+#include <faiss/c_api/MetaIndexes_c.h>
+#include <faiss/c_api/error_c.h>
+#include <faiss/c_api/impl/AuxIndexStructures_c.h>
+#include <faiss/c_api/index_factory_c.h>
+#include <faiss/c_api/index_io_c.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <omp.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* nprobe stored in a freshly built IVF index: what a search with nprobe <= 0
+ * gets (the API's request default is 100 too). */
+#define VINDEX_DEFAULT_NPROBE 100
+
+struct vindex {
+    pthread_rwlock_t lock; /* searches read; a FAISS mutation or the swap writes */
+    pthread_mutex_t wmu;   /* one writer at a time, held across a whole retrain */
+    FaissIndex *idx;
+    int exact; /* idx is IDMap2 over a flat index */
+    int dim;
+    long exact_max;
+    char *factory;
+};
+
+static _Thread_local char last_err[512];
+
+static void set_err(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(last_err, sizeof last_err, fmt, ap);
+    va_end(ap);
+}
+
+static void set_faiss_err(const char *what)
+{
+    const char *e = faiss_get_last_error();
+    set_err("%s: %s", what, e ? e : "unknown FAISS error");
+}
+
+static void copy_err(char *errbuf, size_t errlen)
+{
+    if (errbuf && errlen)
+        snprintf(errbuf, errlen, "%s", last_err);
+}
+
+const char *vindex_last_error(void)
+{
+    return last_err;
+}
+
+/* The ANN factory string as we build it: IVF indexes store ids themselves;
+ * anything else (e.g. HNSW) needs an IDMap2 around it for add_with_ids. */
+static int ann_description(const char *factory, char *buf, size_t len)
+{
+    int need_map = !strstr(factory, "IVF") && strncmp(factory, "IDMap", 5) != 0;
+    int n = snprintf(buf, len, "%s%s", need_map ? "IDMap2," : "", factory);
+    return n < 0 || (size_t)n >= len ? -1 : 0;
+}
+
+/* Builds an empty, untrained ANN index from the configured factory. */
+static int new_ann(int dim, const char *factory, FaissIndex **out)
+{
+    char desc[256];
+    if (ann_description(factory, desc, sizeof desc) != 0) {
+        set_err("ann_factory too long");
+        return -1;
+    }
+    if (faiss_index_factory(out, dim, desc, METRIC_INNER_PRODUCT) != 0) {
+        set_faiss_err("bad ann_factory");
+        return -1;
+    }
+    if (strstr(factory, "IVF")) {
+        FaissParameterSpace *ps = NULL;
+        if (faiss_ParameterSpace_new(&ps) == 0) {
+            // Best effort: an unknown parameter only leaves FAISS's default.
+            faiss_ParameterSpace_set_index_parameter(ps, *out, "nprobe", VINDEX_DEFAULT_NPROBE);
+            faiss_ParameterSpace_free(ps);
+        }
+    }
+    return 0;
+}
+
+static int is_exact_index(FaissIndex *idx)
+{
+    FaissIndexIDMap2 *map = faiss_IndexIDMap2_cast(idx);
+    return map && faiss_IndexFlat_cast(faiss_IndexIDMap2_sub_index(map)) != NULL;
+}
+
+static int check_options(const struct vindex_options *opt)
+{
+    if (!opt || opt->dim <= 0 || opt->exact_max < 0 || !opt->ann_factory || !*opt->ann_factory) {
+        set_err("invalid vindex options");
+        return -1;
+    }
+    return 0;
+}
+
+static int wrap(const struct vindex_options *opt, FaissIndex *idx, struct vindex **out)
+{
+    struct vindex *vi = calloc(1, sizeof *vi);
+    if (!vi || !(vi->factory = strdup(opt->ann_factory))) {
+        free(vi);
+        set_err("out of memory");
+        return -1;
+    }
+    pthread_rwlock_init(&vi->lock, NULL);
+    pthread_mutex_init(&vi->wmu, NULL);
+    vi->idx = idx;
+    vi->exact = is_exact_index(idx);
+    vi->dim = opt->dim;
+    vi->exact_max = opt->exact_max;
+    *out = vi;
+    return 0;
+}
+
+int vindex_create(const struct vindex_options *opt, struct vindex **out, char *errbuf,
+                  size_t errlen)
+{
+    FaissIndex *idx = NULL, *probe = NULL;
+
+    if (check_options(opt) != 0)
+        goto fail;
+    // Build the ANN index once now so a bad factory string fails at start-up.
+    if (new_ann(opt->dim, opt->ann_factory, &probe) != 0)
+        goto fail;
+    faiss_Index_free(probe);
+    if (faiss_index_factory(&idx, opt->dim, "IDMap2,Flat", METRIC_INNER_PRODUCT) != 0) {
+        set_faiss_err("creating flat index");
+        goto fail;
+    }
+    if (wrap(opt, idx, out) != 0)
+        goto fail;
+    return 0;
+fail:
+    if (idx)
+        faiss_Index_free(idx);
+    copy_err(errbuf, errlen);
+    return -1;
+}
+
+int vindex_load(const char *path, const struct vindex_options *opt, struct vindex **out,
+                char *errbuf, size_t errlen)
+{
+    FaissIndex *idx = NULL;
+
+    if (check_options(opt) != 0)
+        goto fail;
+    if (faiss_read_index_fname(path, 0, &idx) != 0) {
+        set_faiss_err(path);
+        goto fail;
+    }
+    if (faiss_Index_d(idx) != opt->dim) {
+        set_err("%s: dimension %d, expected %d", path, faiss_Index_d(idx), opt->dim);
+        goto fail;
+    }
+    if (wrap(opt, idx, out) != 0)
+        goto fail;
+    return 0;
+fail:
+    if (idx)
+        faiss_Index_free(idx);
+    copy_err(errbuf, errlen);
+    return -1;
+}
+
+/* fsync of a file or directory by name. */
+static int sync_path(const char *path, int dir)
+{
+    int fd = open(path, (dir ? O_DIRECTORY : 0) | O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    int rc = fsync(fd);
+    close(fd);
+    return rc;
+}
+
+int vindex_save(struct vindex *vi, const char *path, char *errbuf, size_t errlen)
+{
+    char tmp[4096], dir[4096];
+    int locked = 0;
+
+    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp) {
+        set_err("path too long");
+        goto fail;
+    }
+    // The read lock: searches go on, only mutations wait for the write.
+    pthread_rwlock_rdlock(&vi->lock);
+    locked = 1;
+    if (faiss_write_index_fname(vi->idx, tmp) != 0) {
+        set_faiss_err(tmp);
+        goto fail;
+    }
+    pthread_rwlock_unlock(&vi->lock);
+    locked = 0;
+    if (sync_path(tmp, 0) != 0 || rename(tmp, path) != 0) {
+        set_err("%s: %s", path, strerror(errno));
+        goto fail;
+    }
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash)
+        *(slash == dir ? slash + 1 : slash) = '\0';
+    sync_path(slash ? dir : ".", 1); // best effort: the rename is already durable on most fs
+    return 0;
+fail:
+    if (locked)
+        pthread_rwlock_unlock(&vi->lock);
+    unlink(tmp);
+    copy_err(errbuf, errlen);
+    return -1;
+}
+
+void vindex_free(struct vindex *vi)
+{
+    if (!vi)
+        return;
+    faiss_Index_free(vi->idx);
+    pthread_rwlock_destroy(&vi->lock);
+    pthread_mutex_destroy(&vi->wmu);
+    free(vi->factory);
+    free(vi);
+}
+
+/* Trains the ANN index on everything in the flat index plus the new batch,
+ * fills it and swaps it in. Caller holds wmu (no other writer), not lock. */
+static int switch_to_ann(struct vindex *vi, size_t n, const int64_t *ids, const float *vecs)
+{
+    FaissIndexIDMap2 *map = faiss_IndexIDMap2_cast(vi->idx);
+    FaissIndexFlat *flat = faiss_IndexFlat_cast(faiss_IndexIDMap2_sub_index(map));
+    FaissIndex *ann = NULL, *old;
+    float *xb = NULL, *train = NULL, *joined = NULL;
+    idx_t *old_ids = NULL;
+    size_t nxb = 0, nids = 0, ntrain;
+    size_t d = (size_t)vi->dim;
+
+    faiss_IndexFlat_xb(flat, &xb, &nxb);
+    faiss_IndexIDMap2_id_map(map, &old_ids, &nids);
+    nxb /= d;
+    if (nxb != nids) {
+        set_err("flat index and its id map disagree");
+        goto fail;
+    }
+    if (new_ann(vi->dim, vi->factory, &ann) != 0)
+        goto fail;
+    // Train on what is there; join the batch only when it would dominate.
+    if (nxb >= n) {
+        train = xb, ntrain = nxb;
+    } else if (nxb == 0) {
+        train = (float *)vecs, ntrain = n;
+    } else {
+        joined = malloc((nxb + n) * d * sizeof *joined);
+        if (!joined) {
+            set_err("out of memory");
+            goto fail;
+        }
+        memcpy(joined, xb, nxb * d * sizeof *joined);
+        memcpy(joined + nxb * d, vecs, n * d * sizeof *joined);
+        train = joined, ntrain = nxb + n;
+    }
+    if (faiss_Index_train(ann, (idx_t)ntrain, train) != 0) {
+        set_faiss_err("training ANN index");
+        goto fail;
+    }
+    free(joined);
+    joined = NULL;
+    if ((nxb && faiss_Index_add_with_ids(ann, (idx_t)nxb, xb, old_ids) != 0) ||
+        faiss_Index_add_with_ids(ann, (idx_t)n, vecs, ids) != 0) {
+        set_faiss_err("filling ANN index");
+        goto fail;
+    }
+    pthread_rwlock_wrlock(&vi->lock);
+    old = vi->idx;
+    vi->idx = ann;
+    vi->exact = 0;
+    pthread_rwlock_unlock(&vi->lock);
+    faiss_Index_free(old);
+    return 0;
+fail:
+    free(joined);
+    if (ann)
+        faiss_Index_free(ann);
+    return -1;
+}
+
+int vindex_add(struct vindex *vi, size_t n, const int64_t *ids, const float *vecs)
+{
+    int rc = 0;
+
+    if (n == 0)
+        return 0;
+    if (!ids || !vecs) {
+        set_err("vindex_add: no ids or vectors");
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (ids[i] < 0) { // FAISS reports "no result" as -1
+            set_err("vindex_add: negative id %lld", (long long)ids[i]);
+            return -1;
+        }
+    }
+    pthread_mutex_lock(&vi->wmu);
+    // ntotal only changes under wmu, which we hold: no read lock needed here.
+    if (vi->exact && (long)(faiss_Index_ntotal(vi->idx) + (idx_t)n) > vi->exact_max) {
+        rc = switch_to_ann(vi, n, ids, vecs);
+    } else {
+        pthread_rwlock_wrlock(&vi->lock);
+        if (faiss_Index_add_with_ids(vi->idx, (idx_t)n, vecs, ids) != 0) {
+            set_faiss_err("vindex_add");
+            rc = -1;
+        }
+        pthread_rwlock_unlock(&vi->lock);
+    }
+    pthread_mutex_unlock(&vi->wmu);
+    return rc;
+}
+
+long vindex_remove(struct vindex *vi, size_t n, const int64_t *ids)
+{
+    FaissIDSelectorBatch *sel = NULL;
+    size_t removed = 0;
+    int rc;
+
+    if (n == 0)
+        return 0;
+    if (faiss_IDSelectorBatch_new(&sel, n, ids) != 0) {
+        set_faiss_err("vindex_remove");
+        return -1;
+    }
+    pthread_mutex_lock(&vi->wmu);
+    pthread_rwlock_wrlock(&vi->lock);
+    rc = faiss_Index_remove_ids(vi->idx, (const FaissIDSelector *)sel, &removed);
+    pthread_rwlock_unlock(&vi->lock);
+    pthread_mutex_unlock(&vi->wmu);
+    faiss_IDSelector_free((FaissIDSelector *)sel);
+    if (rc != 0) {
+        set_faiss_err("vindex_remove");
+        return -1;
+    }
+    return (long)removed;
+}
+
+static int sorted_ascending(const int64_t *a, size_t n)
+{
+    for (size_t i = 1; i < n; i++)
+        if (a[i - 1] > a[i])
+            return 0;
+    return 1;
+}
+
+int vindex_search(struct vindex *vi, const float *query, int k,
+                  const struct vindex_search_params *p, int64_t *ids, float *scores, int *n_found)
+{
+    float dstack[64], *dis = dstack;
+    idx_t lstack[64], *lab = lstack;
+    const int64_t *allowed = p ? p->allowed : NULL;
+    size_t n_allowed = p ? p->n_allowed : 0;
+    size_t nprobe = p && p->nprobe > 0 ? (size_t)p->nprobe : 0;
+    size_t max_codes = p && p->max_scan > 0 ? (size_t)p->max_scan : 0;
+    int rc = -1, found = 0;
+
+    *n_found = 0;
+    if (k <= 0 || (allowed && n_allowed == 0))
+        return 0;
+    if (allowed && !sorted_ascending(allowed, n_allowed)) {
+        set_err("vindex_search: allowed ids are not sorted");
+        return -1;
+    }
+    if (k > 64) {
+        dis = malloc((size_t)k * sizeof *dis);
+        lab = malloc((size_t)k * sizeof *lab);
+        if (!dis || !lab) {
+            set_err("out of memory");
+            goto done;
+        }
+    }
+    // Per calling thread: FAISS's OpenMP regions then run inline.
+    omp_set_num_threads(1);
+    pthread_rwlock_rdlock(&vi->lock);
+    rc = imgsearch_faiss_search_params(vi->idx, 1, query, k, nprobe, max_codes, allowed, n_allowed,
+                                       dis, lab);
+    while (rc == 0 && found < k && lab[found] >= 0)
+        found++;
+    /* A filter can hide every match from the probed lists / scan budget; the
+     * caller asked for k matching items, so scan the whole index then. */
+    if (rc == 0 && allowed && !vi->exact && found < k && (size_t)found < n_allowed) {
+        rc = imgsearch_faiss_search_params(vi->idx, 1, query, k, (size_t)-1, 0, allowed, n_allowed,
+                                           dis, lab);
+        found = 0;
+        while (rc == 0 && found < k && lab[found] >= 0)
+            found++;
+    }
+    pthread_rwlock_unlock(&vi->lock);
+    if (rc != 0) {
+        set_faiss_err("vindex_search");
+        rc = -1;
+        goto done;
+    }
+    for (int i = 0; i < found; i++) {
+        ids[i] = lab[i];
+        scores[i] = dis[i];
+    }
+    *n_found = found;
+done:
+    if (dis != dstack)
+        free(dis);
+    if (lab != lstack)
+        free(lab);
+    return rc;
+}
+
+size_t vindex_count(struct vindex *vi)
+{
+    pthread_rwlock_rdlock(&vi->lock);
+    size_t n = (size_t)faiss_Index_ntotal(vi->idx);
+    pthread_rwlock_unlock(&vi->lock);
+    return n;
+}
+
+int vindex_is_exact(struct vindex *vi)
+{
+    pthread_rwlock_rdlock(&vi->lock);
+    int exact = vi->exact;
+    pthread_rwlock_unlock(&vi->lock);
+    return exact;
+}
