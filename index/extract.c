@@ -1,0 +1,260 @@
+/* extract.c: the extractor's public face. Opens (mmaps) the weight file,
+ * squashes an image to 224x224 (area average when shrinking, bilinear when
+ * enlarging, per axis), runs the network and L2-normalises the pooled
+ * features. Scratch buffers come from a small mutex-guarded pool, so
+ * extractor_embed is thread-safe without per-call page faults. */
+#include "index/extract.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "index/mnv2.h"
+
+#define DEFAULT_MODEL "models/mnv2_140.bin"
+#define POOL_MAX 8
+
+struct scratch_pool {
+    pthread_mutex_t lock;
+    size_t floats;
+    int nfree;
+    float *free[POOL_MAX];
+};
+
+struct extractor {
+    struct mnv2 net;
+    int fast;
+    struct scratch_pool *pool; /* mutable behind a const extractor */
+};
+
+int extractor_open(const char *model_path, struct extractor **out, char *errbuf, size_t errlen)
+{
+    struct extractor *ex = NULL;
+    const char *path = model_path;
+    if (!path)
+        path = getenv("IMGSEARCH_MODEL");
+    if (!path || !*path)
+        path = DEFAULT_MODEL;
+    *out = NULL;
+    ex = calloc(1, sizeof *ex);
+    if (!ex) {
+        snprintf(errbuf, errlen, "out of memory");
+        goto fail;
+    }
+    if (mnv2_load(path, EXTRACT_SIDE, &ex->net, errbuf, errlen) != 0)
+        goto fail;
+    if (ex->net.out_ch != EXTRACT_DIM) {
+        snprintf(errbuf, errlen, "%s: network gives %d features, want %d", path, ex->net.out_ch,
+                 EXTRACT_DIM);
+        goto fail;
+    }
+    ex->pool = calloc(1, sizeof *ex->pool);
+    if (!ex->pool || pthread_mutex_init(&ex->pool->lock, NULL) != 0) {
+        free(ex->pool);
+        ex->pool = NULL;
+        snprintf(errbuf, errlen, "out of memory");
+        goto fail;
+    }
+    ex->pool->floats = mnv2_scratch_floats(&ex->net);
+    const char *ref = getenv("IMGSEARCH_EXTRACT_REF");
+    ex->fast = !(ref && *ref && strcmp(ref, "0") != 0);
+    kern_init();
+    *out = ex;
+    return 0;
+fail:
+    extractor_close(ex);
+    return -1;
+}
+
+void extractor_close(struct extractor *ex)
+{
+    if (!ex)
+        return;
+    if (ex->pool) {
+        for (int i = 0; i < ex->pool->nfree; i++)
+            free(ex->pool->free[i]);
+        pthread_mutex_destroy(&ex->pool->lock);
+        free(ex->pool);
+    }
+    mnv2_unload(&ex->net);
+    free(ex);
+}
+
+static float *scratch_get(struct scratch_pool *pool)
+{
+    float *s = NULL;
+    pthread_mutex_lock(&pool->lock);
+    if (pool->nfree > 0)
+        s = pool->free[--pool->nfree];
+    pthread_mutex_unlock(&pool->lock);
+    if (!s) {
+        size_t bytes = (pool->floats * sizeof(float) + 63) / 64 * 64;
+        s = aligned_alloc(64, bytes);
+    }
+    return s;
+}
+
+static void scratch_put(struct scratch_pool *pool, float *s)
+{
+    pthread_mutex_lock(&pool->lock);
+    if (pool->nfree < POOL_MAX) {
+        pool->free[pool->nfree++] = s;
+        s = NULL;
+    }
+    pthread_mutex_unlock(&pool->lock);
+    free(s);
+}
+
+static void l2_normalise(float *v, int n)
+{
+    double ss = 0.0;
+    for (int i = 0; i < n; i++)
+        ss += (double)v[i] * v[i];
+    if (ss < 1e-24) {
+        /* A blank feature map has no direction; any fixed unit vector will do. */
+        for (int i = 0; i < n; i++)
+            v[i] = (float)(1.0 / sqrt((double)n));
+        return;
+    }
+    float inv = (float)(1.0 / sqrt(ss));
+    for (int i = 0; i < n; i++)
+        v[i] *= inv;
+}
+
+int extractor_embed_input(const struct extractor *ex, const float *input224, float *out)
+{
+    float *scratch = scratch_get(ex->pool);
+    if (!scratch)
+        return -1;
+    mnv2_forward(&ex->net, input224, ex->fast, scratch, out);
+    scratch_put(ex->pool, scratch);
+    l2_normalise(out, EXTRACT_DIM);
+    return 0;
+}
+
+/* Resampling taps along one axis: output i reads source
+ * first[i] .. first[i]+count[i]-1 with weights w[i*maxn ..]. */
+struct taps {
+    int maxn;
+    int *first, *count;
+    float *w;
+};
+
+static void taps_free(struct taps *t)
+{
+    free(t->first);
+    free(t->count);
+    free(t->w);
+    memset(t, 0, sizeof *t);
+}
+
+/* Area average when shrinking (each output pixel averages the source span
+ * it covers, fractional edges weighted), bilinear with half-pixel centres
+ * when enlarging. `gain` is folded into the weights (1/255 for uint8). */
+static int taps_make(int src, int dst, float gain, struct taps *t)
+{
+    double scale = (double)src / dst;
+    t->maxn = dst < src ? (int)ceil(scale) + 1 : 2;
+    t->first = malloc(sizeof(int) * dst);
+    t->count = malloc(sizeof(int) * dst);
+    t->w = calloc((size_t)dst * t->maxn, sizeof(float));
+    if (!t->first || !t->count || !t->w)
+        goto fail;
+    for (int i = 0; i < dst; i++) {
+        float *w = t->w + (size_t)i * t->maxn;
+        if (dst < src) {
+            double lo = i * scale, hi = (i + 1) * scale;
+            int j0 = (int)floor(lo), j1 = (int)ceil(hi) - 1;
+            if (j1 > src - 1)
+                j1 = src - 1;
+            t->first[i] = j0;
+            t->count[i] = j1 - j0 + 1;
+            for (int j = j0; j <= j1; j++) {
+                double a = lo > j ? lo : j, b = hi < j + 1 ? hi : j + 1;
+                w[j - j0] = (float)((b > a ? b - a : 0.0) / scale * gain);
+            }
+        } else {
+            double c = (i + 0.5) * scale - 0.5;
+            if (c < 0)
+                c = 0;
+            if (c > src - 1)
+                c = src - 1;
+            int j0 = (int)floor(c);
+            double f = c - j0;
+            t->first[i] = j0;
+            t->count[i] = j0 + 1 < src ? 2 : 1;
+            w[0] = (float)((1.0 - f) * gain);
+            if (t->count[i] == 2)
+                w[1] = (float)(f * gain);
+        }
+    }
+    return 0;
+fail:
+    taps_free(t);
+    return -1;
+}
+
+/* Separable resize of packed RGB8 to side x side RGB float in [0,1]. */
+static int resize_rgb(const struct image *img, int side, float *out)
+{
+    struct taps tx = {0}, ty = {0};
+    float *tmp = NULL;
+    if (taps_make(img->width, side, 1.0f / 255.0f, &tx) || taps_make(img->height, side, 1.0f, &ty))
+        goto fail;
+    tmp = malloc(sizeof(float) * (size_t)img->height * side * 3);
+    if (!tmp)
+        goto fail;
+    for (int y = 0; y < img->height; y++) {
+        const uint8_t *row = img->rgb + (size_t)y * img->width * 3;
+        float *t = tmp + (size_t)y * side * 3;
+        for (int x = 0; x < side; x++) {
+            const float *w = tx.w + (size_t)x * tx.maxn;
+            const uint8_t *p = row + (size_t)tx.first[x] * 3;
+            float r = 0, g = 0, b = 0;
+            for (int k = 0; k < tx.count[x]; k++) {
+                r += w[k] * p[3 * k];
+                g += w[k] * p[3 * k + 1];
+                b += w[k] * p[3 * k + 2];
+            }
+            t[3 * x] = r;
+            t[3 * x + 1] = g;
+            t[3 * x + 2] = b;
+        }
+    }
+    for (int y = 0; y < side; y++) {
+        const float *w = ty.w + (size_t)y * ty.maxn;
+        float *o = out + (size_t)y * side * 3;
+        for (int i = 0; i < side * 3; i++)
+            o[i] = 0.0f;
+        for (int k = 0; k < ty.count[y]; k++) {
+            const float *t = tmp + (size_t)(ty.first[y] + k) * side * 3;
+            for (int i = 0; i < side * 3; i++)
+                o[i] += w[k] * t[i];
+        }
+    }
+    free(tmp);
+    taps_free(&tx);
+    taps_free(&ty);
+    return 0;
+fail:
+    free(tmp);
+    taps_free(&tx);
+    taps_free(&ty);
+    return -1;
+}
+
+int extractor_embed(const struct extractor *ex, const struct image *img, float *out)
+{
+    if (!img || !img->rgb || img->width <= 0 || img->height <= 0)
+        return -1;
+    float *in = malloc(sizeof(float) * EXTRACT_SIDE * EXTRACT_SIDE * 3);
+    if (!in)
+        return -1;
+    int rc = resize_rgb(img, EXTRACT_SIDE, in);
+    if (rc == 0)
+        rc = extractor_embed_input(ex, in, out);
+    free(in);
+    return rc;
+}

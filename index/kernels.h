@@ -1,0 +1,39 @@
+/* kernels.h: the convolution kernels of the MobileNetV2 forward pass, on
+ * NHWC float32 tensors with TensorFlow "SAME" padding. Each kernel exists as a
+ * plain-C reference (_ref), kept simple enough to check by eye, and a fast
+ * version (_fast: OpenBLAS SGEMM, vectorised depthwise loops); the tests make
+ * sure both agree. */
+#ifndef IMGSEARCH_KERNELS_H
+#define IMGSEARCH_KERNELS_H
+
+#include <stddef.h>
+
+/* One convolution: geometry, weights and the fused epilogue. The epilogue
+ * runs in graph order: + bias, then ReLU6 if `relu6`, then + `skip` (the
+ * residual input, same shape as the output) if non-NULL. */
+struct kern_conv {
+    int in_h, in_w, cin;
+    int out_h, out_w, cout; /* cout == cin for depthwise */
+    int k, stride, pad_top, pad_left;
+    const float *w; /* dense: [k][k][cin][cout] (TF HWIO); depthwise: [k][k][c] */
+    const float *b; /* [cout] */
+    int relu6;
+    const float *skip;
+};
+
+/* TF SAME padding: out = ceil(in / stride), the odd pixel of padding goes to
+ * the bottom/right. */
+void kern_same_pad(int in, int k, int stride, int *out, int *pad_before);
+
+void kern_conv_ref(const struct kern_conv *c, const float *in, float *out);
+void kern_dw_ref(const struct kern_conv *c, const float *in, float *out);
+
+/* Floats of scratch kern_conv_fast needs for `c` (im2col for k > 1). */
+size_t kern_conv_fast_scratch(const struct kern_conv *c);
+void kern_conv_fast(const struct kern_conv *c, const float *in, float *out, float *scratch);
+void kern_dw_fast(const struct kern_conv *c, const float *in, float *out);
+
+/* Forces OpenBLAS to one thread: the server parallelises across requests. */
+void kern_init(void);
+
+#endif

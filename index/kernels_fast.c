@@ -1,0 +1,147 @@
+/* kernels_fast.c: the fast convolutions. Dense convolutions (the 1x1
+ * expand/project layers hold most of the FLOPs) go through OpenBLAS SGEMM,
+ * which picks AVX-512/AVX2 kernels at run time; the 3x3 stem goes through
+ * im2col first. Depthwise 3x3 and the bias/ReLU6/residual epilogue are plain
+ * loops shaped so GCC vectorises them, cloned per ISA (target_clones). */
+#pragma GCC optimize("O3", "fp-contract=fast")
+
+#include <cblas.h>
+#include <string.h>
+
+#include "index/kernels.h"
+
+/* Not in every cblas.h variant (Debian's alternatives may pick another). */
+extern void openblas_set_num_threads(int num_threads);
+
+#define CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+
+/* Stands in for the input at padded positions, so every output pixel of a
+ * depthwise 3x3 runs the same 9-tap loop. */
+#define DW_MAX_CH 4096
+static const float dw_zeros[DW_MAX_CH];
+
+void kern_init(void)
+{
+    openblas_set_num_threads(1);
+}
+
+CLONES static void epilogue_row(int n, const float *restrict b, int relu6,
+                                const float *restrict skip, float *restrict o)
+{
+    if (relu6) {
+        for (int i = 0; i < n; i++) {
+            float v = o[i] + b[i];
+            v = v < 0.0f ? 0.0f : v;
+            o[i] = v > 6.0f ? 6.0f : v;
+        }
+    } else {
+        for (int i = 0; i < n; i++)
+            o[i] += b[i];
+    }
+    if (skip)
+        for (int i = 0; i < n; i++)
+            o[i] += skip[i];
+}
+
+size_t kern_conv_fast_scratch(const struct kern_conv *c)
+{
+    if (c->k == 1 && c->stride == 1)
+        return 0;
+    return (size_t)c->out_h * c->out_w * c->k * c->k * c->cin;
+}
+
+/* Rows of [k][k][cin] patches, zero where the window leaves the image, so
+ * the convolution becomes one GEMM against the HWIO weights. */
+static void im2col(const struct kern_conv *c, const float *in, float *col)
+{
+    size_t patch = (size_t)c->k * c->k * c->cin;
+    for (int oy = 0; oy < c->out_h; oy++) {
+        for (int ox = 0; ox < c->out_w; ox++) {
+            float *dst = col + ((size_t)oy * c->out_w + ox) * patch;
+            for (int ky = 0; ky < c->k; ky++) {
+                int iy = oy * c->stride + ky - c->pad_top;
+                for (int kx = 0; kx < c->k; kx++) {
+                    int ix = ox * c->stride + kx - c->pad_left;
+                    float *d = dst + ((size_t)ky * c->k + kx) * c->cin;
+                    if (iy < 0 || iy >= c->in_h || ix < 0 || ix >= c->in_w)
+                        memset(d, 0, sizeof(float) * c->cin);
+                    else
+                        memcpy(d, in + ((size_t)iy * c->in_w + ix) * c->cin,
+                               sizeof(float) * c->cin);
+                }
+            }
+        }
+    }
+}
+
+void kern_conv_fast(const struct kern_conv *c, const float *in, float *out, float *scratch)
+{
+    int npix = c->out_h * c->out_w;
+    int kdim = c->k * c->k * c->cin;
+    const float *a = in;
+    if (!(c->k == 1 && c->stride == 1)) {
+        im2col(c, in, scratch);
+        a = scratch;
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, npix, c->cout, kdim, 1.0f, a, kdim, c->w,
+                c->cout, 0.0f, out, c->cout);
+    for (int p = 0; p < npix; p++) {
+        size_t off = (size_t)p * c->cout;
+        epilogue_row(c->cout, c->b, c->relu6, c->skip ? c->skip + off : NULL, out + off);
+    }
+}
+
+/* One output pixel, all channels: bias + 9 taps, then the epilogue. */
+CLONES static void dw9_pixel(int ch, const float *const *p, const float *restrict w,
+                             const float *restrict b, int relu6, const float *restrict skip,
+                             float *restrict o)
+{
+    const float *p0 = p[0], *p1 = p[1], *p2 = p[2], *p3 = p[3], *p4 = p[4];
+    const float *p5 = p[5], *p6 = p[6], *p7 = p[7], *p8 = p[8];
+    const float *w0 = w, *w1 = w + ch, *w2 = w + 2 * ch, *w3 = w + 3 * ch, *w4 = w + 4 * ch;
+    const float *w5 = w + 5 * ch, *w6 = w + 6 * ch, *w7 = w + 7 * ch, *w8 = w + 8 * ch;
+    for (int i = 0; i < ch; i++) {
+        float acc = b[i];
+        acc += p0[i] * w0[i];
+        acc += p1[i] * w1[i];
+        acc += p2[i] * w2[i];
+        acc += p3[i] * w3[i];
+        acc += p4[i] * w4[i];
+        acc += p5[i] * w5[i];
+        acc += p6[i] * w6[i];
+        acc += p7[i] * w7[i];
+        acc += p8[i] * w8[i];
+        if (relu6) {
+            acc = acc < 0.0f ? 0.0f : acc;
+            acc = acc > 6.0f ? 6.0f : acc;
+        }
+        o[i] = acc;
+    }
+    if (skip)
+        for (int i = 0; i < ch; i++)
+            o[i] += skip[i];
+}
+
+void kern_dw_fast(const struct kern_conv *c, const float *in, float *out)
+{
+    int ch = c->cout;
+    if (c->k != 3 || ch > DW_MAX_CH) {
+        kern_dw_ref(c, in, out);
+        return;
+    }
+    for (int oy = 0; oy < c->out_h; oy++) {
+        for (int ox = 0; ox < c->out_w; ox++) {
+            const float *taps[9];
+            for (int ky = 0; ky < 3; ky++) {
+                int iy = oy * c->stride + ky - c->pad_top;
+                for (int kx = 0; kx < 3; kx++) {
+                    int ix = ox * c->stride + kx - c->pad_left;
+                    int inside = iy >= 0 && iy < c->in_h && ix >= 0 && ix < c->in_w;
+                    taps[ky * 3 + kx] = inside ? in + ((size_t)iy * c->in_w + ix) * ch : dw_zeros;
+                }
+            }
+            size_t off = ((size_t)oy * c->out_w + ox) * ch;
+            dw9_pixel(ch, taps, c->w, c->b, c->relu6, c->skip ? c->skip + off : NULL, out + off);
+        }
+    }
+}

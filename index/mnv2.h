@@ -1,0 +1,47 @@
+/* mnv2.h: the MobileNetV2 backbone as read from the flat weight file that
+ * scripts/convert-model.js writes (format in docs/extractor.md): a chain of
+ * convolutions whose weights point straight into the read-only mapping. */
+#ifndef IMGSEARCH_MNV2_H
+#define IMGSEARCH_MNV2_H
+
+#include <stddef.h>
+
+#include "index/kernels.h"
+
+#define MNV2_MAX_LAYERS 96
+
+enum mnv2_op { MNV2_CONV = 1, MNV2_DWCONV = 2 };
+
+struct mnv2_layer {
+    enum mnv2_op op;
+    int save_input; /* this layer's input is the skip of a later add */
+    int add_skip;   /* add the saved input to this layer's output */
+    struct kern_conv conv;
+};
+
+struct mnv2 {
+    void *map;
+    size_t map_len;
+    int side;             /* input side the geometry was laid out for */
+    float in_mul, in_sub; /* graph preprocessing: x * in_mul - in_sub */
+    int nlayers;
+    struct mnv2_layer layers[MNV2_MAX_LAYERS];
+    int out_ch;     /* channels of the last layer */
+    size_t max_act; /* floats of the largest activation */
+    size_t max_col; /* floats of the largest im2col scratch */
+};
+
+/* Maps `path` and checks it from header to chain of shapes, for a
+ * side x side x 3 input. Returns 0, or -1 with a message in errbuf. */
+int mnv2_load(const char *path, int side, struct mnv2 *net, char *errbuf, size_t errlen);
+void mnv2_unload(struct mnv2 *net);
+
+/* Floats of scratch mnv2_forward needs. */
+size_t mnv2_scratch_floats(const struct mnv2 *net);
+
+/* Runs the network on a side x side x 3 HWC input in [0,1] and writes the
+ * global average pool of the last layer (out_ch floats) to `gap`. `fast`
+ * picks the fast kernels; `scratch` holds mnv2_scratch_floats() floats. */
+void mnv2_forward(const struct mnv2 *net, const float *input, int fast, float *scratch, float *gap);
+
+#endif

@@ -1,0 +1,328 @@
+/* test_extract.c: the feature extractor against golden vectors from the
+ * original TF.js model (scripts/make-golden.sh), fast path against the
+ * reference path, and the properties the search relies on: unit norm,
+ * determinism, thread safety, stability under resizing/flipping, and a
+ * perceptual hash that survives recompression. Images are synthesised here. */
+#include <math.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <turbojpeg.h>
+
+#include "index/extract.h"
+#include "tests/unit.h"
+
+#define NGOLDEN 4
+#define NIN (EXTRACT_SIDE * EXTRACT_SIDE * 3)
+
+#ifdef __SANITIZE_ADDRESS__
+#define SANITIZED 1 /* the reference path is slow under ASan: fewer runs */
+#else
+#define SANITIZED 0
+#endif
+
+static struct extractor *ex_fast, *ex_ref;
+static char golden_dir[1024];
+
+static double cosine(const float *a, const float *b, int n)
+{
+    double ab = 0, aa = 0, bb = 0;
+    for (int i = 0; i < n; i++) {
+        ab += (double)a[i] * b[i];
+        aa += (double)a[i] * a[i];
+        bb += (double)b[i] * b[i];
+    }
+    return ab / (sqrt(aa * bb) + 1e-30);
+}
+
+static int read_floats(const char *path, float *buf, size_t n)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return -1;
+    size_t got = fread(buf, sizeof(float), n, f);
+    int extra = fgetc(f) != EOF;
+    fclose(f);
+    return got == n && !extra ? 0 : -1;
+}
+
+/* A deterministic scene evaluated in continuous coordinates, so the "same
+ * picture" can be rendered at any size: gradient, blobs, bars, texture. */
+static void render(int seed, int w, int h, struct image *img)
+{
+    img->width = img->orig_width = w;
+    img->height = img->orig_height = h;
+    img->rgb = malloc((size_t)w * h * 3);
+    uint32_t s = 2654435761u * (uint32_t)(seed + 1);
+    double p[16];
+    for (int i = 0; i < 16; i++) {
+        s = s * 1664525u + 1013904223u;
+        p[i] = (s >> 8) / 16777216.0;
+    }
+    for (int y = 0; y < h; y++)
+        for (int x = 0; x < w; x++) {
+            double u = (x + 0.5) / w, v = (y + 0.5) / h, c[3];
+            for (int k = 0; k < 3; k++)
+                c[k] = 0.2 + 0.5 * p[k] * u + 0.3 * p[k + 3] * v;
+            double dx = u - p[6], dy = v - p[7];
+            if (dx * dx + dy * dy < 0.04 + 0.05 * p[8])
+                c[0] = 0.9, c[1] = 0.2 + 0.6 * p[9], c[2] = 0.1;
+            if (fabs(u - p[10]) < 0.12 && v > 0.2 && v < 0.8)
+                c[0] = 0.1, c[1] = 0.3, c[2] = 0.8 * p[11] + 0.2;
+            double tex = 0.08 * sin(40 * p[12] * u + 25 * p[13] * v) * sin(30 * p[14] * v);
+            for (int k = 0; k < 3; k++) {
+                double q = (c[k] + tex) * 255.0;
+                img->rgb[((size_t)y * w + x) * 3 + k] = (uint8_t)(q < 0     ? 0
+                                                                  : q > 255 ? 255
+                                                                            : q + 0.5);
+            }
+        }
+}
+
+static void mirror(const struct image *in, struct image *out)
+{
+    *out = *in;
+    out->rgb = malloc((size_t)in->width * in->height * 3);
+    for (int y = 0; y < in->height; y++)
+        for (int x = 0; x < in->width; x++)
+            memcpy(out->rgb + ((size_t)y * in->width + x) * 3,
+                   in->rgb + ((size_t)y * in->width + (in->width - 1 - x)) * 3, 3);
+}
+
+/* JPEG round trip at `quality` via TurboJPEG, like an upload would get. */
+static int jpeg_roundtrip(const struct image *in, int quality, struct image *out)
+{
+    tjhandle c = tjInitCompress(), d = tjInitDecompress();
+    unsigned char *jpg = NULL;
+    unsigned long len = 0;
+    int rc = -1;
+    *out = *in;
+    out->rgb = malloc((size_t)in->width * in->height * 3);
+    if (c && d && out->rgb &&
+        tjCompress2(c, in->rgb, in->width, 0, in->height, TJPF_RGB, &jpg, &len, TJSAMP_420, quality,
+                    0) == 0 &&
+        tjDecompress2(d, jpg, len, out->rgb, in->width, 0, in->height, TJPF_RGB, 0) == 0)
+        rc = 0;
+    tjFree(jpg);
+    if (c)
+        tjDestroy(c);
+    if (d)
+        tjDestroy(d);
+    return rc;
+}
+
+static void golden_case(struct extractor *ex, int n)
+{
+    float *in = malloc(sizeof(float) * NIN), want[EXTRACT_DIM], got[EXTRACT_DIM];
+    char path[1100];
+    CHECK(ex != NULL && in != NULL);
+    if (!ex || !in)
+        goto done;
+    for (int i = 0; i < n; i++) {
+        snprintf(path, sizeof path, "%s/input_%d.f32", golden_dir, i);
+        int ok = read_floats(path, in, NIN) == 0;
+        snprintf(path, sizeof path, "%s/embed_%d.f32", golden_dir, i);
+        ok = ok && read_floats(path, want, EXTRACT_DIM) == 0;
+        if (!ok) {
+            fprintf(stderr,
+                    "  golden file missing or short in %s: run scripts/make-golden.sh "
+                    "(or set IMGSEARCH_GOLDEN_DIR)\n",
+                    golden_dir);
+            CHECK(!"golden files present");
+            goto done;
+        }
+        CHECK_INT(extractor_embed_input(ex, in, got), 0);
+        double cs = cosine(got, want, EXTRACT_DIM);
+        fprintf(stderr, "  golden %d: cosine %.8f\n", i, cs);
+        CHECK(cs >= 0.999);
+    }
+done:
+    free(in);
+}
+
+static void test_golden_fast(void)
+{
+    golden_case(ex_fast, NGOLDEN);
+}
+
+static void test_golden_ref(void)
+{
+    golden_case(ex_ref, SANITIZED ? 1 : NGOLDEN);
+}
+
+static void test_fast_matches_ref(void)
+{
+    struct image img;
+    float a[EXTRACT_DIM], b[EXTRACT_DIM];
+    render(7, 300, 200, &img);
+    CHECK(ex_fast && ex_ref);
+    if (ex_fast && ex_ref) {
+        CHECK_INT(extractor_embed(ex_fast, &img, a), 0);
+        CHECK_INT(extractor_embed(ex_ref, &img, b), 0);
+        double cs = cosine(a, b, EXTRACT_DIM);
+        fprintf(stderr, "  fast vs ref: cosine %.7f\n", cs);
+        CHECK(cs >= 0.99999);
+    }
+    free(img.rgb);
+}
+
+static void test_unit_norm_and_determinism(void)
+{
+    struct image img;
+    float a[EXTRACT_DIM], b[EXTRACT_DIM];
+    render(1, 640, 480, &img);
+    CHECK_INT(extractor_embed(ex_fast, &img, a), 0);
+    CHECK_INT(extractor_embed(ex_fast, &img, b), 0);
+    double n2 = 0;
+    for (int i = 0; i < EXTRACT_DIM; i++)
+        n2 += (double)a[i] * a[i];
+    CHECK(fabs(sqrt(n2) - 1.0) < 1e-5);
+    CHECK(memcmp(a, b, sizeof a) == 0);
+    free(img.rgb);
+}
+
+struct job {
+    const struct image *img;
+    float out[EXTRACT_DIM];
+    int rc;
+};
+
+static void *worker(void *arg)
+{
+    struct job *j = arg;
+    for (int i = 0; i < 3 && j->rc == 0; i++)
+        j->rc = extractor_embed(ex_fast, j->img, j->out);
+    return NULL;
+}
+
+static void test_threads(void)
+{
+    struct image im[2];
+    struct job jobs[2];
+    float want[2][EXTRACT_DIM];
+    pthread_t th[2];
+    for (int i = 0; i < 2; i++) {
+        render(10 + i, 400 + 80 * i, 300, &im[i]);
+        CHECK_INT(extractor_embed(ex_fast, &im[i], want[i]), 0);
+        jobs[i].img = &im[i];
+        jobs[i].rc = 0;
+    }
+    for (int i = 0; i < 2; i++)
+        CHECK_INT(pthread_create(&th[i], NULL, worker, &jobs[i]), 0);
+    for (int i = 0; i < 2; i++) {
+        pthread_join(th[i], NULL);
+        CHECK_INT(jobs[i].rc, 0);
+        CHECK(cosine(jobs[i].out, want[i], EXTRACT_DIM) > 0.999999);
+        free(im[i].rgb);
+    }
+}
+
+static void test_resized_and_flipped(void)
+{
+    struct image big, small, tiny, flipped, other;
+    float eb[EXTRACT_DIM], es[EXTRACT_DIM], et[EXTRACT_DIM], ef[EXTRACT_DIM], eo[EXTRACT_DIM];
+    render(3, 1024, 768, &big);
+    render(3, 320, 240, &small);
+    render(3, 120, 90, &tiny); /* upscaled path */
+    render(4, 640, 480, &other);
+    mirror(&big, &flipped);
+    CHECK_INT(extractor_embed(ex_fast, &big, eb), 0);
+    CHECK_INT(extractor_embed(ex_fast, &small, es), 0);
+    CHECK_INT(extractor_embed(ex_fast, &tiny, et), 0);
+    CHECK_INT(extractor_embed(ex_fast, &flipped, ef), 0);
+    CHECK_INT(extractor_embed(ex_fast, &other, eo), 0);
+    double c_small = cosine(eb, es, EXTRACT_DIM), c_tiny = cosine(eb, et, EXTRACT_DIM);
+    double c_flip = cosine(eb, ef, EXTRACT_DIM), c_other = cosine(eb, eo, EXTRACT_DIM);
+    fprintf(stderr, "  cosine 1024 vs 320: %.4f, vs 120: %.4f, flipped: %.4f, other: %.4f\n",
+            c_small, c_tiny, c_flip, c_other);
+    CHECK(c_small > 0.95);
+    CHECK(c_tiny > 0.90);
+    CHECK(c_flip > 0.80);
+    CHECK(c_flip > c_other);
+    CHECK(c_other < 0.9);
+    free(big.rgb);
+    free(small.rgb);
+    free(tiny.rgb);
+    free(flipped.rgb);
+    free(other.rgb);
+}
+
+static void test_phash(void)
+{
+    struct image a, a_small, a_jpeg, b;
+    render(5, 800, 600, &a);
+    render(5, 400, 300, &a_small);
+    render(6, 800, 600, &b);
+    CHECK_INT(jpeg_roundtrip(&a_small, 40, &a_jpeg), 0);
+    uint64_t ha = image_phash(&a), hs = image_phash(&a_small), hj = image_phash(&a_jpeg);
+    uint64_t hb = image_phash(&b);
+    int d_small = __builtin_popcountll(ha ^ hs), d_jpeg = __builtin_popcountll(ha ^ hj);
+    int d_other = __builtin_popcountll(ha ^ hb);
+    fprintf(stderr, "  phash hamming: resized %d, resized+jpeg40 %d, other image %d\n", d_small,
+            d_jpeg, d_other);
+    CHECK(d_small <= 4);
+    CHECK(d_jpeg <= 8);
+    CHECK(d_other >= 16);
+    CHECK(image_phash(&a) == ha);
+    free(a.rgb);
+    free(a_small.rgb);
+    free(a_jpeg.rgb);
+    free(b.rgb);
+}
+
+static void test_bad_inputs(void)
+{
+    char err[256] = "";
+    struct extractor *ex = NULL;
+    const char *path = "build/test_extract_bad_model.bin";
+    FILE *f = fopen(path, "wb");
+    CHECK(f != NULL);
+    if (f) {
+        fputs("IMGSMNV2 but truncated", f);
+        fclose(f);
+    }
+    CHECK_INT(extractor_open(path, &ex, err, sizeof err), -1);
+    CHECK(ex == NULL && err[0] != '\0');
+    remove(path);
+    CHECK_INT(extractor_open("build/no-such-model.bin", &ex, err, sizeof err), -1);
+    struct image empty = {0};
+    float out[EXTRACT_DIM];
+    CHECK_INT(extractor_embed(ex_fast, &empty, out), -1);
+}
+
+int main(void)
+{
+    char err[512] = "";
+    const char *g = getenv("IMGSEARCH_GOLDEN_DIR");
+    const char *cache = getenv("IMGSEARCH_CACHE");
+    if (g && *g)
+        snprintf(golden_dir, sizeof golden_dir, "%s", g);
+    else
+        snprintf(golden_dir, sizeof golden_dir, "%s/golden", cache && *cache ? cache : ".cache");
+
+    unsetenv("IMGSEARCH_EXTRACT_REF");
+    if (extractor_open(NULL, &ex_fast, err, sizeof err) != 0) {
+        fprintf(stderr, "cannot open the model (%s): run scripts/fetch-model.sh\n", err);
+        printf("0 passed, 1 failed\n");
+        return 1;
+    }
+    setenv("IMGSEARCH_EXTRACT_REF", "1", 1);
+    if (extractor_open(NULL, &ex_ref, err, sizeof err) != 0)
+        fprintf(stderr, "reference extractor: %s\n", err);
+    unsetenv("IMGSEARCH_EXTRACT_REF");
+
+    RUN(test_golden_fast);
+    RUN(test_golden_ref);
+    RUN(test_fast_matches_ref);
+    RUN(test_unit_norm_and_determinism);
+    RUN(test_threads);
+    RUN(test_resized_and_flipped);
+    RUN(test_phash);
+    RUN(test_bad_inputs);
+
+    extractor_close(ex_fast);
+    extractor_close(ex_ref);
+    return unit_report();
+}
