@@ -29,6 +29,10 @@ struct bytes {
 
 struct source; /* immutable after creation; shared by all threads */
 
+/* Process-wide libcurl set-up: call once from main() before any thread
+ * starts (tests call it too). Later calls are no-ops. 0 on success. */
+int source_global_init(void);
+
 int source_create(const struct config *cfg, struct source **out, char *errbuf, size_t errlen);
 void source_free(struct source *src);
 
@@ -48,8 +52,8 @@ enum source_status source_get(const struct source *src, const char *url, size_t 
 enum source_status source_put(const struct source *src, const char *url, const uint8_t *data,
                               size_t len);
 typedef int (*source_list_fn)(void *arg, const char *object_url, const char *key, size_t size);
-enum source_status source_list(const struct source *src, const char *prefix_url,
-                               source_list_fn fn, void *arg);
+enum source_status source_list(const struct source *src, const char *prefix_url, source_list_fn fn,
+                               void *arg);
 
 void bytes_free(struct bytes *b);
 
