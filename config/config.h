@@ -52,6 +52,7 @@ struct fetch_config {
     size_t n_allow;
     struct cidr *deny; /* then: a match is denied (defaults: loopback, private, link-local) */
     size_t n_deny;
+    int deny_configured; /* 0: the built-in deny list applies */
 };
 
 struct index_config {
@@ -70,6 +71,8 @@ struct config {
     long request_timeout_s;  /* idle connection timeout, default 60 */
     char *model_path;        /* extractor weights; default ./models/mnv2_140.bin */
     char *console_dir;       /* static console files; default ./console */
+    char *objects_dir;       /* root of the default local bucket; default ./objects */
+    int max_connections;     /* default 256 */
 
     /* [auth] */
     enum auth_mode auth_mode;
@@ -108,5 +111,8 @@ void config_usage(FILE *out);
 /* Parses "10.0.0.0/8", "::1/128" or a bare address. 0 on success. */
 int cidr_parse(const char *s, struct cidr *out);
 int cidr_match(const struct cidr *c, int family, const uint8_t *addr);
+
+/* "HOST:PORT" or "[v6]:PORT" into host (malloc'd, replacing *host) and port. */
+int config_parse_listen(const char *v, char **host, int *port);
 
 #endif

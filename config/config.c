@@ -1,0 +1,616 @@
+/* config.c: builds the immutable `struct config` from defaults, an INI file
+ * (libinih) and command-line overrides. Every unknown key or bad value stops
+ * start-up with "file:line: [section] key: reason". */
+#include <errno.h>
+#include <getopt.h>
+#include <ini.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include "config/config.h"
+
+struct parse_ctx {
+    struct config *cfg;
+    char err[512]; /* first error, without the file:line prefix */
+};
+
+static char *xstrdup(const char *s)
+{
+    char *d = strdup(s ? s : "");
+    if (!d) {
+        fprintf(stderr, "out of memory\n");
+        abort();
+    }
+    return d;
+}
+
+static void set_str(char **dst, const char *v)
+{
+    free(*dst);
+    *dst = xstrdup(v);
+}
+
+void config_defaults(struct config *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    cfg->listen_host = xstrdup("127.0.0.1");
+    cfg->listen_port = 8080;
+    cfg->data_dir = xstrdup("./data");
+    cfg->objects_dir = xstrdup("./objects");
+    cfg->model_path = xstrdup(getenv("IMGSEARCH_MODEL") ? getenv("IMGSEARCH_MODEL")
+                                                        : "./models/mnv2_140.bin");
+    cfg->console_dir = xstrdup("./console");
+    cfg->threads = 0;
+    cfg->max_body_bytes = 12u * 1024 * 1024;
+    cfg->request_timeout_s = 60;
+    cfg->max_connections = 256;
+    cfg->auth_mode = AUTH_NONE;
+    cfg->auth_max_skew_s = 900;
+    cfg->fetch.connect_timeout_ms = 5000;
+    cfg->fetch.timeout_ms = 20000;
+    cfg->fetch.max_redirects = 3;
+    cfg->index.exact_max = 100000;
+    cfg->index.ann_factory = xstrdup("IVF1024,SQ8");
+    cfg->index.nprobe = 0;
+    cfg->import_workers = 1;
+}
+
+static void free_cidrs(struct cidr **list, size_t *n)
+{
+    free(*list);
+    *list = NULL;
+    *n = 0;
+}
+
+void config_free(struct config *cfg)
+{
+    free(cfg->listen_host);
+    free(cfg->data_dir);
+    free(cfg->objects_dir);
+    free(cfg->model_path);
+    free(cfg->console_dir);
+    for (size_t i = 0; i < cfg->n_credentials; i++) {
+        free(cfg->credentials[i].name);
+        free(cfg->credentials[i].access_key);
+        free(cfg->credentials[i].secret_key);
+        free(cfg->credentials[i].project_id);
+    }
+    free(cfg->credentials);
+    for (size_t i = 0; i < cfg->n_tokens; i++) {
+        free(cfg->tokens[i].name);
+        free(cfg->tokens[i].token);
+        free(cfg->tokens[i].project_id);
+    }
+    free(cfg->tokens);
+    for (size_t i = 0; i < cfg->n_buckets; i++) {
+        struct bucket_config *b = &cfg->buckets[i];
+        free(b->name);
+        free(b->root);
+        free(b->endpoint);
+        free(b->remote);
+        free(b->region);
+        free(b->access_key);
+        free(b->secret_key);
+    }
+    free(cfg->buckets);
+    free_cidrs(&cfg->fetch.allow, &cfg->fetch.n_allow);
+    free_cidrs(&cfg->fetch.deny, &cfg->fetch.n_deny);
+    free(cfg->index.ann_factory);
+    free(cfg->path);
+    memset(cfg, 0, sizeof *cfg);
+}
+
+/* --- value parsers: 0 on success, -1 with ctx->err set --------------------- */
+
+static int parse_long(struct parse_ctx *ctx, const char *v, long min, long max, long *out)
+{
+    char *end;
+    errno = 0;
+    long x = strtol(v, &end, 10);
+    if (errno || end == v || *end || x < min || x > max) {
+        snprintf(ctx->err, sizeof ctx->err, "expected an integer in [%ld, %ld], got \"%s\"", min,
+                 max, v);
+        return -1;
+    }
+    *out = x;
+    return 0;
+}
+
+/* Sizes accept a K/M/G suffix (binary multiples). */
+static int parse_size(struct parse_ctx *ctx, const char *v, size_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long x = strtoull(v, &end, 10);
+    unsigned long long mult = 1;
+    if (end != v && *end && !end[1]) {
+        switch (*end) {
+        case 'k': case 'K': mult = 1024ull; end++; break;
+        case 'm': case 'M': mult = 1024ull * 1024; end++; break;
+        case 'g': case 'G': mult = 1024ull * 1024 * 1024; end++; break;
+        }
+    }
+    if (errno || end == v || *end || v[0] == '-' || x == 0 || x > (1ull << 40) / mult) {
+        snprintf(ctx->err, sizeof ctx->err, "expected a size like 12M, got \"%s\"", v);
+        return -1;
+    }
+    *out = (size_t)(x * mult);
+    return 0;
+}
+
+int config_parse_listen(const char *v, char **host, int *port)
+{
+    const char *colon = strrchr(v, ':');
+    if (!colon || colon == v)
+        return -1;
+    char *end;
+    long p = strtol(colon + 1, &end, 10);
+    if (*end || end == colon + 1 || p < 0 || p > 65535)
+        return -1;
+    size_t hl = (size_t)(colon - v);
+    if (v[0] == '[' && hl >= 2 && v[hl - 1] == ']') { /* [::1]:8080 */
+        v++;
+        hl -= 2;
+    }
+    char *h = strndup(v, hl);
+    if (!h)
+        return -1;
+    free(*host);
+    *host = h;
+    *port = (int)p;
+    return 0;
+}
+
+/* A comma- or space-separated CIDR list, appended to *list. */
+static int parse_cidr_list(struct parse_ctx *ctx, const char *v, struct cidr **list, size_t *n)
+{
+    char *copy = xstrdup(v), *save = NULL;
+    int rc = 0;
+    for (char *tok = strtok_r(copy, ", \t", &save); tok; tok = strtok_r(NULL, ", \t", &save)) {
+        struct cidr c;
+        if (cidr_parse(tok, &c) != 0) {
+            snprintf(ctx->err, sizeof ctx->err, "bad address range \"%s\"", tok);
+            rc = -1;
+            break;
+        }
+        struct cidr *grown = realloc(*list, (*n + 1) * sizeof **list);
+        if (!grown) {
+            rc = -1;
+            break;
+        }
+        *list = grown;
+        (*list)[(*n)++] = c;
+    }
+    free(copy);
+    return rc;
+}
+
+/* --- sections -------------------------------------------------------------- */
+
+/* Finds or appends the named entry of a [kind:NAME] section array. */
+#define FIND_OR_ADD(arr, count, nm)                                                            \
+    ({                                                                                         \
+        __typeof__(&(arr)[0]) found_ = NULL;                                                   \
+        for (size_t i_ = 0; i_ < (count); i_++)                                                \
+            if (strcmp((arr)[i_].name, (nm)) == 0)                                             \
+                found_ = &(arr)[i_];                                                           \
+        if (!found_) {                                                                         \
+            __typeof__(&(arr)[0]) g_ = realloc((arr), ((count) + 1) * sizeof *(arr));           \
+            if (g_) {                                                                          \
+                (arr) = g_;                                                                    \
+                found_ = &(arr)[(count)++];                                                    \
+                memset(found_, 0, sizeof *found_);                                             \
+                found_->name = xstrdup(nm);                                                    \
+            }                                                                                  \
+        }                                                                                      \
+        found_;                                                                                \
+    })
+
+static int valid_name(const char *s)
+{
+    if (!*s)
+        return 0;
+    for (; *s; s++)
+        if (!(('a' <= *s && *s <= 'z') || ('A' <= *s && *s <= 'Z') || ('0' <= *s && *s <= '9') ||
+              *s == '-' || *s == '_' || *s == '.'))
+            return 0;
+    return 1;
+}
+
+static int server_key(struct parse_ctx *ctx, const char *k, const char *v)
+{
+    struct config *cfg = ctx->cfg;
+    long x;
+    if (!strcmp(k, "listen")) {
+        if (config_parse_listen(v, &cfg->listen_host, &cfg->listen_port) != 0) {
+            snprintf(ctx->err, sizeof ctx->err, "expected HOST:PORT, got \"%s\"", v);
+            return -1;
+        }
+        return 0;
+    }
+    if (!strcmp(k, "data_dir"))
+        return set_str(&cfg->data_dir, v), 0;
+    if (!strcmp(k, "objects_dir"))
+        return set_str(&cfg->objects_dir, v), 0;
+    if (!strcmp(k, "model"))
+        return set_str(&cfg->model_path, v), 0;
+    if (!strcmp(k, "console_dir"))
+        return set_str(&cfg->console_dir, v), 0;
+    if (!strcmp(k, "threads")) {
+        if (parse_long(ctx, v, 0, 256, &x))
+            return -1;
+        cfg->threads = (int)x;
+        return 0;
+    }
+    if (!strcmp(k, "max_body_bytes"))
+        return parse_size(ctx, v, &cfg->max_body_bytes);
+    if (!strcmp(k, "request_timeout")) {
+        if (parse_long(ctx, v, 1, 3600, &x))
+            return -1;
+        cfg->request_timeout_s = x;
+        return 0;
+    }
+    if (!strcmp(k, "max_connections")) {
+        if (parse_long(ctx, v, 1, 100000, &x))
+            return -1;
+        cfg->max_connections = (int)x;
+        return 0;
+    }
+    snprintf(ctx->err, sizeof ctx->err, "unknown key");
+    return -1;
+}
+
+static int auth_key(struct parse_ctx *ctx, const char *k, const char *v)
+{
+    struct config *cfg = ctx->cfg;
+    if (!strcmp(k, "mode")) {
+        static const char *names[] = {"none", "token", "aksk", "any"};
+        for (int i = 0; i < 4; i++)
+            if (!strcasecmp(v, names[i])) {
+                cfg->auth_mode = (enum auth_mode)i;
+                return 0;
+            }
+        snprintf(ctx->err, sizeof ctx->err, "expected none, token, aksk or any, got \"%s\"", v);
+        return -1;
+    }
+    if (!strcmp(k, "max_skew_seconds"))
+        return parse_long(ctx, v, 1, 7 * 24 * 3600, &cfg->auth_max_skew_s);
+    snprintf(ctx->err, sizeof ctx->err, "unknown key");
+    return -1;
+}
+
+static int credential_key(struct parse_ctx *ctx, const char *name, const char *k, const char *v)
+{
+    struct config *cfg = ctx->cfg;
+    struct credential_config *c = FIND_OR_ADD(cfg->credentials, cfg->n_credentials, name);
+    if (!c)
+        return -1;
+    if (!strcmp(k, "access_key"))
+        return set_str(&c->access_key, v), 0;
+    if (!strcmp(k, "secret_key"))
+        return set_str(&c->secret_key, v), 0;
+    if (!strcmp(k, "project_id"))
+        return set_str(&c->project_id, v), 0;
+    snprintf(ctx->err, sizeof ctx->err, "unknown key");
+    return -1;
+}
+
+static int token_key(struct parse_ctx *ctx, const char *name, const char *k, const char *v)
+{
+    struct config *cfg = ctx->cfg;
+    struct token_config *t = FIND_OR_ADD(cfg->tokens, cfg->n_tokens, name);
+    if (!t)
+        return -1;
+    if (!strcmp(k, "token"))
+        return set_str(&t->token, v), 0;
+    if (!strcmp(k, "project_id"))
+        return set_str(&t->project_id, v), 0;
+    snprintf(ctx->err, sizeof ctx->err, "unknown key");
+    return -1;
+}
+
+static int bucket_key(struct parse_ctx *ctx, const char *name, const char *k, const char *v)
+{
+    struct config *cfg = ctx->cfg;
+    struct bucket_config *b = FIND_OR_ADD(cfg->buckets, cfg->n_buckets, name);
+    if (!b)
+        return -1;
+    if (!strcmp(k, "type")) {
+        if (!strcmp(v, "local"))
+            b->kind = BUCKET_LOCAL;
+        else if (!strcmp(v, "s3") || !strcmp(v, "obs"))
+            b->kind = BUCKET_S3;
+        else {
+            snprintf(ctx->err, sizeof ctx->err, "expected local or s3, got \"%s\"", v);
+            return -1;
+        }
+        return 0;
+    }
+    char **slot = !strcmp(k, "root")            ? &b->root
+                  : !strcmp(k, "endpoint")      ? &b->endpoint
+                  : !strcmp(k, "remote_bucket") ? &b->remote
+                  : !strcmp(k, "region")        ? &b->region
+                  : !strcmp(k, "access_key")    ? &b->access_key
+                  : !strcmp(k, "secret_key")    ? &b->secret_key
+                                                : NULL;
+    if (!slot) {
+        snprintf(ctx->err, sizeof ctx->err, "unknown key");
+        return -1;
+    }
+    set_str(slot, v);
+    return 0;
+}
+
+static int fetch_key(struct parse_ctx *ctx, const char *k, const char *v)
+{
+    struct fetch_config *f = &ctx->cfg->fetch;
+    if (!strcmp(k, "connect_timeout_ms"))
+        return parse_long(ctx, v, 1, 600000, &f->connect_timeout_ms);
+    if (!strcmp(k, "timeout_ms"))
+        return parse_long(ctx, v, 1, 3600000, &f->timeout_ms);
+    if (!strcmp(k, "max_redirects"))
+        return parse_long(ctx, v, 0, 20, &f->max_redirects);
+    if (!strcmp(k, "allow"))
+        return parse_cidr_list(ctx, v, &f->allow, &f->n_allow);
+    if (!strcmp(k, "deny")) {
+        f->deny_configured = 1;
+        return parse_cidr_list(ctx, v, &f->deny, &f->n_deny);
+    }
+    snprintf(ctx->err, sizeof ctx->err, "unknown key");
+    return -1;
+}
+
+static int index_key(struct parse_ctx *ctx, const char *k, const char *v)
+{
+    struct index_config *ix = &ctx->cfg->index;
+    if (!strcmp(k, "exact_max"))
+        return parse_long(ctx, v, 1, 1L << 40, &ix->exact_max);
+    if (!strcmp(k, "ann_factory"))
+        return set_str(&ix->ann_factory, v), 0;
+    if (!strcmp(k, "nprobe"))
+        return parse_long(ctx, v, 0, 1 << 20, &ix->nprobe);
+    snprintf(ctx->err, sizeof ctx->err, "unknown key");
+    return -1;
+}
+
+static int import_key(struct parse_ctx *ctx, const char *k, const char *v)
+{
+    long x;
+    if (!strcmp(k, "workers")) {
+        if (parse_long(ctx, v, 1, 64, &x))
+            return -1;
+        ctx->cfg->import_workers = (int)x;
+        return 0;
+    }
+    snprintf(ctx->err, sizeof ctx->err, "unknown key");
+    return -1;
+}
+
+/* inih calls this for every key; returning 0 makes ini_parse report the line. */
+static int on_key(void *user, const char *section, const char *key, const char *value)
+{
+    struct parse_ctx *ctx = user;
+    if (ctx->err[0])
+        return 1; /* keep the first error only */
+    int rc = -1;
+    const char *colon = strchr(section, ':');
+    if (!colon) {
+        if (!strcmp(section, "server"))
+            rc = server_key(ctx, key, value);
+        else if (!strcmp(section, "auth"))
+            rc = auth_key(ctx, key, value);
+        else if (!strcmp(section, "fetch"))
+            rc = fetch_key(ctx, key, value);
+        else if (!strcmp(section, "index"))
+            rc = index_key(ctx, key, value);
+        else if (!strcmp(section, "import"))
+            rc = import_key(ctx, key, value);
+        else
+            snprintf(ctx->err, sizeof ctx->err, "unknown section");
+    } else {
+        const char *name = colon + 1;
+        size_t kl = (size_t)(colon - section);
+        if (!valid_name(name))
+            snprintf(ctx->err, sizeof ctx->err, "bad section name \"%s\"", name);
+        else if (kl == 10 && !strncmp(section, "credential", kl))
+            rc = credential_key(ctx, name, key, value);
+        else if (kl == 5 && !strncmp(section, "token", kl))
+            rc = token_key(ctx, name, key, value);
+        else if (kl == 6 && !strncmp(section, "bucket", kl))
+            rc = bucket_key(ctx, name, key, value);
+        else
+            snprintf(ctx->err, sizeof ctx->err, "unknown section");
+    }
+    if (rc == 0)
+        return 1;
+    if (!ctx->err[0])
+        snprintf(ctx->err, sizeof ctx->err, "out of memory");
+    /* Prefix the section and key now; the line comes from ini_parse. */
+    char tmp[sizeof ctx->err];
+    snprintf(tmp, sizeof tmp, "%s", ctx->err);
+    snprintf(ctx->err, sizeof ctx->err, "[%.100s] %.100s: %.300s", section, key, tmp);
+    return 0;
+}
+
+/* Whole-config checks that no single key can make. */
+static int validate(struct config *cfg, char *errbuf, size_t errlen)
+{
+    const char *file = cfg->path ? cfg->path : "(defaults)";
+    for (size_t i = 0; i < cfg->n_credentials; i++) {
+        struct credential_config *c = &cfg->credentials[i];
+        if (!c->access_key || !*c->access_key || !c->secret_key || !*c->secret_key) {
+            snprintf(errbuf, errlen, "%s: [credential:%s] needs access_key and secret_key", file,
+                     c->name);
+            return -1;
+        }
+    }
+    for (size_t i = 0; i < cfg->n_tokens; i++)
+        if (!cfg->tokens[i].token || strlen(cfg->tokens[i].token) < 8) {
+            snprintf(errbuf, errlen, "%s: [token:%s] needs a token of at least 8 characters",
+                     file, cfg->tokens[i].name);
+            return -1;
+        }
+    for (size_t i = 0; i < cfg->n_buckets; i++) {
+        struct bucket_config *b = &cfg->buckets[i];
+        if (b->kind == BUCKET_LOCAL && (!b->root || !*b->root)) {
+            snprintf(errbuf, errlen, "%s: [bucket:%s] type local needs root", file, b->name);
+            return -1;
+        }
+        if (b->kind == BUCKET_S3 && (!b->endpoint || !b->access_key || !b->secret_key)) {
+            snprintf(errbuf, errlen,
+                     "%s: [bucket:%s] type s3 needs endpoint, access_key and secret_key", file,
+                     b->name);
+            return -1;
+        }
+    }
+    if ((cfg->auth_mode == AUTH_TOKEN && cfg->n_tokens == 0) ||
+        (cfg->auth_mode == AUTH_AKSK && cfg->n_credentials == 0) ||
+        (cfg->auth_mode == AUTH_ANY && cfg->n_tokens + cfg->n_credentials == 0)) {
+        snprintf(errbuf, errlen, "%s: [auth] mode needs at least one [token:NAME] or "
+                                 "[credential:NAME] section to match it",
+                 file);
+        return -1;
+    }
+    return 0;
+}
+
+/* The default local bucket exists only when no bucket is configured. */
+static int finish(struct config *cfg)
+{
+    if (cfg->n_buckets == 0) {
+        cfg->buckets = calloc(1, sizeof *cfg->buckets);
+        if (!cfg->buckets)
+            return -1;
+        cfg->n_buckets = 1;
+        cfg->buckets[0].name = xstrdup("local");
+        cfg->buckets[0].kind = BUCKET_LOCAL;
+        cfg->buckets[0].root = xstrdup(cfg->objects_dir);
+    }
+    for (size_t i = 0; i < cfg->n_buckets; i++) {
+        struct bucket_config *b = &cfg->buckets[i];
+        if (b->kind == BUCKET_S3) {
+            if (!b->remote)
+                b->remote = xstrdup(b->name);
+            if (!b->region)
+                b->region = xstrdup("us-east-1");
+        }
+    }
+    return 0;
+}
+
+static int read_file(const char *path, struct config *cfg, char *errbuf, size_t errlen)
+{
+    struct parse_ctx ctx = {.cfg = cfg};
+    set_str(&cfg->path, path);
+    int line = ini_parse(path, on_key, &ctx);
+    if (line == -1) {
+        snprintf(errbuf, errlen, "%s: cannot open: %s", path, strerror(errno));
+        return -1;
+    }
+    if (line == -2) {
+        snprintf(errbuf, errlen, "%s: out of memory", path);
+        return -1;
+    }
+    if (line > 0) {
+        if (ctx.err[0])
+            snprintf(errbuf, errlen, "%s:%d: %s", path, line, ctx.err);
+        else
+            snprintf(errbuf, errlen, "%s:%d: syntax error", path, line);
+        return -1;
+    }
+    return 0;
+}
+
+int config_load_file(const char *path, struct config *cfg, char *errbuf, size_t errlen)
+{
+    config_defaults(cfg);
+    if (path && read_file(path, cfg, errbuf, errlen) != 0)
+        return -1;
+    if (validate(cfg, errbuf, errlen) != 0 || finish(cfg) != 0)
+        return -1;
+    return 0;
+}
+
+void config_usage(FILE *out)
+{
+    fputs(
+        "Usage: imgsearchd [--config FILE] [--listen HOST:PORT] [--data-dir DIR] [--help]\n"
+        "\n"
+        "Self-hosted image search speaking the Huawei Cloud Image Search REST API.\n"
+        "Command-line options override the file. Keys of the INI file:\n"
+        "\n"
+        "[server]\n"
+        "  listen = HOST:PORT       address to serve on (default 127.0.0.1:8080)\n"
+        "  data_dir = DIR           SQLite database and index files (default ./data)\n"
+        "  objects_dir = DIR        root of the default local bucket \"local\" (./objects)\n"
+        "  threads = N              HTTP worker threads, 0 = 4 per core (default 0)\n"
+        "  max_body_bytes = SIZE    larger bodies get 413 APIG.0201 (default 12M)\n"
+        "  request_timeout = SEC    idle connection timeout (default 60)\n"
+        "  max_connections = N      concurrent connections (default 256)\n"
+        "  model = FILE             extractor weights (default ./models/mnv2_140.bin)\n"
+        "  console_dir = DIR        web console files (default ./console)\n"
+        "[auth]\n"
+        "  mode = none|token|aksk|any   (default none: every request is accepted)\n"
+        "  max_skew_seconds = N     allowed X-Sdk-Date clock skew (default 900)\n"
+        "[credential:NAME]          one per AK/SK pair (SDK-HMAC-SHA256)\n"
+        "  access_key, secret_key, project_id (optional: the only project it may use)\n"
+        "[token:NAME]               one per static X-Auth-Token\n"
+        "  token, project_id (optional)\n"
+        "[bucket:NAME]              object-store bucket for obs://NAME/key and\n"
+        "                           https://NAME.obs.REGION.myhuaweicloud.com/key\n"
+        "  type = local|s3, root (local), endpoint, remote_bucket, region,\n"
+        "  access_key, secret_key (s3). Without any bucket, \"local\" = objects_dir.\n"
+        "[fetch]                    image_url downloads\n"
+        "  connect_timeout_ms (5000), timeout_ms (20000), max_redirects (3)\n"
+        "  allow = CIDR, ...        always allowed ranges\n"
+        "  deny = CIDR, ...         refused ranges (default: loopback, private, link-local)\n"
+        "[index]\n"
+        "  exact_max = N            exact search up to N items per instance (100000)\n"
+        "  ann_factory = STRING     FAISS index beyond that (IVF1024,SQ8)\n"
+        "  nprobe = N               default IVF probes (0: the request's default, 100)\n"
+        "[import]\n"
+        "  workers = N              import worker threads (default 1)\n",
+        out);
+}
+
+int config_load(int argc, char **argv, struct config *cfg, char *errbuf, size_t errlen)
+{
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, 'c'}, {"listen", required_argument, NULL, 'l'},
+        {"data-dir", required_argument, NULL, 'd'}, {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0}};
+    const char *file = NULL, *listen = NULL, *data_dir = NULL;
+    int c;
+    optind = 1;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "c:l:d:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c': file = optarg; break;
+        case 'l': listen = optarg; break;
+        case 'd': data_dir = optarg; break;
+        case 'h': config_usage(stdout); return 1;
+        default:
+            snprintf(errbuf, errlen, "unknown or incomplete option \"%s\" (see --help)",
+                     argv[optind - 1]);
+            return -1;
+        }
+    }
+    if (optind < argc) {
+        snprintf(errbuf, errlen, "unexpected argument \"%s\" (see --help)", argv[optind]);
+        return -1;
+    }
+    config_defaults(cfg);
+    if (file && read_file(file, cfg, errbuf, errlen) != 0)
+        return -1;
+    if (listen && config_parse_listen(listen, &cfg->listen_host, &cfg->listen_port) != 0) {
+        snprintf(errbuf, errlen, "--listen: expected HOST:PORT, got \"%s\"", listen);
+        return -1;
+    }
+    if (data_dir)
+        set_str(&cfg->data_dir, data_dir);
+    if (validate(cfg, errbuf, errlen) != 0 || finish(cfg) != 0)
+        return -1;
+    return 0;
+}

@@ -1,0 +1,34 @@
+/* h_system.c: health and metrics, outside the cloud's paths. */
+#include <stdlib.h>
+#include <string.h>
+#include "server/handlers.h"
+#include "server/metrics.h"
+#include "server/registry.h"
+#include "server/server.h"
+#include "storage/db.h"
+
+enum err h_healthz(struct request *req)
+{
+    sqlite3 *c = db_conn(req->srv->db);
+    int ok = c && sqlite3_exec(c, "SELECT 1", NULL, NULL, NULL) == SQLITE_OK;
+    int model = req->srv->extractor != NULL;
+    req->reply = json_pack("{s:s, s:b, s:b}", "status", ok ? "ok" : "unavailable", "database", ok,
+                           "model", model);
+    req->status = ok ? 200 : 503;
+    return E_OK;
+}
+
+enum err h_metrics(struct request *req)
+{
+    char *buf = NULL;
+    size_t len = 0, cap = 0;
+    if (metrics_render(req->srv->metrics, &buf, &len, &cap) != 0 ||
+        registry_render_metrics(req->srv->registry, &buf, &len, &cap) != 0) {
+        free(buf);
+        return req_fail(req, E_INTERNAL, "metrics");
+    }
+    req->raw = buf;
+    req->raw_len = len;
+    req->raw_type = "text/plain; version=0.0.4";
+    return E_OK;
+}

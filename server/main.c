@@ -1,0 +1,119 @@
+/* main.c: imgsearchd start-up and shutdown. Reads the configuration, opens
+ * SQLite, the image sources and the extractor, starts HTTP, then waits for
+ * SIGTERM/SIGINT and shuts down in the reverse order, letting in-flight
+ * requests finish. */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include "index/extract.h"
+#include "server/http_log.h"
+#include "server/metrics.h"
+#include "server/registry.h"
+#include "server/server.h"
+#include "storage/db.h"
+#include "storage/source.h"
+
+/* mkdir -p */
+static int make_dirs(const char *path)
+{
+    char buf[4096];
+    snprintf(buf, sizeof buf, "%s", path);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = 0;
+        if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+            return -1;
+        *p = '/';
+    }
+    return mkdir(buf, 0755) != 0 && errno != EEXIST ? -1 : 0;
+}
+
+/* Request threads block on I/O (URL fetches, fsync) as much as they compute,
+ * so the pool is a few per core; the OpenMP/OpenBLAS pools stay at one
+ * thread per request so they never oversubscribe the cores. */
+static void set_thread_env(struct server *srv)
+{
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    srv->n_cores = cores > 0 ? (int)cores : 1;
+    srv->n_threads = srv->cfg.threads > 0 ? srv->cfg.threads : 4 * srv->n_cores;
+    setenv("OMP_NUM_THREADS", "1", 0);
+    setenv("OMP_WAIT_POLICY", "PASSIVE", 0);
+    setenv("OPENBLAS_NUM_THREADS", "1", 0);
+}
+
+int main(int argc, char **argv)
+{
+    static struct server srv;
+    char err[1024] = "";
+    int rc = config_load(argc, argv, &srv.cfg, err, sizeof err);
+    if (rc == 1)
+        return 0;
+    if (rc != 0) {
+        fprintf(stderr, "imgsearchd: %s\n", err);
+        return 2;
+    }
+    set_thread_env(&srv);
+
+    /* Block the stop signals in every thread; main waits for them. */
+    sigset_t stop;
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGTERM);
+    sigaddset(&stop, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &stop, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    char db_path[4096];
+    snprintf(db_path, sizeof db_path, "%s/imgsearch.db", srv.cfg.data_dir);
+    if (make_dirs(srv.cfg.data_dir) != 0) {
+        fprintf(stderr, "imgsearchd: cannot create %s: %s\n", srv.cfg.data_dir, strerror(errno));
+        return 1;
+    }
+    for (size_t i = 0; i < srv.cfg.n_buckets; i++)
+        if (srv.cfg.buckets[i].kind == BUCKET_LOCAL)
+            make_dirs(srv.cfg.buckets[i].root);
+    if (source_global_init() != 0) {
+        fprintf(stderr, "imgsearchd: libcurl initialisation failed\n");
+        return 1;
+    }
+    if (db_open(db_path, &srv.db, err, sizeof err) != 0 ||
+        source_create(&srv.cfg, &srv.source, err, sizeof err) != 0 ||
+        registry_new(&srv.cfg, srv.db, &srv.registry, err, sizeof err) != 0) {
+        fprintf(stderr, "imgsearchd: %s\n", err);
+        return 1;
+    }
+    srv.metrics = metrics_new();
+    if (extractor_open(srv.cfg.model_path, &srv.extractor, err, sizeof err) != 0) {
+        /* Instances and metadata still work; image calls answer 503. */
+        log_info("warning: no feature extractor (%s); image operations will fail until the "
+                 "model is installed (make model)",
+                 err);
+        srv.extractor = NULL;
+    }
+    if (srv.cfg.auth_mode == AUTH_NONE)
+        log_info("warning: [auth] mode = none: every request is accepted without credentials");
+    if (http_start(&srv, err, sizeof err) != 0) {
+        fprintf(stderr, "imgsearchd: %s\n", err);
+        return 1;
+    }
+    log_info("imgsearchd listening on %s:%d (%d threads, %d cores, data in %s)",
+             srv.cfg.listen_host, http_port(&srv), srv.n_threads, srv.n_cores,
+             srv.cfg.data_dir);
+
+    int sig = 0;
+    sigwait(&stop, &sig);
+    log_info("signal %d: shutting down", sig);
+    http_stop(&srv, 30);
+    registry_free(srv.registry);
+    extractor_close(srv.extractor);
+    source_free(srv.source);
+    db_close(srv.db);
+    metrics_free(srv.metrics);
+    config_free(&srv.cfg);
+    log_info("stopped");
+    return 0;
+}

@@ -1,0 +1,180 @@
+/* db.c: SQLite connections (one per thread), pragmas and migrations. */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "storage/db.h"
+#include "storage/schema.h"
+
+struct conn_node {
+    sqlite3 *c;
+    struct conn_node *next;
+};
+
+struct db {
+    char *path;
+    pthread_key_t key;
+    pthread_mutex_t lock; /* guards conns */
+    struct conn_node *conns;
+};
+
+static int exec(sqlite3 *c, const char *sql)
+{
+    char *msg = NULL;
+    if (sqlite3_exec(c, sql, NULL, NULL, &msg) != SQLITE_OK) {
+        fprintf(stderr, "sqlite: %s\n", msg ? msg : sqlite3_errmsg(c));
+        sqlite3_free(msg);
+        return -1;
+    }
+    return 0;
+}
+
+/* FULL sync: an acknowledged add must survive power loss, not just kill -9. */
+static sqlite3 *open_conn(const char *path)
+{
+    sqlite3 *c = NULL;
+    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
+    if (sqlite3_open_v2(path, &c, flags, NULL) != SQLITE_OK) {
+        fprintf(stderr, "sqlite: cannot open %s: %s\n", path, c ? sqlite3_errmsg(c) : "?");
+        sqlite3_close(c);
+        return NULL;
+    }
+    sqlite3_busy_timeout(c, 10000);
+    if (exec(c, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;"
+                "PRAGMA temp_store=MEMORY;") != 0) {
+        sqlite3_close(c);
+        return NULL;
+    }
+    return c;
+}
+
+sqlite3 *db_conn(struct db *db)
+{
+    sqlite3 *c = pthread_getspecific(db->key);
+    if (c)
+        return c;
+    c = open_conn(db->path);
+    if (!c)
+        return NULL;
+    struct conn_node *n = malloc(sizeof *n);
+    if (!n) {
+        sqlite3_close(c);
+        return NULL;
+    }
+    n->c = c;
+    pthread_mutex_lock(&db->lock);
+    n->next = db->conns;
+    db->conns = n;
+    pthread_mutex_unlock(&db->lock);
+    pthread_setspecific(db->key, c);
+    return c;
+}
+
+int db_schema_version(struct db *db)
+{
+    sqlite3 *c = db_conn(db);
+    sqlite3_stmt *st = c ? db_prepare(c, "PRAGMA user_version") : NULL;
+    int v = -1;
+    if (st && sqlite3_step(st) == SQLITE_ROW)
+        v = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    return v;
+}
+
+static int migrate(struct db *db, char *errbuf, size_t errlen)
+{
+    sqlite3 *c = db_conn(db);
+    int v = db_schema_version(db);
+    if (!c || v < 0) {
+        snprintf(errbuf, errlen, "%s: cannot read the schema version", db->path);
+        return -1;
+    }
+    if ((size_t)v > schema_count()) {
+        snprintf(errbuf, errlen, "%s: schema version %d is newer than this server (%zu)",
+                 db->path, v, schema_count());
+        return -1;
+    }
+    for (size_t i = (size_t)v; i < schema_count(); i++) {
+        char pragma[64];
+        snprintf(pragma, sizeof pragma, "PRAGMA user_version=%zu;", i + 1);
+        if (db_begin(c) != 0 || exec(c, schema_migration(i)) != 0 || exec(c, pragma) != 0 ||
+            db_commit(c) != 0) {
+            db_rollback(c);
+            snprintf(errbuf, errlen, "%s: migration %zu failed: %s", db->path, i + 1,
+                     sqlite3_errmsg(c));
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int db_open(const char *path, struct db **out, char *errbuf, size_t errlen)
+{
+    struct db *db = calloc(1, sizeof *db);
+    if (!db || !(db->path = strdup(path))) {
+        free(db);
+        snprintf(errbuf, errlen, "out of memory");
+        return -1;
+    }
+    pthread_mutex_init(&db->lock, NULL);
+    if (pthread_key_create(&db->key, NULL) != 0) {
+        free(db->path);
+        free(db);
+        snprintf(errbuf, errlen, "pthread_key_create failed");
+        return -1;
+    }
+    if (!db_conn(db)) {
+        snprintf(errbuf, errlen, "cannot open database %s", path);
+        db_close(db);
+        return -1;
+    }
+    if (migrate(db, errbuf, errlen) != 0) {
+        db_close(db);
+        return -1;
+    }
+    *out = db;
+    return 0;
+}
+
+void db_close(struct db *db)
+{
+    if (!db)
+        return;
+    struct conn_node *n = db->conns;
+    while (n) {
+        struct conn_node *next = n->next;
+        sqlite3_close_v2(n->c);
+        free(n);
+        n = next;
+    }
+    pthread_key_delete(db->key);
+    pthread_mutex_destroy(&db->lock);
+    free(db->path);
+    free(db);
+}
+
+int db_begin(sqlite3 *c)
+{
+    return exec(c, "BEGIN IMMEDIATE");
+}
+
+int db_commit(sqlite3 *c)
+{
+    return exec(c, "COMMIT");
+}
+
+void db_rollback(sqlite3 *c)
+{
+    if (!sqlite3_get_autocommit(c))
+        sqlite3_exec(c, "ROLLBACK", NULL, NULL, NULL);
+}
+
+sqlite3_stmt *db_prepare(sqlite3 *c, const char *sql)
+{
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(c, sql, -1, &st, NULL) != SQLITE_OK) {
+        fprintf(stderr, "sqlite: prepare failed: %s (%s)\n", sqlite3_errmsg(c), sql);
+        return NULL;
+    }
+    return st;
+}

@@ -1,0 +1,72 @@
+/* schema.c: the migrations, in order. Never edit an applied one: add the
+ * next. db.c runs those past PRAGMA user_version at open, each in its own
+ * transaction. */
+#include <stddef.h>
+#include "storage/schema.h"
+
+static const char *const migrations[] = {
+    /* 1: projects, instances, items with their tags, keywords and vectors. */
+    "CREATE TABLE projects ("
+    "  id TEXT PRIMARY KEY,"
+    "  created_ms INTEGER NOT NULL);"
+    "CREATE TABLE instances ("
+    "  id INTEGER PRIMARY KEY,"
+    "  project_id TEXT NOT NULL REFERENCES projects(id),"
+    "  name TEXT NOT NULL,"
+    "  description TEXT NOT NULL DEFAULT '',"
+    "  model TEXT NOT NULL DEFAULT 'common-search',"
+    "  level INTEGER NOT NULL DEFAULT 30000000,"
+    "  search_types TEXT NOT NULL DEFAULT '[\"IMAGE\",\"KEYWORD\"]',"
+    "  custom_tags TEXT NOT NULL DEFAULT '[]',"
+    "  custom_num_tags TEXT NOT NULL DEFAULT '[]',"
+    "  created_ms INTEGER NOT NULL,"
+    "  status TEXT NOT NULL DEFAULT 'NORMAL',"
+    /* bumped in every item write transaction; an index snapshot is reused only
+     * when it was saved at the same value */
+    "  change_seq INTEGER NOT NULL DEFAULT 0,"
+    "  UNIQUE (project_id, name));"
+    /* rowid is the vector id in the instance's FAISS index. */
+    "CREATE TABLE items ("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  instance_id INTEGER NOT NULL REFERENCES instances(id) ON DELETE CASCADE,"
+    "  item_id TEXT NOT NULL,"
+    "  descr TEXT,"
+    "  custom_tags TEXT,"
+    "  custom_num_tags TEXT,"
+    "  keywords TEXT,"
+    "  vector BLOB NOT NULL,"
+    "  phash INTEGER NOT NULL,"
+    "  width INTEGER NOT NULL,"
+    "  height INTEGER NOT NULL,"
+    "  box TEXT,"
+    "  thumb BLOB,"
+    "  created_ms INTEGER NOT NULL,"
+    "  updated_ms INTEGER NOT NULL,"
+    "  UNIQUE (instance_id, item_id));"
+    "CREATE TABLE item_tags ("
+    "  item INTEGER NOT NULL REFERENCES items(id) ON DELETE CASCADE,"
+    "  key TEXT NOT NULL, value TEXT NOT NULL,"
+    "  PRIMARY KEY (item, key)) WITHOUT ROWID;"
+    "CREATE INDEX item_tags_kv ON item_tags(key, value);"
+    "CREATE TABLE item_num_tags ("
+    "  item INTEGER NOT NULL REFERENCES items(id) ON DELETE CASCADE,"
+    "  key TEXT NOT NULL, value REAL NOT NULL,"
+    "  PRIMARY KEY (item, key)) WITHOUT ROWID;"
+    "CREATE INDEX item_num_tags_kv ON item_num_tags(key, value);"
+    "CREATE TABLE item_keywords ("
+    "  item INTEGER NOT NULL REFERENCES items(id) ON DELETE CASCADE,"
+    "  keyword TEXT NOT NULL,"
+    "  PRIMARY KEY (item, keyword)) WITHOUT ROWID;"
+    "CREATE INDEX item_keywords_kw ON item_keywords(keyword);"
+    "CREATE INDEX items_phash ON items(instance_id, phash);",
+};
+
+size_t schema_count(void)
+{
+    return sizeof migrations / sizeof migrations[0];
+}
+
+const char *schema_migration(size_t i)
+{
+    return i < schema_count() ? migrations[i] : NULL;
+}

@@ -1,0 +1,62 @@
+/* vectors.c: bulk reads of item vectors, in batches so a rebuild of a large
+ * instance never holds more than one batch twice in memory. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "storage/vectors.h"
+
+#define BATCH 1024
+
+int vectors_for_each(struct db *db, int64_t instance_id, int dim, vectors_batch_fn fn, void *arg)
+{
+    sqlite3 *c = db_conn(db);
+    if (!c)
+        return -1;
+    sqlite3_stmt *st =
+        db_prepare(c, "SELECT id, vector FROM items WHERE instance_id = ? ORDER BY id");
+    if (!st)
+        return -1;
+    int64_t *ids = malloc(BATCH * sizeof *ids);
+    float *vecs = malloc((size_t)BATCH * (size_t)dim * sizeof *vecs);
+    int rc = ids && vecs ? 0 : -1;
+    size_t n = 0;
+    sqlite3_bind_int64(st, 1, instance_id);
+    int s;
+    while (rc == 0 && (s = sqlite3_step(st)) == SQLITE_ROW) {
+        const void *blob = sqlite3_column_blob(st, 1);
+        int bytes = sqlite3_column_bytes(st, 1);
+        if (!blob || bytes != dim * (int)sizeof(float)) {
+            fprintf(stderr, "vectors: item row %lld has a %d-byte vector, expected %d\n",
+                    (long long)sqlite3_column_int64(st, 0), bytes, dim * (int)sizeof(float));
+            continue; /* one bad row must not make the whole instance unusable */
+        }
+        ids[n] = sqlite3_column_int64(st, 0);
+        memcpy(vecs + n * (size_t)dim, blob, (size_t)bytes);
+        if (++n == BATCH) {
+            rc = fn(arg, n, ids, vecs);
+            n = 0;
+        }
+    }
+    if (rc == 0 && s != SQLITE_DONE)
+        rc = -1;
+    if (rc == 0 && n)
+        rc = fn(arg, n, ids, vecs);
+    sqlite3_finalize(st);
+    free(ids);
+    free(vecs);
+    return rc;
+}
+
+long long vectors_change_seq(struct db *db, int64_t instance_id)
+{
+    sqlite3 *c = db_conn(db);
+    sqlite3_stmt *st = c ? db_prepare(c, "SELECT change_seq FROM instances WHERE id = ?") : NULL;
+    long long v = -1;
+    if (!st)
+        return -1;
+    sqlite3_bind_int64(st, 1, instance_id);
+    if (sqlite3_step(st) == SQLITE_ROW)
+        v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return v;
+}
