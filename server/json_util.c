@@ -47,6 +47,9 @@ enum err jget_string(struct request *req, json_t *obj, const char *key, int requ
         return req_fail(req, E_BAD_PARAM, key);
     const char *s = json_string_value(v);
     size_t n = utf8_len(s);
+    /* v1 distinguishes "missing or empty" (IS.0001) from a bad value. */
+    if (required && n == 0 && min_len > 0)
+        return req_fail(req, E_MISSING_PARAM, key);
     /* Embedded NULs would silently truncate ids and paths. */
     if (strlen(s) != json_string_length(v) || n < min_len || n > max_len)
         return req_fail(req, E_BAD_PARAM, key);
