@@ -276,7 +276,7 @@ static int auth_key(struct parse_ctx *ctx, const char *k, const char *v)
         return -1;
     }
     if (!strcmp(k, "max_skew_seconds"))
-        return parse_long(ctx, v, 1, 7 * 24 * 3600, &cfg->auth_max_skew_s);
+        return parse_long(ctx, v, 1, 20L * 366 * 24 * 3600, &cfg->auth_max_skew_s);
     snprintf(ctx->err, sizeof ctx->err, "unknown key");
     return -1;
 }
