@@ -196,42 +196,45 @@ fail:
     return -1;
 }
 
-/* Separable resize of packed RGB8 to side x side RGB float in [0,1]. */
+/* Separable resize of packed RGB8 to side x side RGB float in [0,1].
+ * Vertical pass first: it runs on whole contiguous rows (vectorised), and
+ * leaves only `side` rows for the strided horizontal pass. */
 static int resize_rgb(const struct image *img, int side, float *out)
 {
     struct taps tx = {0}, ty = {0};
     float *tmp = NULL;
-    if (taps_make(img->width, side, 1.0f / 255.0f, &tx) || taps_make(img->height, side, 1.0f, &ty))
+    int rowlen = img->width * 3;
+    if (taps_make(img->width, side, 1.0f, &tx) || taps_make(img->height, side, 1.0f / 255.0f, &ty))
         goto fail;
-    tmp = malloc(sizeof(float) * (size_t)img->height * side * 3);
+    tmp = malloc(sizeof(float) * (size_t)side * rowlen);
     if (!tmp)
         goto fail;
-    for (int y = 0; y < img->height; y++) {
-        const uint8_t *row = img->rgb + (size_t)y * img->width * 3;
-        float *t = tmp + (size_t)y * side * 3;
+    for (int y = 0; y < side; y++) {
+        const float *w = ty.w + (size_t)y * ty.maxn;
+        float *t = tmp + (size_t)y * rowlen;
+        for (int k = 0; k < ty.count[y]; k++) {
+            const uint8_t *row = img->rgb + (size_t)(ty.first[y] + k) * rowlen;
+            if (k == 0)
+                kern_row_scale_u8(rowlen, w[k], row, t);
+            else
+                kern_row_axpy_u8(rowlen, w[k], row, t);
+        }
+    }
+    for (int y = 0; y < side; y++) {
+        const float *t = tmp + (size_t)y * rowlen;
+        float *o = out + (size_t)y * side * 3;
         for (int x = 0; x < side; x++) {
             const float *w = tx.w + (size_t)x * tx.maxn;
-            const uint8_t *p = row + (size_t)tx.first[x] * 3;
+            const float *p = t + (size_t)tx.first[x] * 3;
             float r = 0, g = 0, b = 0;
             for (int k = 0; k < tx.count[x]; k++) {
                 r += w[k] * p[3 * k];
                 g += w[k] * p[3 * k + 1];
                 b += w[k] * p[3 * k + 2];
             }
-            t[3 * x] = r;
-            t[3 * x + 1] = g;
-            t[3 * x + 2] = b;
-        }
-    }
-    for (int y = 0; y < side; y++) {
-        const float *w = ty.w + (size_t)y * ty.maxn;
-        float *o = out + (size_t)y * side * 3;
-        for (int i = 0; i < side * 3; i++)
-            o[i] = 0.0f;
-        for (int k = 0; k < ty.count[y]; k++) {
-            const float *t = tmp + (size_t)(ty.first[y] + k) * side * 3;
-            for (int i = 0; i < side * 3; i++)
-                o[i] += w[k] * t[i];
+            o[3 * x] = r;
+            o[3 * x + 1] = g;
+            o[3 * x + 2] = b;
         }
     }
     free(tmp);

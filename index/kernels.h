@@ -33,6 +33,11 @@ size_t kern_conv_fast_scratch(const struct kern_conv *c);
 void kern_conv_fast(const struct kern_conv *c, const float *in, float *out, float *scratch);
 void kern_dw_fast(const struct kern_conv *c, const float *in, float *out);
 
+/* dst[i] = w * src[i] (first) or dst[i] += w * src[i]: the vertical pass of
+ * the image resampler, on whole uint8 rows. */
+void kern_row_scale_u8(int n, float w, const unsigned char *src, float *dst);
+void kern_row_axpy_u8(int n, float w, const unsigned char *src, float *dst);
+
 /* Forces OpenBLAS to one thread: the server parallelises across requests. */
 void kern_init(void);
 

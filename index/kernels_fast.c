@@ -43,6 +43,19 @@ CLONES static void epilogue_row(int n, const float *restrict b, int relu6,
             o[i] += skip[i];
 }
 
+CLONES void kern_row_scale_u8(int n, float w, const unsigned char *restrict src,
+                              float *restrict dst)
+{
+    for (int i = 0; i < n; i++)
+        dst[i] = w * (float)src[i];
+}
+
+CLONES void kern_row_axpy_u8(int n, float w, const unsigned char *restrict src, float *restrict dst)
+{
+    for (int i = 0; i < n; i++)
+        dst[i] += w * (float)src[i];
+}
+
 size_t kern_conv_fast_scratch(const struct kern_conv *c)
 {
     if (c->k == 1 && c->stride == 1)
@@ -74,6 +87,10 @@ static void im2col(const struct kern_conv *c, const float *in, float *col)
     }
 }
 
+/* Output pixels per GEMM call: the band's output is still in L2 when the
+ * epilogue walks it. */
+#define BAND 512
+
 void kern_conv_fast(const struct kern_conv *c, const float *in, float *out, float *scratch)
 {
     int npix = c->out_h * c->out_w;
@@ -83,15 +100,21 @@ void kern_conv_fast(const struct kern_conv *c, const float *in, float *out, floa
         im2col(c, in, scratch);
         a = scratch;
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, npix, c->cout, kdim, 1.0f, a, kdim, c->w,
-                c->cout, 0.0f, out, c->cout);
-    for (int p = 0; p < npix; p++) {
-        size_t off = (size_t)p * c->cout;
-        epilogue_row(c->cout, c->b, c->relu6, c->skip ? c->skip + off : NULL, out + off);
+    for (int p0 = 0; p0 < npix; p0 += BAND) {
+        int m = npix - p0 < BAND ? npix - p0 : BAND;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, c->cout, kdim, 1.0f,
+                    a + (size_t)p0 * kdim, kdim, c->w, c->cout, 0.0f, out + (size_t)p0 * c->cout,
+                    c->cout);
+        for (int p = p0; p < p0 + m; p++) {
+            size_t off = (size_t)p * c->cout;
+            epilogue_row(c->cout, c->b, c->relu6, c->skip ? c->skip + off : NULL, out + off);
+        }
     }
 }
 
-/* One output pixel, all channels: bias + 9 taps, then the epilogue. */
+/* One output pixel, all channels: bias + 9 taps, then the epilogue. Taps
+ * are passed as pointers (padding points at zeros) so the channel loop has
+ * no branches and vectorises. */
 CLONES static void dw9_pixel(int ch, const float *const *p, const float *restrict w,
                              const float *restrict b, int relu6, const float *restrict skip,
                              float *restrict o)

@@ -249,6 +249,38 @@ static void test_resized_and_flipped(void)
     free(other.rgb);
 }
 
+/* A 224x224 image must reach the network untouched (/255 only), and a flat
+ * colour must stay flat whatever the scaling. */
+static void test_resize_identity(void)
+{
+    struct image img, flat = {.width = 517, .height = 203, .orig_width = 517, .orig_height = 203};
+    float *in = malloc(sizeof(float) * NIN), a[EXTRACT_DIM], b[EXTRACT_DIM];
+    render(8, EXTRACT_SIDE, EXTRACT_SIDE, &img);
+    flat.rgb = malloc((size_t)flat.width * flat.height * 3);
+    CHECK(in && img.rgb && flat.rgb);
+    if (!in || !img.rgb || !flat.rgb)
+        goto done;
+    for (int i = 0; i < NIN; i++)
+        in[i] = img.rgb[i] / 255.0f;
+    CHECK_INT(extractor_embed(ex_fast, &img, a), 0);
+    CHECK_INT(extractor_embed_input(ex_fast, in, b), 0);
+    CHECK(cosine(a, b, EXTRACT_DIM) > 0.999999);
+    for (int i = 0; i < flat.width * flat.height; i++)
+        memcpy(flat.rgb + 3 * i, (const uint8_t[3]){200, 90, 30}, 3);
+    for (int i = 0; i < NIN; i += 3) {
+        in[i] = 200 / 255.0f;
+        in[i + 1] = 90 / 255.0f;
+        in[i + 2] = 30 / 255.0f;
+    }
+    CHECK_INT(extractor_embed(ex_fast, &flat, a), 0);
+    CHECK_INT(extractor_embed_input(ex_fast, in, b), 0);
+    CHECK(cosine(a, b, EXTRACT_DIM) > 0.99999);
+done:
+    free(in);
+    free(img.rgb);
+    free(flat.rgb);
+}
+
 static void test_phash(void)
 {
     struct image a, a_small, a_jpeg, b;
@@ -319,6 +351,7 @@ int main(void)
     RUN(test_unit_norm_and_determinism);
     RUN(test_threads);
     RUN(test_resized_and_flipped);
+    RUN(test_resize_identity);
     RUN(test_phash);
     RUN(test_bad_inputs);
 
