@@ -135,7 +135,14 @@ int source_create(const struct config *cfg, struct source **out, char *errbuf, s
     }
     src->fetch = cfg->fetch;
     src->fetch.allow = cidrs_copy(cfg->fetch.allow, cfg->fetch.n_allow);
-    src->fetch.deny = cidrs_copy(cfg->fetch.deny, cfg->fetch.n_deny);
+    if (!cfg->fetch.deny_configured && cfg->fetch.n_deny == 0) {
+        /* No deny= in the config: the built-in list, so the policy fails
+         * closed whoever forgot to fill it in. */
+        if (fetch_default_deny(&src->fetch.deny, &src->fetch.n_deny) != 0)
+            goto nomem;
+    } else {
+        src->fetch.deny = cidrs_copy(cfg->fetch.deny, cfg->fetch.n_deny);
+    }
     if (!src->fetch.allow || !src->fetch.deny)
         goto nomem;
     *out = src;

@@ -432,6 +432,43 @@ static void test_fetch_denied(void)
     source_free(src);
 }
 
+static struct source *source_with_deny(int configured)
+{
+    struct bucket_config b = {.name = "local", .kind = BUCKET_LOCAL, .root = tmp_root};
+    struct config cfg;
+    struct source *src = NULL;
+    char err[256];
+
+    memset(&cfg, 0, sizeof cfg);
+    cfg.buckets = &b;
+    cfg.n_buckets = 1;
+    cfg.fetch.connect_timeout_ms = 1000;
+    cfg.fetch.timeout_ms = 2000;
+    cfg.fetch.deny_configured = configured;
+    if (source_create(&cfg, &src, err, sizeof err) != 0)
+        fprintf(stderr, "source_create: %s\n", err);
+    return src;
+}
+
+static void test_deny_defaults(void)
+{
+    struct source *src = source_with_deny(0);
+    struct bytes b = {0};
+
+    /* No deny list given and none configured: the built-in one applies. */
+    CHECK(src != NULL);
+    if (src)
+        CHECK_INT(get(src, "http://127.0.0.1:9/a.jpg", 1000, &b), SRC_URL_NOT_ALLOWED);
+    source_free(src);
+    /* An explicitly empty deny list lets the connection be tried (and fail:
+     * nothing listens on the discard port). */
+    src = source_with_deny(1);
+    CHECK(src != NULL);
+    if (src)
+        CHECK_INT(get(src, "http://127.0.0.1:9/a.jpg", 1000, &b), SRC_URL_FAILED);
+    source_free(src);
+}
+
 static void test_sniff(void)
 {
     static const uint8_t jpg[] = {0xff, 0xd8, 0xff, 0xe0};
@@ -474,6 +511,7 @@ int main(void)
     RUN(test_cidr);
     RUN(test_policy);
     RUN(test_fetch_denied);
+    RUN(test_deny_defaults);
     RUN(test_sniff);
     rm_rf(tmp_root);
     rm_rf(outside);
