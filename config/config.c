@@ -583,6 +583,9 @@ int config_load(int argc, char **argv, struct config *cfg, char *errbuf, size_t 
         {NULL, 0, NULL, 0}};
     const char *file = NULL, *listen = NULL, *data_dir = NULL;
     int c;
+    /* Early returns (--help, bad options) leave it zeroed, so the caller can
+     * config_free it whatever the result. */
+    memset(cfg, 0, sizeof *cfg);
     optind = 1;
     opterr = 0;
     while ((c = getopt_long(argc, argv, "c:l:d:h", opts, NULL)) != -1) {
