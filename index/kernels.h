@@ -33,6 +33,18 @@ size_t kern_conv_fast_scratch(const struct kern_conv *c);
 void kern_conv_fast(const struct kern_conv *c, const float *in, float *out, float *scratch);
 void kern_dw_fast(const struct kern_conv *c, const float *in, float *out);
 
+/* An inverted-residual block fused: 1x1 expand -> depthwise 3x3 -> 1x1
+ * project, run in bands of output rows so the wide expanded tensor only
+ * ever exists a few rows at a time (it stays in cache instead of making a
+ * round trip through memory). `p->skip`, if set, is the whole residual
+ * input. The scratch size depends only on the shapes. */
+int kern_block_fusable(const struct kern_conv *e, const struct kern_conv *d,
+                       const struct kern_conv *p);
+size_t kern_block_fast_scratch(const struct kern_conv *e, const struct kern_conv *d,
+                               const struct kern_conv *p);
+void kern_block_fast(const struct kern_conv *e, const struct kern_conv *d,
+                     const struct kern_conv *p, const float *in, float *out, float *scratch);
+
 /* dst[i] = w * src[i] (first) or dst[i] += w * src[i]: the vertical pass of
  * the image resampler, on whole uint8 rows. */
 void kern_row_scale_u8(int n, float w, const unsigned char *src, float *dst);

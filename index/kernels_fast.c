@@ -168,3 +168,96 @@ void kern_dw_fast(const struct kern_conv *c, const float *in, float *out)
         }
     }
 }
+
+/* Output pixels a band of the fused block aims for: enough rows for an
+ * efficient project GEMM, few enough that the expanded rows fit in L2. */
+#define BLOCK_BAND_PIXELS 256
+
+static int block_band_rows(const struct kern_conv *d)
+{
+    int rows = BLOCK_BAND_PIXELS / d->out_w;
+    return rows < 1 ? 1 : rows;
+}
+
+int kern_block_fusable(const struct kern_conv *e, const struct kern_conv *d,
+                       const struct kern_conv *p)
+{
+    return e->k == 1 && e->stride == 1 && d->k == 3 && d->cout <= DW_MAX_CH && p->k == 1 &&
+           p->stride == 1 && e->cout == d->cin && d->cout == p->cin && e->out_h == d->in_h &&
+           e->out_w == d->in_w && d->out_h == p->in_h && d->out_w == p->in_w;
+}
+
+size_t kern_block_fast_scratch(const struct kern_conv *e, const struct kern_conv *d,
+                               const struct kern_conv *p)
+{
+    (void)e;
+    (void)p;
+    int band = block_band_rows(d);
+    size_t erows = (size_t)(band - 1) * d->stride + d->k;
+    return erows * d->in_w * d->cin + (size_t)band * d->out_w * d->cout;
+}
+
+/* GEMM + epilogue for `rows` whole rows of a 1x1 convolution. */
+static void conv1x1_rows(const struct kern_conv *c, const float *in, int rows, float *out,
+                         const float *skip)
+{
+    int m = rows * c->out_w;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, c->cout, c->cin, 1.0f, in, c->cin,
+                c->w, c->cout, 0.0f, out, c->cout);
+    for (int p = 0; p < m; p++) {
+        size_t off = (size_t)p * c->cout;
+        epilogue_row(c->cout, c->b, c->relu6, skip ? skip + off : NULL, out + off);
+    }
+}
+
+void kern_block_fast(const struct kern_conv *e, const struct kern_conv *d,
+                     const struct kern_conv *p, const float *in, float *out, float *scratch)
+{
+    int band = block_band_rows(d);
+    int ch = d->cin;
+    size_t in_row = (size_t)e->in_w * e->cin, e_row = (size_t)d->in_w * ch;
+    size_t erows = (size_t)(band - 1) * d->stride + d->k;
+    float *ebuf = scratch;                 /* expanded rows [e_lo, e_hi) */
+    float *dbuf = scratch + erows * e_row; /* depthwise output of one band */
+    int e_lo = 0, e_hi = 0;
+    for (int o0 = 0; o0 < d->out_h; o0 += band) {
+        int o1 = o0 + band < d->out_h ? o0 + band : d->out_h;
+        int lo = o0 * d->stride - d->pad_top;
+        int hi = (o1 - 1) * d->stride - d->pad_top + d->k;
+        lo = lo < 0 ? 0 : lo;
+        hi = hi > d->in_h ? d->in_h : hi;
+        /* Keep the rows this band shares with the previous one. */
+        if (e_hi > lo) {
+            int from = lo > e_lo ? lo : e_lo;
+            memmove(ebuf, ebuf + (size_t)(from - e_lo) * e_row,
+                    sizeof(float) * (size_t)(e_hi - from) * e_row);
+            e_lo = from;
+        } else {
+            e_lo = e_hi = lo;
+        }
+        if (hi > e_hi) {
+            conv1x1_rows(e, in + (size_t)e_hi * in_row, hi - e_hi,
+                         ebuf + (size_t)(e_hi - e_lo) * e_row, NULL);
+            e_hi = hi;
+        }
+        for (int oy = o0; oy < o1; oy++) {
+            for (int ox = 0; ox < d->out_w; ox++) {
+                const float *taps[9];
+                for (int ky = 0; ky < 3; ky++) {
+                    int iy = oy * d->stride + ky - d->pad_top;
+                    for (int kx = 0; kx < 3; kx++) {
+                        int ix = ox * d->stride + kx - d->pad_left;
+                        int inside = iy >= 0 && iy < d->in_h && ix >= 0 && ix < d->in_w;
+                        taps[ky * 3 + kx] =
+                            inside ? ebuf + (size_t)(iy - e_lo) * e_row + (size_t)ix * ch
+                                   : dw_zeros;
+                    }
+                }
+                float *o = dbuf + ((size_t)(oy - o0) * d->out_w + ox) * ch;
+                dw9_pixel(ch, taps, d->w, d->b, d->relu6, NULL, o);
+            }
+        }
+        size_t off = (size_t)o0 * p->out_w * p->cout;
+        conv1x1_rows(p, dbuf, o1 - o0, out + off, p->skip ? p->skip + off : NULL);
+    }
+}

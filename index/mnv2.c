@@ -147,6 +147,18 @@ static int add_conv(struct mnv2 *net, struct walk *wk, const struct entry *e,
     return 0;
 }
 
+/* Whether layers li..li+2 are expand -> depthwise -> project that the fast
+ * path can run as one banded block. */
+static int fusable_at(const struct mnv2 *net, int li)
+{
+    if (li + 2 >= net->nlayers)
+        return 0;
+    const struct mnv2_layer *e = &net->layers[li], *d = e + 1, *p = e + 2;
+    return e->op == MNV2_CONV && d->op == MNV2_DWCONV && p->op == MNV2_CONV && !e->add_skip &&
+           !d->save_input && !d->add_skip && !p->save_input &&
+           kern_block_fusable(&e->conv, &d->conv, &p->conv);
+}
+
 static int parse(const uint8_t *base, size_t len, int side, struct mnv2 *net, char *errbuf,
                  size_t errlen)
 {
@@ -194,6 +206,14 @@ static int parse(const uint8_t *base, size_t len, int side, struct mnv2 *net, ch
     if (!net->nlayers || wk.have_saved)
         return fail_msg(errbuf, errlen, "incomplete network");
     net->out_ch = wk.c;
+    for (int li = 0; li < net->nlayers; li++) {
+        const struct mnv2_layer *l = &net->layers[li];
+        if (!fusable_at(net, li))
+            continue;
+        size_t need = kern_block_fast_scratch(&l->conv, &l[1].conv, &l[2].conv);
+        if (need > net->max_col)
+            net->max_col = need;
+    }
     return 0;
 }
 
@@ -256,6 +276,16 @@ void mnv2_forward(const struct mnv2 *net, const float *input, int fast, float *s
             out++;
         struct kern_conv c = l->conv;
         c.skip = l->add_skip ? buf[skip] : NULL;
+        if (fast && fusable_at(net, li)) {
+            struct kern_conv p = l[2].conv;
+            p.skip = l[2].add_skip ? buf[skip] : NULL;
+            kern_block_fast(&c, &l[1].conv, &p, buf[cur], buf[out], col);
+            if (l[2].add_skip)
+                skip = -1;
+            cur = out;
+            li += 2;
+            continue;
+        }
         if (l->op == MNV2_DWCONV) {
             if (fast)
                 kern_dw_fast(&c, buf[cur], buf[out]);
