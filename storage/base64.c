@@ -7,12 +7,19 @@
  * (whitespace, '=', junk) sets bit 24, so one OR over the block tells whether
  * the fast path applies. Blocks containing anything else (line breaks, the
  * final padding) go through a careful per-character path that also owns all
- * the validation. */
+ * the validation. On x86-64 CPUs with AVX2, 32-char blocks go through a
+ * vector decoder first (nibble lookup tables: validate, translate, pack;
+ * the approach of Muła and Lemire), which is several times faster again. */
 #include "storage/base64.h"
 
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define B64_HAVE_AVX2 1
+#include <immintrin.h>
+#endif
 
 #define B64_BAD 0x01000000u /* any non-alphabet char: bit 24 */
 #define B64_WS 0x40         /* class table: whitespace */
@@ -52,6 +59,68 @@ static void b64_init_tables(void)
 
 /* Tables are built once; pthread_once keeps concurrent first calls safe. */
 static pthread_once_t b64_once = PTHREAD_ONCE_INIT;
+
+#ifdef B64_HAVE_AVX2
+static int b64_use_avx2;
+
+static void b64_init(void)
+{
+    b64_init_tables();
+    __builtin_cpu_init();
+    b64_use_avx2 = __builtin_cpu_supports("avx2");
+}
+
+/* Decodes whole 32-char blocks of pure alphabet from `s` (n chars) into `o`,
+ * 24 bytes each; stops at the first block holding anything else. Writes 32
+ * bytes per block, so `o` needs 8 bytes of slack. Returns chars consumed. */
+__attribute__((target("avx2"))) static size_t b64_avx2_blocks(const uint8_t *s, size_t n,
+                                                              uint8_t *o)
+{
+    /* A char is valid iff lut_lo[low nibble] & lut_hi[high nibble] == 0;
+     * lut_roll[high nibble] (minus one for '/') maps it to its value. */
+    const __m256i lut_lo =
+        _mm256_setr_epi8(0x15, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x13, 0x1A,
+                         0x1B, 0x1B, 0x1B, 0x1A, 0x15, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11,
+                         0x11, 0x11, 0x13, 0x1A, 0x1B, 0x1B, 0x1B, 0x1A);
+    const __m256i lut_hi =
+        _mm256_setr_epi8(0x10, 0x10, 0x01, 0x02, 0x04, 0x08, 0x04, 0x08, 0x10, 0x10, 0x10, 0x10,
+                         0x10, 0x10, 0x10, 0x10, 0x10, 0x10, 0x01, 0x02, 0x04, 0x08, 0x04, 0x08,
+                         0x10, 0x10, 0x10, 0x10, 0x10, 0x10, 0x10, 0x10);
+    const __m256i lut_roll =
+        _mm256_setr_epi8(0, 16, 19, 4, -65, -65, -71, -71, 0, 0, 0, 0, 0, 0, 0, 0, 0, 16, 19, 4,
+                         -65, -65, -71, -71, 0, 0, 0, 0, 0, 0, 0, 0);
+    const __m256i mask_2f = _mm256_set1_epi8(0x2F);
+    const __m256i pack_shuf =
+        _mm256_setr_epi8(2, 1, 0, 6, 5, 4, 10, 9, 8, 14, 13, 12, -1, -1, -1, -1, 2, 1, 0, 6, 5, 4,
+                         10, 9, 8, 14, 13, 12, -1, -1, -1, -1);
+    const __m256i pack_perm = _mm256_setr_epi32(0, 1, 2, 4, 5, 6, 7, 7);
+    size_t i = 0;
+    for (; n - i >= 32; i += 32, o += 24) {
+        __m256i str = _mm256_loadu_si256((const __m256i *)(s + i));
+        __m256i hi_nib = _mm256_and_si256(_mm256_srli_epi32(str, 4), mask_2f);
+        __m256i lo_nib = _mm256_and_si256(str, mask_2f);
+        __m256i lo = _mm256_shuffle_epi8(lut_lo, lo_nib);
+        __m256i hi = _mm256_shuffle_epi8(lut_hi, hi_nib);
+        if (!_mm256_testz_si256(lo, hi))
+            break;
+        __m256i eq_2f = _mm256_cmpeq_epi8(str, mask_2f);
+        __m256i roll = _mm256_shuffle_epi8(lut_roll, _mm256_add_epi8(eq_2f, hi_nib));
+        str = _mm256_add_epi8(str, roll);
+        /* 4 x 6 bits -> 24 bits per 32-bit lane, then gather the 3 bytes. */
+        __m256i ab_bc = _mm256_maddubs_epi16(str, _mm256_set1_epi32(0x01400140));
+        __m256i w = _mm256_madd_epi16(ab_bc, _mm256_set1_epi32(0x00011000));
+        w = _mm256_shuffle_epi8(w, pack_shuf);
+        w = _mm256_permutevar8x32_epi32(w, pack_perm);
+        _mm256_storeu_si256((__m256i *)o, w);
+    }
+    return i;
+}
+#else
+static void b64_init(void)
+{
+    b64_init_tables();
+}
+#endif
 
 static int b64_is_little_endian(void)
 {
@@ -148,7 +217,7 @@ enum b64_status base64_decode(const char *in, size_t len, size_t max_out, uint8_
     uint8_t *buf = NULL;
     *out = NULL;
     *out_len = 0;
-    pthread_once(&b64_once, b64_init_tables);
+    pthread_once(&b64_once, b64_init);
     if (!in)
         len = 0;
 
@@ -160,13 +229,13 @@ enum b64_status base64_decode(const char *in, size_t len, size_t max_out, uint8_
 
     /* Upper bound first; only if it is over the limit count exactly, so a
      * too-large payload never causes an allocation. */
-    size_t need = n / 4 * 3 + 2;
+    size_t need = n / 4 * 3 + (n % 4 ? n % 4 - 1 : 0); /* exact if all alphabet */
     if (need > max_out) {
         need = b64_exact_len(p, n);
         if (need > max_out)
             return B64_TOO_LARGE;
     }
-    size_t cap = need + 8; /* slack for 4-byte stores of 3-byte groups */
+    size_t cap = need + 8; /* slack for 4-byte (and 32-byte) stores */
     buf = malloc(cap);
     if (!buf)
         return B64_NOMEM;
@@ -176,6 +245,13 @@ enum b64_status base64_decode(const char *in, size_t len, size_t max_out, uint8_
     uint32_t acc = 0;
     int q = 0; /* chars in the open group (slow path) */
     while (i < n) {
+#ifdef B64_HAVE_AVX2
+        if (q == 0 && b64_use_avx2 && n - i >= 32) {
+            size_t used = b64_avx2_blocks(p + i, n - i, o);
+            i += used;
+            o += used / 4 * 3;
+        }
+#endif
         /* Fast path: whole 16-char blocks of pure alphabet. */
         while (q == 0 && n - i >= 16) {
             const uint8_t *s = p + i;
@@ -220,7 +296,13 @@ enum b64_status base64_decode(const char *in, size_t len, size_t max_out, uint8_
             if (b64_check_padding(p + i, n - i, q) < 0)
                 goto invalid;
             break;
-        } else if (k != B64_WS) {
+        } else if (k == B64_WS) {
+            /* Line breaks come in runs ("\r\n"): skip them in one go. */
+            do
+                i++;
+            while (i < n && tab.cls[p[i]] == B64_WS);
+            continue;
+        } else {
             goto invalid;
         }
         i++;
