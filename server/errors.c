@@ -21,6 +21,7 @@ static const struct err_info table[E_COUNT] = {
     [E_MMS_SEARCH_TYPE_UNSUPPORTED] = {"MMS.1018", 400,
                                        "Search type is not supported by this server: %s", 0},
     [E_MA_0203] = {"ModelArts.0203", 401, "Invalid token.", 0},
+    [E_MA_4508] = {"ModelArts.4508", 503, "Service not start.", 0},
     [E_MA_4101] = {"ModelArts.4101", 401, "Token header cannot be empty.", 0},
     [E_MA_4102] = {"ModelArts.4102", 401, "Parse Token error.", 0},
     [E_MA_4103] = {"ModelArts.4103", 401, "Invalid Token header.", 0},

@@ -14,6 +14,26 @@ enum err h_admin_instance_list(struct request *req);
 enum err h_admin_instance_get(struct request *req);
 enum err h_admin_instance_delete(struct request *req);
 
+/* h_v2_data.c, h_v2_search.c: the v2 API. */
+enum err h_v2_add(struct request *req);
+enum err h_v2_check(struct request *req);
+enum err h_v2_update(struct request *req);
+enum err h_v2_delete(struct request *req);
+enum err h_v2_search(struct request *req);
+struct image_input;
+/* image_base64 / image_url / optional_params.box of v2 add and search. */
+enum err v2_image_input(struct request *req, json_t *body, struct image_input *in);
+
+/* h_v1_images.c: the v1 picture API. */
+enum err h_v1_image_add(struct request *req);
+enum err h_v1_image_check(struct request *req);
+enum err h_v1_image_modify(struct request *req);
+enum err h_v1_image_delete(struct request *req);
+enum err h_v1_image_search(struct request *req);
+
+/* h_items.c: ours: item thumbnails for the console. */
+enum err h_admin_item_thumb(struct request *req);
+
 /* h_system.c */
 enum err h_healthz(struct request *req);
 enum err h_metrics(struct request *req);

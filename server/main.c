@@ -87,6 +87,7 @@ int main(int argc, char **argv)
         return 1;
     }
     srv.metrics = metrics_new();
+    sem_init(&srv.extract_slots, 0, (unsigned)srv.n_cores);
     if (extractor_open(srv.cfg.model_path, &srv.extractor, err, sizeof err) != 0) {
         /* Instances and metadata still work; image calls answer 503. */
         log_info("warning: no feature extractor (%s); image operations will fail until the "

@@ -10,12 +10,29 @@
 #define CLOUD_NOBODY (R_AUTH | R_PROJECT)
 
 const struct route routes[] = {
+    /* v2 ("MMS"), what every current SDK speaks */
+    {"POST", V2 "/data/add", API_V2, h_v2_add, CLOUD, "v2_data_add"},
+    {"POST", V2 "/search", API_V2, h_v2_search, CLOUD, "v2_search"},
+    {"POST", V2 "/data/check", API_V2, h_v2_check, CLOUD, "v2_data_check"},
+    {"POST", V2 "/data/update", API_V2, h_v2_update, CLOUD, "v2_data_update"},
+    {"POST", V2 "/data/delete", API_V2, h_v2_delete, CLOUD, "v2_data_delete"},
+
     /* v1 (legacy) instance API */
     {"POST", V1 "/service", API_V1, h_v1_instance_create, CLOUD, "v1_instance_create"},
     {"GET", V1 "/service/{instance_name}", API_V1, h_v1_instance_get, CLOUD_NOBODY,
      "v1_instance_get"},
     {"DELETE", V1 "/service/{instance_name}", API_V1, h_v1_instance_delete, CLOUD_NOBODY,
      "v1_instance_delete"},
+
+    /* v1 pictures; DELETE carries a JSON body */
+    {"POST", V1 "/{instance_name}/image", API_V1, h_v1_image_add, CLOUD, "v1_image_add"},
+    {"PUT", V1 "/{instance_name}/image", API_V1, h_v1_image_modify, CLOUD, "v1_image_modify"},
+    {"DELETE", V1 "/{instance_name}/image", API_V1, h_v1_image_delete, CLOUD,
+     "v1_image_delete"},
+    {"POST", V1 "/{instance_name}/image/check", API_V1, h_v1_image_check, CLOUD,
+     "v1_image_check"},
+    {"POST", V1 "/{instance_name}/image/search", API_V1, h_v1_image_search, CLOUD,
+     "v1_image_search"},
 
     /* Ours: what the cloud only has as a console. */
     {"POST", ADM "/instances", API_ADMIN, h_admin_instance_create, CLOUD,
@@ -26,6 +43,9 @@ const struct route routes[] = {
      "admin_instance_get"},
     {"DELETE", ADM "/instances/{name}", API_ADMIN, h_admin_instance_delete, CLOUD_NOBODY,
      "admin_instance_delete"},
+
+    {"GET", ADM "/instances/{name}/items/{item_id}/thumbnail", API_ADMIN, h_admin_item_thumb,
+     CLOUD_NOBODY, "admin_item_thumbnail"},
 
     {"GET", "/healthz", API_OTHER, h_healthz, 0, "healthz"},
     {"GET", "/metrics", API_OTHER, h_metrics, 0, "metrics"},

@@ -3,6 +3,7 @@
 #ifndef IMGSEARCH_SERVER_H
 #define IMGSEARCH_SERVER_H
 
+#include <semaphore.h>
 #include <stdatomic.h>
 #include "config/config.h"
 
@@ -27,6 +28,7 @@ struct server {
     int n_threads;
     atomic_int in_flight; /* requests between first byte and completion */
     atomic_int stopping;
+    sem_t extract_slots; /* one extraction per core at a time */
 };
 
 /* Starts the HTTP front end on cfg.listen_host:listen_port (port 0 picks a

@@ -1,0 +1,176 @@
+/* ingest.c: bytes -> image -> vector -> item. Error codes follow the family
+ * of the request: v2 answers MMS/ModelArts, v1 answers IS codes. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include "index/thumb.h"
+#include "index/vindex.h"
+#include "server/ingest.h"
+#include "server/metrics.h"
+#include "server/registry.h"
+#include "server/server.h"
+#include "storage/base64.h"
+#include "storage/source.h"
+
+int parse_box(const char *s, int *x1, int *y1, int *x2, int *y2)
+{
+    int n = 0;
+    if (sscanf(s, "%d,%d,%d,%d%n", x1, y1, x2, y2, &n) != 4 || s[n] != 0)
+        return -1;
+    for (const char *c = s; *c; c++)
+        if (*c == ' ')
+            return -1; /* "no spaces" */
+    return 0;
+}
+
+static enum err source_error(struct request *req, enum source_status s, const char *field)
+{
+    if (req->family == API_V1)
+        return req_fail(req, s == SRC_OBS_TOO_BIG ? E_IS_0006 : E_IS_0016, field);
+    switch (s) {
+    case SRC_URL_NOT_ALLOWED: return req_fail(req, E_MA_4601, field);
+    case SRC_URL_FAILED: return req_fail(req, E_MA_4603, field);
+    case SRC_OBS_BAD_URL: return req_fail(req, E_MA_4703, field);
+    case SRC_OBS_FAILED: return req_fail(req, E_MA_4704, field);
+    case SRC_OBS_TOO_BIG: return req_fail(req, E_MA_4705, field);
+    case SRC_OBS_MISSING: return req_fail(req, E_MA_4706, field);
+    default: return req_fail(req, E_INTERNAL, field);
+    }
+}
+
+enum err image_load(struct request *req, const struct image_input *in, struct image *img)
+{
+    uint8_t *bytes = NULL;
+    size_t len = 0;
+    const char *field = in->base64 ? in->base64_field : in->url_field;
+    memset(img, 0, sizeof *img);
+    if (in->base64) {
+        enum b64_status b = base64_decode(in->base64, strlen(in->base64), in->max_bytes, &bytes,
+                                          &len);
+        if (b == B64_NOMEM)
+            return req_fail(req, E_INTERNAL, "out of memory");
+        if (b != B64_OK || len == 0)
+            return req_fail(req, E_BAD_PARAM, field);
+    } else {
+        struct bytes got = {0};
+        char detail[256] = "";
+        enum source_status s =
+            source_get(req->srv->source, in->url, in->max_bytes, &got, detail, sizeof detail);
+        if (s != SRC_OK) {
+            if (detail[0])
+                fprintf(stderr, "%s: fetch %s: %s\n", req->request_id, in->url, detail);
+            return source_error(req, s, field);
+        }
+        bytes = got.data;
+        len = got.len;
+    }
+    enum decode_status d = decode_image(bytes, len, &in->limits, img);
+    free(bytes);
+    if (d == DECODE_NOMEM)
+        return req_fail(req, E_INTERNAL, "out of memory");
+    if (d != DECODE_OK) {
+        fprintf(stderr, "%s: %s: %s\n", req->request_id, field, decode_status_text(d));
+        return req_fail(req, E_BAD_PARAM, field);
+    }
+    if (in->has_box) {
+        int w = img->orig_width, h = img->orig_height;
+        if (in->x1 < 0 || in->y1 < 0 || in->x1 >= in->x2 || in->y1 >= in->y2 || in->x2 > w ||
+            in->y2 > h || in->x2 - in->x1 < in->min_box_side ||
+            in->y2 - in->y1 < in->min_box_side) {
+            image_free(img);
+            return req_fail(req, E_BAD_PARAM, in->box_field);
+        }
+        struct image crop;
+        if (image_crop(img, in->x1, in->y1, in->x2, in->y2, &crop) != 0) {
+            image_free(img);
+            return req_fail(req, E_BAD_PARAM, in->box_field);
+        }
+        image_free(img);
+        *img = crop;
+    }
+    return E_OK;
+}
+
+enum err image_embed(struct request *req, const struct image *img, float *vec, uint64_t *phash)
+{
+    struct server *srv = req->srv;
+    if (!srv->extractor)
+        return req_fail(req, E_MA_4508, "no model loaded");
+    struct timespec t0, t1;
+    sem_wait(&srv->extract_slots);
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    int rc = extractor_embed(srv->extractor, img, vec);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    sem_post(&srv->extract_slots);
+    metrics_extract(srv->metrics,
+                    (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
+    if (rc != 0)
+        return req_fail(req, E_INTERNAL, "extraction failed");
+    if (phash)
+        *phash = image_phash(img);
+    return E_OK;
+}
+
+enum err item_store(struct request *req, const struct instance *inst, struct item_rec *rec,
+                    const struct image *img, int force)
+{
+    struct server *srv = req->srv;
+    uint8_t *thumb = NULL;
+    size_t thumb_len = 0;
+    if (img && thumb_jpeg(img, THUMB_SIDE, &thumb, &thumb_len) == 0) {
+        rec->thumb = thumb;
+        rec->thumb_len = thumb_len;
+    }
+    struct instance_rt *rt = registry_get(srv->registry, inst->id);
+    if (!rt) {
+        free(thumb);
+        return req_fail(req, E_INDEX_FAILED, "index unavailable");
+    }
+    enum err e = E_OK;
+    int64_t old_row = 0;
+    /* The write lock keeps SQLite and the index in the same order for this
+     * instance; searches do not take it. */
+    pthread_mutex_lock(&rt->write_lock);
+    enum db_status s = items_put(srv->db, inst->id, rec, force, &old_row);
+    if (s == DB_EXISTS) {
+        e = req_fail(req, E_MMS_ITEM_EXISTS, rec->item_id);
+    } else if (s != DB_OK) {
+        e = req_fail(req, E_STORE_FAILED, "item write");
+    } else {
+        if (old_row)
+            vindex_remove(rt->vi, 1, &old_row);
+        if (vindex_add(rt->vi, 1, &rec->row, rec->vector) != 0) {
+            /* Undo the row so SQLite and the index agree. */
+            int64_t row;
+            items_delete(srv->db, inst->id, rec->item_id, &row);
+            e = req_fail(req, E_INDEX_FAILED, vindex_last_error());
+        }
+    }
+    pthread_mutex_unlock(&rt->write_lock);
+    registry_put(srv->registry, rt);
+    free(thumb);
+    rec->thumb = NULL;
+    return e;
+}
+
+enum err item_remove(struct request *req, const struct instance *inst, const char *item_id,
+                     int *found)
+{
+    struct server *srv = req->srv;
+    struct instance_rt *rt = registry_get(srv->registry, inst->id);
+    if (!rt)
+        return req_fail(req, E_INDEX_FAILED, "index unavailable");
+    enum err e = E_OK;
+    int64_t row = 0;
+    pthread_mutex_lock(&rt->write_lock);
+    enum db_status s = items_delete(srv->db, inst->id, item_id, &row);
+    *found = s == DB_OK;
+    if (s == DB_OK)
+        vindex_remove(rt->vi, 1, &row);
+    else if (s != DB_NOT_FOUND)
+        e = req_fail(req, E_STORE_FAILED, "item delete");
+    pthread_mutex_unlock(&rt->write_lock);
+    registry_put(srv->registry, rt);
+    return e;
+}

@@ -1,0 +1,127 @@
+/* search.c: the vector search shared by v2 search and v1 image search. */
+#include <stdlib.h>
+#include <string.h>
+#include "index/extract.h"
+#include "index/vindex.h"
+#include "server/registry.h"
+#include "server/search.h"
+#include "server/server.h"
+
+double search_score(float ip)
+{
+    double s = ip;
+    return s < 0 ? 0 : s > 1 ? 1 : s;
+}
+
+static int cmp_hit(const void *a, const void *b)
+{
+    const struct hit *x = a, *y = b;
+    if (x->score != y->score)
+        return x->score < y->score ? 1 : -1;
+    return x->row < y->row ? -1 : x->row > y->row;
+}
+
+static int in_sorted(const int64_t *a, size_t n, int64_t v)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (a[mid] < v)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < n && a[lo] == v;
+}
+
+/* Exact duplicates by hash are always found, even when an ANN index would
+ * miss them: score them exactly from their stored vectors. */
+static void add_phash_hits(struct request *req, const struct instance *inst, const float *query,
+                           const struct search_opts *o, const int64_t *allowed, size_t n_allowed,
+                           struct hit *hits, size_t *n, size_t cap)
+{
+    int64_t *rows = NULL;
+    size_t nr = 0;
+    if (items_by_phash(req->srv->db, inst->id, o->phash, &rows, &nr) != DB_OK) {
+        free(rows);
+        return;
+    }
+    for (size_t i = 0; i < nr && *n < cap; i++) {
+        int seen = 0;
+        for (size_t j = 0; j < *n && !seen; j++)
+            seen = hits[j].row == rows[i];
+        if (seen || (allowed && !in_sorted(allowed, n_allowed, rows[i])))
+            continue;
+        float *v = NULL;
+        if (items_vector_row(req->srv->db, rows[i], EXTRACT_DIM, &v) != DB_OK)
+            continue;
+        float ip = 0;
+        for (int d = 0; d < EXTRACT_DIM; d++)
+            ip += v[d] * query[d];
+        free(v);
+        hits[(*n)++] = (struct hit){rows[i], search_score(ip)};
+    }
+    free(rows);
+}
+
+enum err search_vector(struct request *req, const struct instance *inst, const float *query,
+                       const struct search_opts *o, struct hit **hits, size_t *n)
+{
+    struct server *srv = req->srv;
+    int64_t *allowed = NULL, *ids = NULL;
+    size_t n_allowed = 0;
+    float *scores = NULL;
+    enum err e = E_OK;
+    *hits = NULL;
+    *n = 0;
+    struct instance_rt *rt = registry_get(srv->registry, inst->id);
+    if (!rt)
+        return req_fail(req, E_INDEX_FAILED, "index unavailable");
+    if (o->filter && (o->filter->tags || o->filter->num_tags)) {
+        if (items_filter_rows(srv->db, inst->id, o->filter, &allowed, &n_allowed) != DB_OK) {
+            e = req_fail(req, E_STORE_FAILED, "filter");
+            goto out;
+        }
+    }
+    int k = o->k;
+    size_t count = vindex_count(rt->vi);
+    if ((size_t)k > count)
+        k = (int)count;
+    if (allowed && (size_t)k > n_allowed)
+        k = (int)n_allowed;
+    size_t cap = (size_t)k + 64;
+    *hits = calloc(cap, sizeof **hits);
+    ids = malloc(((size_t)k + 1) * sizeof *ids);
+    scores = malloc(((size_t)k + 1) * sizeof *scores);
+    if (!*hits || !ids || !scores) {
+        e = req_fail(req, E_INTERNAL, "out of memory");
+        goto out;
+    }
+    int found = 0;
+    if (k > 0) {
+        struct vindex_search_params p = {.nprobe = o->nprobe,
+                                         .max_scan = o->max_scan,
+                                         .allowed = allowed,
+                                         .n_allowed = n_allowed};
+        if (vindex_search(rt->vi, query, k, &p, ids, scores, &found) != 0) {
+            e = req_fail(req, E_INDEX_FAILED, vindex_last_error());
+            goto out;
+        }
+    }
+    for (int i = 0; i < found; i++)
+        (*hits)[(*n)++] = (struct hit){ids[i], search_score(scores[i])};
+    if (o->use_phash && !(allowed && n_allowed == 0))
+        add_phash_hits(req, inst, query, o, allowed, n_allowed, *hits, n, cap);
+    qsort(*hits, *n, sizeof **hits, cmp_hit);
+out:
+    if (e != E_OK) {
+        free(*hits);
+        *hits = NULL;
+        *n = 0;
+    }
+    free(allowed);
+    free(ids);
+    free(scores);
+    registry_put(srv->registry, rt);
+    return e;
+}

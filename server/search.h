@@ -1,0 +1,36 @@
+/* search.h: nearest-neighbour search over one instance, shared by v2 search
+ * and v1 image search: tag filter -> allowed ids, index search (k up to
+ * SEARCH_MAX_K), exact-duplicate fast path by perceptual hash, scores. */
+#ifndef IMGSEARCH_SEARCH_H
+#define IMGSEARCH_SEARCH_H
+
+#include <stdint.h>
+#include "server/request.h"
+#include "storage/instances.h"
+#include "storage/items.h"
+
+#define SEARCH_MAX_K 1000
+
+struct hit {
+    int64_t row;
+    double score; /* in [0, 1] */
+};
+
+struct search_opts {
+    const struct item_filter *filter; /* NULL: none */
+    int nprobe;                       /* <= 0: default */
+    long max_scan;                    /* <= 0: unlimited */
+    int k;                            /* how many best hits, <= SEARCH_MAX_K */
+    int use_phash;
+    uint64_t phash;
+};
+
+/* Cosine similarity of L2-normalised descriptors to a score in [0, 1]:
+ * non-negative CNN features make the cosine non-negative already; the map
+ * only clamps rounding. Monotone; documented in docs/compatibility.md. */
+double search_score(float inner_product);
+
+enum err search_vector(struct request *req, const struct instance *inst, const float *query,
+                       const struct search_opts *o, struct hit **hits, size_t *n);
+
+#endif

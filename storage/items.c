@@ -1,0 +1,760 @@
+/* items.c: item rows and their tag/keyword side tables. Tag filters become
+ * EXISTS sub-queries on the indexed side tables, built with bound values
+ * only (never string-pasted). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "storage/instances.h"
+#include "storage/items.h"
+
+/* --- a small SQL builder with bound parameters ------------------------------ */
+
+enum bind_kind { B_INT, B_TEXT, B_REAL };
+
+struct bind {
+    enum bind_kind kind;
+    long long i;
+    const char *s;
+    double d;
+};
+
+struct sqlq {
+    char sql[8192];
+    size_t len;
+    struct bind b[512];
+    int n;
+    int overflow;
+};
+
+static void q_add(struct sqlq *q, const char *s)
+{
+    size_t n = strlen(s);
+    if (q->len + n + 1 > sizeof q->sql) {
+        q->overflow = 1;
+        return;
+    }
+    memcpy(q->sql + q->len, s, n + 1);
+    q->len += n;
+}
+
+static void q_bind(struct sqlq *q, struct bind b)
+{
+    if (q->n == (int)(sizeof q->b / sizeof q->b[0])) {
+        q->overflow = 1;
+        return;
+    }
+    q->b[q->n++] = b;
+}
+
+static void q_int(struct sqlq *q, long long v)
+{
+    q_add(q, "?");
+    q_bind(q, (struct bind){.kind = B_INT, .i = v});
+}
+
+static void q_text(struct sqlq *q, const char *v)
+{
+    q_add(q, "?");
+    q_bind(q, (struct bind){.kind = B_TEXT, .s = v});
+}
+
+static void q_real(struct sqlq *q, double v)
+{
+    q_add(q, "?");
+    q_bind(q, (struct bind){.kind = B_REAL, .d = v});
+}
+
+static sqlite3_stmt *q_prepare(sqlite3 *c, struct sqlq *q)
+{
+    if (q->overflow)
+        return NULL;
+    sqlite3_stmt *st = db_prepare(c, q->sql);
+    for (int i = 0; st && i < q->n; i++) {
+        struct bind *b = &q->b[i];
+        if (b->kind == B_INT)
+            sqlite3_bind_int64(st, i + 1, b->i);
+        else if (b->kind == B_TEXT)
+            sqlite3_bind_text(st, i + 1, b->s, -1, SQLITE_STATIC);
+        else
+            sqlite3_bind_double(st, i + 1, b->d);
+    }
+    return st;
+}
+
+/* Appends " AND ..." clauses for the filter on items aliased `i`. */
+static void q_filter(struct sqlq *q, const struct item_filter *f)
+{
+    const char *key;
+    json_t *v;
+    if (f && f->tags) {
+        json_object_foreach(f->tags, key, v)
+        {
+            q_add(q, " AND EXISTS (SELECT 1 FROM item_tags t WHERE t.item = i.id AND t.key = ");
+            q_text(q, key);
+            q_add(q, " AND t.value IN (");
+            size_t k;
+            json_t *s;
+            json_array_foreach(v, k, s)
+            {
+                if (k)
+                    q_add(q, ",");
+                q_text(q, json_string_value(s));
+            }
+            q_add(q, "))");
+        }
+    }
+    if (f && f->num_tags) {
+        json_object_foreach(f->num_tags, key, v)
+        {
+            q_add(q, " AND EXISTS (SELECT 1 FROM item_num_tags n WHERE n.item = i.id AND n.key = ");
+            q_text(q, key);
+            json_t *from = json_object_get(v, "from"), *to = json_object_get(v, "to");
+            if (json_is_number(from)) {
+                q_add(q, " AND n.value >= ");
+                q_real(q, json_number_value(from));
+            }
+            if (json_is_number(to)) {
+                q_add(q, " AND n.value <= ");
+                q_real(q, json_number_value(to));
+            }
+            q_add(q, ")");
+        }
+    }
+}
+
+/* --- writes ------------------------------------------------------------------ */
+
+static int bump_seq(sqlite3 *c, int64_t instance)
+{
+    sqlite3_stmt *st =
+        db_prepare(c, "UPDATE instances SET change_seq = change_seq + 1 WHERE id = ?");
+    if (!st)
+        return -1;
+    sqlite3_bind_int64(st, 1, instance);
+    int rc = sqlite3_step(st) == SQLITE_DONE && sqlite3_changes(c) == 1 ? 0 : -1;
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static char *dumps_or_null(json_t *j)
+{
+    return j ? json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+}
+
+/* Rewrites the side tables of `row` from the JSON maps. */
+static int write_side_tables(sqlite3 *c, int64_t row, json_t *tags, json_t *num_tags,
+                             json_t *keywords)
+{
+    static const char *const clear[] = {"DELETE FROM item_tags WHERE item = ?",
+                                        "DELETE FROM item_num_tags WHERE item = ?",
+                                        "DELETE FROM item_keywords WHERE item = ?"};
+    for (int i = 0; i < 3; i++) {
+        sqlite3_stmt *st = db_prepare(c, clear[i]);
+        if (!st)
+            return -1;
+        sqlite3_bind_int64(st, 1, row);
+        int ok = sqlite3_step(st) == SQLITE_DONE;
+        sqlite3_finalize(st);
+        if (!ok)
+            return -1;
+    }
+    const char *key;
+    json_t *v;
+    int rc = 0;
+    if (tags) {
+        sqlite3_stmt *st = db_prepare(c, "INSERT INTO item_tags(item, key, value) VALUES (?,?,?)");
+        if (!st)
+            return -1;
+        json_object_foreach(tags, key, v)
+        {
+            sqlite3_reset(st);
+            sqlite3_bind_int64(st, 1, row);
+            sqlite3_bind_text(st, 2, key, -1, SQLITE_STATIC);
+            sqlite3_bind_text(st, 3, json_string_value(v), -1, SQLITE_STATIC);
+            if (sqlite3_step(st) != SQLITE_DONE)
+                rc = -1;
+        }
+        sqlite3_finalize(st);
+    }
+    if (num_tags) {
+        sqlite3_stmt *st =
+            db_prepare(c, "INSERT INTO item_num_tags(item, key, value) VALUES (?,?,?)");
+        if (!st)
+            return -1;
+        json_object_foreach(num_tags, key, v)
+        {
+            sqlite3_reset(st);
+            sqlite3_bind_int64(st, 1, row);
+            sqlite3_bind_text(st, 2, key, -1, SQLITE_STATIC);
+            sqlite3_bind_double(st, 3, json_number_value(v));
+            if (sqlite3_step(st) != SQLITE_DONE)
+                rc = -1;
+        }
+        sqlite3_finalize(st);
+    }
+    if (keywords) {
+        sqlite3_stmt *st =
+            db_prepare(c, "INSERT OR IGNORE INTO item_keywords(item, keyword) VALUES (?,?)");
+        if (!st)
+            return -1;
+        size_t i;
+        json_array_foreach(keywords, i, v)
+        {
+            sqlite3_reset(st);
+            sqlite3_bind_int64(st, 1, row);
+            sqlite3_bind_text(st, 2, json_string_value(v), -1, SQLITE_STATIC);
+            if (sqlite3_step(st) != SQLITE_DONE)
+                rc = -1;
+        }
+        sqlite3_finalize(st);
+    }
+    return rc;
+}
+
+static enum db_status find_row(sqlite3 *c, int64_t instance, const char *item_id, int64_t *row)
+{
+    sqlite3_stmt *st = db_prepare(c, "SELECT id FROM items WHERE instance_id = ? AND item_id = ?");
+    if (!st)
+        return DB_ERROR;
+    sqlite3_bind_int64(st, 1, instance);
+    sqlite3_bind_text(st, 2, item_id, -1, SQLITE_STATIC);
+    int s = sqlite3_step(st);
+    enum db_status rc = s == SQLITE_ROW ? DB_OK : s == SQLITE_DONE ? DB_NOT_FOUND : DB_ERROR;
+    if (rc == DB_OK)
+        *row = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static int delete_row(sqlite3 *c, int64_t row)
+{
+    sqlite3_stmt *st = db_prepare(c, "DELETE FROM items WHERE id = ?");
+    if (!st)
+        return -1;
+    sqlite3_bind_int64(st, 1, row);
+    int rc = sqlite3_step(st) == SQLITE_DONE ? 0 : -1;
+    sqlite3_finalize(st);
+    return rc;
+}
+
+enum db_status items_put(struct db *db, int64_t instance, struct item_rec *rec, int force,
+                         int64_t *old_row)
+{
+    sqlite3 *c = db_conn(db);
+    if (!c)
+        return DB_ERROR;
+    enum db_status rc = DB_ERROR;
+    sqlite3_stmt *st = NULL;
+    char *tags = dumps_or_null(rec->custom_tags), *num = dumps_or_null(rec->num_tags),
+         *kw = dumps_or_null(rec->keywords);
+    *old_row = 0;
+    if (db_begin(c) != 0)
+        goto out;
+    int64_t existing;
+    enum db_status f = find_row(c, instance, rec->item_id, &existing);
+    if (f == DB_ERROR)
+        goto out;
+    if (f == DB_OK) {
+        if (!force) {
+            rc = DB_EXISTS;
+            goto out;
+        }
+        if (delete_row(c, existing) != 0)
+            goto out;
+        *old_row = existing;
+    }
+    long long now = now_ms();
+    st = db_prepare(c, "INSERT INTO items(instance_id, item_id, descr, custom_tags, custom_num_tags,"
+                       " keywords, vector, phash, width, height, box, thumb, created_ms,"
+                       " updated_ms) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
+    if (!st)
+        goto out;
+    sqlite3_bind_int64(st, 1, instance);
+    sqlite3_bind_text(st, 2, rec->item_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, rec->desc, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 4, tags, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 5, num, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 6, kw, -1, SQLITE_STATIC);
+    sqlite3_bind_blob(st, 7, rec->vector, rec->dim * (int)sizeof(float), SQLITE_STATIC);
+    sqlite3_bind_int64(st, 8, (sqlite3_int64)rec->phash);
+    sqlite3_bind_int(st, 9, rec->width);
+    sqlite3_bind_int(st, 10, rec->height);
+    sqlite3_bind_text(st, 11, rec->box, -1, SQLITE_STATIC);
+    if (rec->thumb)
+        sqlite3_bind_blob(st, 12, rec->thumb, (int)rec->thumb_len, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 13, now);
+    sqlite3_bind_int64(st, 14, now);
+    if (sqlite3_step(st) != SQLITE_DONE)
+        goto out;
+    rec->row = sqlite3_last_insert_rowid(c);
+    if (write_side_tables(c, rec->row, rec->custom_tags, rec->num_tags, rec->keywords) != 0 ||
+        bump_seq(c, instance) != 0)
+        goto out;
+    if (db_commit(c) == 0)
+        rc = DB_OK;
+out:
+    if (rc != DB_OK)
+        db_rollback(c);
+    sqlite3_finalize(st);
+    free(tags);
+    free(num);
+    free(kw);
+    return rc;
+}
+
+/* --- reads ------------------------------------------------------------------- */
+
+/* ItemSource from the row's columns: desc, custom_tags, custom_num_tags, keywords. */
+static json_t *source_json(sqlite3_stmt *st, int col)
+{
+    json_t *src = json_object();
+    const char *desc = (const char *)sqlite3_column_text(st, col);
+    if (desc)
+        json_object_set_new(src, "desc", json_string(desc));
+    static const char *const names[] = {"custom_tags", "custom_num_tags", "keywords"};
+    for (int k = 0; k < 3; k++) {
+        const char *text = (const char *)sqlite3_column_text(st, col + 1 + k);
+        json_t *j = text ? json_loads(text, 0, NULL) : NULL;
+        if (j)
+            json_object_set_new(src, names[k], j);
+    }
+    return src;
+}
+
+#define SOURCE_COLS "i.descr, i.custom_tags, i.custom_num_tags, i.keywords"
+
+enum db_status items_get(struct db *db, int64_t instance, const char *item_id, int64_t *row,
+                         json_t **source)
+{
+    sqlite3 *c = db_conn(db);
+    sqlite3_stmt *st = c ? db_prepare(c, "SELECT i.id, " SOURCE_COLS " FROM items i"
+                                         " WHERE i.instance_id = ? AND i.item_id = ?")
+                         : NULL;
+    if (!st)
+        return DB_ERROR;
+    sqlite3_bind_int64(st, 1, instance);
+    sqlite3_bind_text(st, 2, item_id, -1, SQLITE_STATIC);
+    int s = sqlite3_step(st);
+    enum db_status rc = s == SQLITE_ROW ? DB_OK : s == SQLITE_DONE ? DB_NOT_FOUND : DB_ERROR;
+    if (rc == DB_OK) {
+        if (row)
+            *row = sqlite3_column_int64(st, 0);
+        if (source)
+            *source = source_json(st, 1);
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static enum db_status get_blob(struct db *db, const char *sql, int64_t instance,
+                               const char *item_id, uint8_t **data, size_t *len)
+{
+    sqlite3 *c = db_conn(db);
+    sqlite3_stmt *st = c ? db_prepare(c, sql) : NULL;
+    if (!st)
+        return DB_ERROR;
+    sqlite3_bind_int64(st, 1, instance);
+    sqlite3_bind_text(st, 2, item_id, -1, SQLITE_STATIC);
+    int s = sqlite3_step(st);
+    enum db_status rc = s == SQLITE_ROW ? DB_OK : s == SQLITE_DONE ? DB_NOT_FOUND : DB_ERROR;
+    if (rc == DB_OK) {
+        const void *b = sqlite3_column_blob(st, 0);
+        int n = sqlite3_column_bytes(st, 0);
+        *data = b && n > 0 ? malloc((size_t)n) : NULL;
+        if (*data) {
+            memcpy(*data, b, (size_t)n);
+            *len = (size_t)n;
+        } else {
+            rc = b && n > 0 ? DB_ERROR : DB_NOT_FOUND;
+        }
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+enum db_status items_vector(struct db *db, int64_t instance, const char *item_id, int dim,
+                            float **vec)
+{
+    uint8_t *data = NULL;
+    size_t len = 0;
+    enum db_status rc = get_blob(
+        db, "SELECT vector FROM items WHERE instance_id = ? AND item_id = ?", instance, item_id,
+        &data, &len);
+    if (rc == DB_OK && len != (size_t)dim * sizeof(float)) {
+        free(data);
+        return DB_ERROR;
+    }
+    *vec = (float *)data;
+    return rc;
+}
+
+enum db_status items_vector_row(struct db *db, int64_t row, int dim, float **vec)
+{
+    uint8_t *data = NULL;
+    size_t len = 0;
+    char id[32];
+    snprintf(id, sizeof id, "%lld", (long long)row);
+    /* Same helper, keyed by row: the instance column is matched as 0 = 0. */
+    enum db_status rc =
+        get_blob(db, "SELECT vector FROM items WHERE ? = 0 AND id = CAST(? AS INTEGER)", 0, id,
+                 &data, &len);
+    if (rc == DB_OK && len != (size_t)dim * sizeof(float)) {
+        free(data);
+        return DB_ERROR;
+    }
+    *vec = (float *)data;
+    return rc;
+}
+
+enum db_status items_thumb(struct db *db, int64_t instance, const char *item_id, uint8_t **data,
+                           size_t *len)
+{
+    return get_blob(db, "SELECT thumb FROM items WHERE instance_id = ? AND item_id = ?",
+                    instance, item_id, data, len);
+}
+
+/* Merges `patch` into the stored JSON object text; returns new text. */
+static char *merge_text(const char *stored, json_t *patch)
+{
+    json_t *base = stored ? json_loads(stored, 0, NULL) : NULL;
+    if (!json_is_object(base)) {
+        json_decref(base);
+        base = json_object();
+    }
+    json_object_update(base, patch);
+    char *s = json_dumps(base, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(base);
+    return s;
+}
+
+enum db_status items_update(struct db *db, int64_t instance, const char *item_id,
+                            const char *desc, json_t *custom_tags, json_t *num_tags,
+                            int replace_tags)
+{
+    sqlite3 *c = db_conn(db);
+    if (!c)
+        return DB_ERROR;
+    enum db_status rc = DB_ERROR;
+    sqlite3_stmt *st = NULL;
+    char *tags_text = NULL, *num_text = NULL;
+    json_t *tags_j = NULL, *num_j = NULL, *kw_j = NULL;
+    if (db_begin(c) != 0)
+        return DB_ERROR;
+    st = db_prepare(c, "SELECT id, custom_tags, custom_num_tags, keywords FROM items"
+                       " WHERE instance_id = ? AND item_id = ?");
+    if (!st)
+        goto out;
+    sqlite3_bind_int64(st, 1, instance);
+    sqlite3_bind_text(st, 2, item_id, -1, SQLITE_STATIC);
+    int s = sqlite3_step(st);
+    if (s == SQLITE_DONE) {
+        rc = DB_NOT_FOUND;
+        goto out;
+    }
+    if (s != SQLITE_ROW)
+        goto out;
+    int64_t row = sqlite3_column_int64(st, 0);
+    const char *t0 = (const char *)sqlite3_column_text(st, 1);
+    const char *n0 = (const char *)sqlite3_column_text(st, 2);
+    const char *k0 = (const char *)sqlite3_column_text(st, 3);
+    tags_text = custom_tags ? (replace_tags ? json_dumps(custom_tags, JSON_COMPACT | JSON_SORT_KEYS)
+                                            : merge_text(t0, custom_tags))
+                            : (t0 ? strdup(t0) : NULL);
+    num_text = num_tags ? merge_text(n0, num_tags) : (n0 ? strdup(n0) : NULL);
+    kw_j = k0 ? json_loads(k0, 0, NULL) : NULL;
+    sqlite3_finalize(st);
+    st = NULL;
+    tags_j = tags_text ? json_loads(tags_text, 0, NULL) : NULL;
+    num_j = num_text ? json_loads(num_text, 0, NULL) : NULL;
+    st = db_prepare(c, desc ? "UPDATE items SET custom_tags = ?, custom_num_tags = ?,"
+                              " updated_ms = ?, descr = ? WHERE id = ?"
+                            : "UPDATE items SET custom_tags = ?, custom_num_tags = ?,"
+                              " updated_ms = ? WHERE id = ?");
+    if (!st)
+        goto out;
+    sqlite3_bind_text(st, 1, tags_text, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, num_text, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, now_ms());
+    if (desc) {
+        sqlite3_bind_text(st, 4, desc, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 5, row);
+    } else {
+        sqlite3_bind_int64(st, 4, row);
+    }
+    if (sqlite3_step(st) != SQLITE_DONE || write_side_tables(c, row, tags_j, num_j, kw_j) != 0)
+        goto out;
+    if (db_commit(c) == 0)
+        rc = DB_OK;
+out:
+    if (rc != DB_OK)
+        db_rollback(c);
+    sqlite3_finalize(st);
+    free(tags_text);
+    free(num_text);
+    json_decref(tags_j);
+    json_decref(num_j);
+    json_decref(kw_j);
+    return rc;
+}
+
+enum db_status items_delete(struct db *db, int64_t instance, const char *item_id, int64_t *row)
+{
+    sqlite3 *c = db_conn(db);
+    if (!c || db_begin(c) != 0)
+        return DB_ERROR;
+    enum db_status rc = find_row(c, instance, item_id, row);
+    if (rc == DB_OK && (delete_row(c, *row) != 0 || bump_seq(c, instance) != 0))
+        rc = DB_ERROR;
+    if (rc == DB_OK && db_commit(c) != 0)
+        rc = DB_ERROR;
+    if (rc != DB_OK)
+        db_rollback(c);
+    return rc;
+}
+
+enum db_status items_filter_rows(struct db *db, int64_t instance, const struct item_filter *f,
+                                 int64_t **rows, size_t *n)
+{
+    *rows = NULL;
+    *n = 0;
+    sqlite3 *c = db_conn(db);
+    if (!c)
+        return DB_ERROR;
+    struct sqlq q = {.len = 0};
+    q_add(&q, "SELECT i.id FROM items i WHERE i.instance_id = ");
+    q_int(&q, instance);
+    q_filter(&q, f);
+    q_add(&q, " ORDER BY i.id");
+    sqlite3_stmt *st = q_prepare(c, &q);
+    if (!st)
+        return DB_ERROR;
+    size_t cap = 0;
+    enum db_status rc = DB_OK;
+    int s;
+    while ((s = sqlite3_step(st)) == SQLITE_ROW) {
+        if (*n == cap) {
+            cap = cap ? cap * 2 : 256;
+            int64_t *g = realloc(*rows, cap * sizeof *g);
+            if (!g) {
+                rc = DB_ERROR;
+                break;
+            }
+            *rows = g;
+        }
+        (*rows)[(*n)++] = sqlite3_column_int64(st, 0);
+    }
+    if (rc == DB_OK && s != SQLITE_DONE)
+        rc = DB_ERROR;
+    sqlite3_finalize(st);
+    if (rc != DB_OK) {
+        free(*rows);
+        *rows = NULL;
+        *n = 0;
+    }
+    return rc;
+}
+
+enum db_status items_meta(struct db *db, int64_t instance, const int64_t *rows, size_t n,
+                          const char *collapse_key, struct item_meta **out)
+{
+    *out = calloc(n ? n : 1, sizeof **out);
+    sqlite3 *c = db_conn(db);
+    if (!*out || !c)
+        return DB_ERROR;
+    sqlite3_stmt *st = db_prepare(
+        c, "SELECT i.item_id, " SOURCE_COLS ", (SELECT value FROM item_tags t WHERE t.item = i.id"
+           " AND t.key = ?) FROM items i WHERE i.id = ? AND i.instance_id = ?");
+    if (!st)
+        return DB_ERROR;
+    enum db_status rc = DB_OK;
+    for (size_t k = 0; k < n && rc == DB_OK; k++) {
+        sqlite3_reset(st);
+        sqlite3_bind_text(st, 1, collapse_key ? collapse_key : "", -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 2, rows[k]);
+        sqlite3_bind_int64(st, 3, instance);
+        (*out)[k].row = rows[k];
+        int s = sqlite3_step(st);
+        if (s == SQLITE_ROW) {
+            (*out)[k].item_id = strdup((const char *)sqlite3_column_text(st, 0));
+            (*out)[k].source = source_json(st, 1);
+            const unsigned char *cv = sqlite3_column_text(st, 5);
+            (*out)[k].collapse_value = cv ? strdup((const char *)cv) : NULL;
+        } else if (s != SQLITE_DONE) {
+            rc = DB_ERROR;
+        }
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+void items_meta_free(struct item_meta *m, size_t n)
+{
+    if (!m)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        free(m[i].item_id);
+        json_decref(m[i].source);
+        free(m[i].collapse_value);
+    }
+    free(m);
+}
+
+static enum db_status count_query(sqlite3 *c, struct sqlq *q, long long *total)
+{
+    sqlite3_stmt *st = q_prepare(c, q);
+    if (!st)
+        return DB_ERROR;
+    enum db_status rc = sqlite3_step(st) == SQLITE_ROW ? DB_OK : DB_ERROR;
+    *total = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+enum db_status items_list(struct db *db, int64_t instance, const struct item_filter *f,
+                          const char *after, int limit, struct item_meta **out, size_t *n,
+                          long long *total)
+{
+    *out = NULL;
+    *n = 0;
+    sqlite3 *c = db_conn(db);
+    if (!c)
+        return DB_ERROR;
+    struct sqlq q = {.len = 0};
+    q_add(&q, "SELECT count(*) FROM items i WHERE i.instance_id = ");
+    q_int(&q, instance);
+    q_filter(&q, f);
+    if (count_query(c, &q, total) != DB_OK)
+        return DB_ERROR;
+
+    memset(&q, 0, sizeof q);
+    q_add(&q, "SELECT i.item_id, " SOURCE_COLS ", i.id FROM items i WHERE i.instance_id = ");
+    q_int(&q, instance);
+    q_filter(&q, f);
+    if (after) {
+        q_add(&q, " AND i.item_id > ");
+        q_text(&q, after);
+    }
+    q_add(&q, " ORDER BY i.item_id LIMIT ");
+    q_int(&q, limit);
+    sqlite3_stmt *st = q_prepare(c, &q);
+    if (!st)
+        return DB_ERROR;
+    *out = calloc((size_t)limit + 1, sizeof **out);
+    enum db_status rc = *out ? DB_OK : DB_ERROR;
+    int s = SQLITE_DONE;
+    while (rc == DB_OK && (s = sqlite3_step(st)) == SQLITE_ROW) {
+        struct item_meta *m = &(*out)[(*n)++];
+        m->item_id = strdup((const char *)sqlite3_column_text(st, 0));
+        m->source = source_json(st, 1);
+        m->row = sqlite3_column_int64(st, 5);
+    }
+    if (rc == DB_OK && s != SQLITE_DONE)
+        rc = DB_ERROR;
+    sqlite3_finalize(st);
+    return rc;
+}
+
+enum db_status items_keyword_search(struct db *db, int64_t instance, json_t *keywords,
+                                    const struct item_filter *f, int has_cursor,
+                                    double after_score, const char *after_id, int offset,
+                                    int limit, struct keyword_hit **out, size_t *n,
+                                    long long *total)
+{
+    *out = NULL;
+    *n = 0;
+    sqlite3 *c = db_conn(db);
+    if (!c)
+        return DB_ERROR;
+    size_t nq = json_array_size(keywords);
+    /* Scored sub-query: matched distinct keywords / query keywords. */
+    struct sqlq base = {.len = 0};
+    q_add(&base, "SELECT i.id AS id, i.item_id AS item_id, " SOURCE_COLS ", CAST((SELECT"
+                 " count(*) FROM item_keywords k WHERE k.item = i.id AND k.keyword IN (");
+    for (size_t k = 0; k < nq; k++) {
+        if (k)
+            q_add(&base, ",");
+        q_text(&base, json_string_value(json_array_get(keywords, k)));
+    }
+    q_add(&base, ")) AS REAL) / ");
+    q_int(&base, (long long)nq);
+    q_add(&base, " AS score FROM items i WHERE i.instance_id = ");
+    q_int(&base, instance);
+    q_filter(&base, f);
+
+    struct sqlq cq = {.len = 0};
+    q_add(&cq, "SELECT count(*) FROM (");
+    q_add(&cq, base.sql);
+    q_add(&cq, ") WHERE score > 0");
+    memcpy(cq.b, base.b, sizeof base.b[0] * (size_t)base.n);
+    cq.n = base.n;
+    if (count_query(c, &cq, total) != DB_OK)
+        return DB_ERROR;
+
+    struct sqlq q = {.len = 0};
+    q_add(&q, "SELECT item_id, descr, custom_tags, custom_num_tags, keywords, score FROM (");
+    q_add(&q, base.sql);
+    memcpy(q.b, base.b, sizeof base.b[0] * (size_t)base.n);
+    q.n = base.n;
+    q_add(&q, ") WHERE score > 0");
+    if (has_cursor) {
+        q_add(&q, " AND (score < ");
+        q_real(&q, after_score);
+        q_add(&q, " OR (score = ");
+        q_real(&q, after_score);
+        q_add(&q, " AND item_id > ");
+        q_text(&q, after_id);
+        q_add(&q, "))");
+    }
+    q_add(&q, " ORDER BY score DESC, item_id LIMIT ");
+    q_int(&q, limit);
+    q_add(&q, " OFFSET ");
+    q_int(&q, offset);
+    sqlite3_stmt *st = q_prepare(c, &q);
+    if (!st)
+        return DB_ERROR;
+    *out = calloc((size_t)limit + 1, sizeof **out);
+    enum db_status rc = *out ? DB_OK : DB_ERROR;
+    int s = SQLITE_DONE;
+    while (rc == DB_OK && (s = sqlite3_step(st)) == SQLITE_ROW) {
+        struct keyword_hit *h = &(*out)[(*n)++];
+        h->item_id = strdup((const char *)sqlite3_column_text(st, 0));
+        h->source = source_json(st, 1);
+        h->score = sqlite3_column_double(st, 5);
+    }
+    if (rc == DB_OK && s != SQLITE_DONE)
+        rc = DB_ERROR;
+    sqlite3_finalize(st);
+    return rc;
+}
+
+void keyword_hits_free(struct keyword_hit *h, size_t n)
+{
+    if (!h)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        free(h[i].item_id);
+        json_decref(h[i].source);
+    }
+    free(h);
+}
+
+enum db_status items_by_phash(struct db *db, int64_t instance, uint64_t phash, int64_t **rows,
+                              size_t *n)
+{
+    *rows = NULL;
+    *n = 0;
+    sqlite3 *c = db_conn(db);
+    sqlite3_stmt *st =
+        c ? db_prepare(c, "SELECT id FROM items WHERE instance_id = ? AND phash = ? LIMIT 64")
+          : NULL;
+    if (!st)
+        return DB_ERROR;
+    sqlite3_bind_int64(st, 1, instance);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)phash);
+    *rows = malloc(64 * sizeof **rows);
+    enum db_status rc = *rows ? DB_OK : DB_ERROR;
+    while (rc == DB_OK && sqlite3_step(st) == SQLITE_ROW)
+        (*rows)[(*n)++] = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return rc;
+}
