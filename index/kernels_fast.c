@@ -65,12 +65,12 @@ size_t kern_conv_fast_scratch(const struct kern_conv *c)
 
 /* Rows of [k][k][cin] patches, zero where the window leaves the image, so
  * the convolution becomes one GEMM against the HWIO weights. */
-static void im2col(const struct kern_conv *c, const float *in, float *col)
+static void im2col(const struct kern_conv *c, const float *in, int oy0, int oy1, float *col)
 {
     size_t patch = (size_t)c->k * c->k * c->cin;
-    for (int oy = 0; oy < c->out_h; oy++) {
+    for (int oy = oy0; oy < oy1; oy++) {
         for (int ox = 0; ox < c->out_w; ox++) {
-            float *dst = col + ((size_t)oy * c->out_w + ox) * patch;
+            float *dst = col + ((size_t)(oy - oy0) * c->out_w + ox) * patch;
             for (int ky = 0; ky < c->k; ky++) {
                 int iy = oy * c->stride + ky - c->pad_top;
                 for (int kx = 0; kx < c->k; kx++) {
@@ -97,7 +97,7 @@ void kern_conv_fast(const struct kern_conv *c, const float *in, float *out, floa
     int kdim = c->k * c->k * c->cin;
     const float *a = in;
     if (!(c->k == 1 && c->stride == 1)) {
-        im2col(c, in, scratch);
+        im2col(c, in, 0, c->out_h, scratch);
         a = scratch;
     }
     for (int p0 = 0; p0 < npix; p0 += BAND) {
@@ -182,22 +182,35 @@ static int block_band_rows(const struct kern_conv *d)
 int kern_block_fusable(const struct kern_conv *e, const struct kern_conv *d,
                        const struct kern_conv *p)
 {
-    return e->k == 1 && e->stride == 1 && d->k == 3 && d->cout <= DW_MAX_CH && p->k == 1 &&
-           p->stride == 1 && e->cout == d->cin && d->cout == p->cin && e->out_h == d->in_h &&
-           e->out_w == d->in_w && d->out_h == p->in_h && d->out_w == p->in_w;
+    return d->k == 3 && d->cout <= DW_MAX_CH && p->k == 1 && p->stride == 1 && e->cout == d->cin &&
+           d->cout == p->cin && e->out_h == d->in_h && e->out_w == d->in_w && d->out_h == p->in_h &&
+           d->out_w == p->in_w;
+}
+
+/* Expanded rows one band may hold. */
+static size_t block_erows(const struct kern_conv *d)
+{
+    return (size_t)(block_band_rows(d) - 1) * d->stride + d->k;
+}
+
+/* im2col floats for one band's expand rows (0 for a 1x1 expand). */
+static size_t block_col(const struct kern_conv *e, const struct kern_conv *d)
+{
+    if (e->k == 1 && e->stride == 1)
+        return 0;
+    return block_erows(d) * e->out_w * e->k * e->k * e->cin;
 }
 
 size_t kern_block_fast_scratch(const struct kern_conv *e, const struct kern_conv *d,
                                const struct kern_conv *p)
 {
-    (void)e;
     (void)p;
-    int band = block_band_rows(d);
-    size_t erows = (size_t)(band - 1) * d->stride + d->k;
-    return erows * d->in_w * d->cin + (size_t)band * d->out_w * d->cout;
+    return block_erows(d) * d->in_w * d->cin + (size_t)block_band_rows(d) * d->out_w * d->cout +
+           block_col(e, d);
 }
 
-/* GEMM + epilogue for `rows` whole rows of a 1x1 convolution. */
+/* GEMM + epilogue for `rows` whole rows of a 1x1 convolution, `in` pointing
+ * at its first input row. */
 static void conv1x1_rows(const struct kern_conv *c, const float *in, int rows, float *out,
                          const float *skip)
 {
@@ -210,15 +223,32 @@ static void conv1x1_rows(const struct kern_conv *c, const float *in, int rows, f
     }
 }
 
+/* Output rows [oy0, oy1) of any convolution without a residual, `in` being
+ * the whole input: 1x1 directly, others through im2col of just those rows. */
+static void conv_rows(const struct kern_conv *c, const float *in, int oy0, int oy1, float *out,
+                      float *col)
+{
+    if (c->k == 1 && c->stride == 1) {
+        conv1x1_rows(c, in + (size_t)oy0 * c->in_w * c->cin, oy1 - oy0, out, NULL);
+        return;
+    }
+    int m = (oy1 - oy0) * c->out_w, kdim = c->k * c->k * c->cin;
+    im2col(c, in, oy0, oy1, col);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, c->cout, kdim, 1.0f, col, kdim, c->w,
+                c->cout, 0.0f, out, c->cout);
+    for (int p = 0; p < m; p++)
+        epilogue_row(c->cout, c->b, c->relu6, NULL, out + (size_t)p * c->cout);
+}
+
 void kern_block_fast(const struct kern_conv *e, const struct kern_conv *d,
                      const struct kern_conv *p, const float *in, float *out, float *scratch)
 {
     int band = block_band_rows(d);
     int ch = d->cin;
-    size_t in_row = (size_t)e->in_w * e->cin, e_row = (size_t)d->in_w * ch;
-    size_t erows = (size_t)(band - 1) * d->stride + d->k;
-    float *ebuf = scratch;                 /* expanded rows [e_lo, e_hi) */
-    float *dbuf = scratch + erows * e_row; /* depthwise output of one band */
+    size_t e_row = (size_t)d->in_w * ch;
+    float *ebuf = scratch;                            /* expanded rows [e_lo, e_hi) */
+    float *dbuf = ebuf + block_erows(d) * e_row;      /* depthwise output of one band */
+    float *col = dbuf + (size_t)band * d->out_w * ch; /* im2col of a k > 1 expand */
     int e_lo = 0, e_hi = 0;
     for (int o0 = 0; o0 < d->out_h; o0 += band) {
         int o1 = o0 + band < d->out_h ? o0 + band : d->out_h;
@@ -236,8 +266,7 @@ void kern_block_fast(const struct kern_conv *e, const struct kern_conv *d,
             e_lo = e_hi = lo;
         }
         if (hi > e_hi) {
-            conv1x1_rows(e, in + (size_t)e_hi * in_row, hi - e_hi,
-                         ebuf + (size_t)(e_hi - e_lo) * e_row, NULL);
+            conv_rows(e, in, e_hi, hi, ebuf + (size_t)(e_hi - e_lo) * e_row, col);
             e_hi = hi;
         }
         for (int oy = o0; oy < o1; oy++) {
