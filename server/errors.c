@@ -40,7 +40,7 @@ static const struct err_info table[E_COUNT] = {
     [E_APIG_0201_TOO_LARGE] = {"APIG.0201", 413, "Request entity too large.", 1},
     [E_APIG_0201_URI_TOO_LARGE] = {"APIG.0201", 414, "Request URI too large.", 1},
     [E_APIG_0201_HEADERS_TOO_LARGE] = {"APIG.0201", 494, "Request headers too large.", 1},
-    [E_APIG_0301] = {"APIG.0301", 401, "Incorrect IAM authentication information", 1},
+    [E_APIG_0301] = {"APIG.0301", 401, "Incorrect IAM authentication information.", 1},
     [E_APIG_0302] = {"APIG.0302", 403, "The IAM user is not authorized to access the API.", 1},
     [E_APIG_0308] = {"APIG.0308", 429, "The throttling threshold has been reached.", 1},
     [E_APIG_0601] = {"APIG.0601", 500, "Internal server error.", 1},
@@ -127,7 +127,8 @@ void err_message(enum err e, const char *detail, char *buf, size_t len)
             snprintf(buf, len, "%.*s.", n, info->message);
         }
     } else if (e == E_APIG_0301 && detail && *detail) {
-        snprintf(buf, len, "%s: %s", info->message, detail);
+        /* "...information: <detail>", the gateway's form with a detail. */
+        snprintf(buf, len, "%.*s: %s", (int)strlen(info->message) - 1, info->message, detail);
     } else {
         snprintf(buf, len, "%s", info->message);
     }

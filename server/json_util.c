@@ -68,7 +68,9 @@ enum err jget_int(struct request *req, json_t *obj, const char *key, int require
         x = json_integer_value(v);
     } else if (json_is_real(v)) {
         double d = json_real_value(v);
-        if (d != floor(d) || d < (double)min || d > (double)max)
+        /* (double)LLONG_MAX rounds up to 2^63: refuse that before converting. */
+        if (d != floor(d) || d < (double)min || d > (double)max || d >= 9223372036854775808.0 ||
+            d < -9223372036854775808.0)
             return req_fail(req, E_BAD_PARAM, key);
         x = (long long)d;
     } else {

@@ -53,8 +53,10 @@ static int match_tmpl(const char *tmpl, char **segs, int n, const char **params,
     int i = 0, np = 0;
     char *save = NULL;
     for (char *tok = strtok_r(t + 1, "/", &save); tok; tok = strtok_r(NULL, "/", &save)) {
-        if (!strcmp(tok, "*"))
+        if (!strcmp(tok, "*")) {
+            *n_params = np;
             return 1; /* the rest, whatever it is (static files) */
+        }
         if (i >= n)
             return 0;
         if (tok[0] == '{') {
