@@ -30,7 +30,19 @@ struct jpeg_ctx {
 static void jpeg_on_error(j_common_ptr cinfo)
 {
     struct jpeg_ctx *c = (struct jpeg_ctx *)cinfo->err;
-    c->fail = c->pub.msg_code == JERR_OUT_OF_MEMORY ? DECODE_NOMEM : DECODE_CORRUPT;
+    switch (c->pub.msg_code) {
+    case JERR_OUT_OF_MEMORY:
+        c->fail = DECODE_NOMEM;
+        break;
+    case JERR_SOF_UNSUPPORTED: /* lossless, hierarchical */
+    case JERR_BAD_PRECISION:   /* 12/16-bit samples */
+    case JERR_ARITH_NOTIMPL:
+    case JERR_NOT_COMPILED:
+        c->fail = DECODE_UNSUPPORTED;
+        break;
+    default:
+        c->fail = DECODE_CORRUPT;
+    }
     longjmp(c->jmp, 1);
 }
 

@@ -381,6 +381,34 @@ static void test_garbage(void)
     CHECK(img.rgb == NULL);
 }
 
+/* Valid JPEG structure, but a process we do not decode: 12-bit samples,
+ * lossless (SOF3). Both are "unsupported", not "corrupt". */
+static void test_jpeg_unsupported_process(void)
+{
+    size_t len;
+    uint8_t *buf = load(FIX "jpeg_baseline.jpg", &len);
+    CHECK(buf != NULL);
+    if (!buf)
+        return;
+    size_t sof = 0;
+    for (size_t i = 2; i + 4 < len && buf[i] == 0xFF;) {
+        if (buf[i + 1] == 0xC0) {
+            sof = i;
+            break;
+        }
+        i += 2 + ((size_t)buf[i + 2] << 8 | buf[i + 3]);
+    }
+    CHECK(sof != 0);
+    struct image img;
+    buf[sof + 4] = 12; /* precision */
+    CHECK_INT(decode_image(buf, len, &test_lim, &img), DECODE_UNSUPPORTED);
+    buf[sof + 4] = 8;
+    buf[sof + 1] = 0xC3; /* lossless */
+    CHECK_INT(decode_image(buf, len, &test_lim, &img), DECODE_UNSUPPORTED);
+    CHECK(img.rgb == NULL);
+    free(buf);
+}
+
 /* A synthetic w x h image whose pixel (x, y) is (x, y, 7). */
 static struct image coord_image(int w, int h)
 {
@@ -476,6 +504,7 @@ int main(void)
     RUN(test_huge_headers);
     RUN(test_truncated);
     RUN(test_garbage);
+    RUN(test_jpeg_unsupported_process);
     RUN(test_crop);
     RUN(test_rotate);
     return unit_report();
