@@ -2,6 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "server/handlers.h"
+#include "server/imports.h"
 #include "server/metrics.h"
 #include "server/registry.h"
 #include "server/server.h"
@@ -23,7 +24,8 @@ enum err h_metrics(struct request *req)
     char *buf = NULL;
     size_t len = 0, cap = 0;
     if (metrics_render(req->srv->metrics, &buf, &len, &cap) != 0 ||
-        registry_render_metrics(req->srv->registry, &buf, &len, &cap) != 0) {
+        registry_render_metrics(req->srv->registry, &buf, &len, &cap) != 0 ||
+        imports_render_metrics(req->srv, &buf, &len, &cap) != 0) {
         free(buf);
         return req_fail(req, E_INTERNAL, "metrics");
     }

@@ -34,6 +34,15 @@ enum err h_v1_image_search(struct request *req);
 /* h_items.c: ours: item thumbnails for the console. */
 enum err h_admin_item_thumb(struct request *req);
 
+/* h_imports.c: ours: offline import jobs. */
+enum err h_admin_import_start(struct request *req);
+enum err h_admin_import_list(struct request *req);
+enum err h_admin_import_get(struct request *req);
+enum err h_admin_import_cancel(struct request *req);
+
+/* h_console.c: ours: the web console's static files. */
+enum err h_console(struct request *req);
+
 /* h_system.c */
 enum err h_healthz(struct request *req);
 enum err h_metrics(struct request *req);

@@ -11,6 +11,7 @@
 #include <unistd.h>
 #include "index/extract.h"
 #include "server/http_log.h"
+#include "server/imports.h"
 #include "server/metrics.h"
 #include "server/registry.h"
 #include "server/server.h"
@@ -97,6 +98,11 @@ int main(int argc, char **argv)
     }
     if (srv.cfg.auth_mode == AUTH_NONE)
         log_info("warning: [auth] mode = none: every request is accepted without credentials");
+    /* Before HTTP, so new jobs find the pool; resumes interrupted jobs. */
+    if (imports_start(&srv, &srv.imports, err, sizeof err) != 0) {
+        fprintf(stderr, "imgsearchd: %s\n", err);
+        return 1;
+    }
     if (http_start(&srv, err, sizeof err) != 0) {
         fprintf(stderr, "imgsearchd: %s\n", err);
         return 1;
@@ -109,6 +115,7 @@ int main(int argc, char **argv)
     sigwait(&stop, &sig);
     log_info("signal %d: shutting down", sig);
     http_stop(&srv, 30);
+    imports_stop(srv.imports); /* after the current image; the rest resumes at start */
     registry_free(srv.registry);
     extractor_close(srv.extractor);
     source_free(srv.source);

@@ -47,6 +47,19 @@ const struct route routes[] = {
     {"GET", ADM "/instances/{name}/items/{item_id}/thumbnail", API_ADMIN, h_admin_item_thumb,
      CLOUD_NOBODY, "admin_item_thumbnail"},
 
+    {"POST", ADM "/instances/{name}/imports", API_ADMIN, h_admin_import_start, CLOUD,
+     "admin_import_start"},
+    {"GET", ADM "/instances/{name}/imports", API_ADMIN, h_admin_import_list, CLOUD_NOBODY,
+     "admin_import_list"},
+    {"GET", ADM "/instances/{name}/imports/{job_id}", API_ADMIN, h_admin_import_get,
+     CLOUD_NOBODY, "admin_import_get"},
+    {"DELETE", ADM "/instances/{name}/imports/{job_id}", API_ADMIN, h_admin_import_cancel,
+     CLOUD_NOBODY, "admin_import_cancel"},
+
+    /* The web console: static files, no auth (the page asks for a token). */
+    {"GET", "/console", API_OTHER, h_console, 0, "console_index"},
+    {"GET", "/console/*", API_OTHER, h_console, 0, "console"},
+
     {"GET", "/healthz", API_OTHER, h_healthz, 0, "healthz"},
     {"GET", "/metrics", API_OTHER, h_metrics, 0, "metrics"},
 };

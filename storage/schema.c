@@ -59,6 +59,38 @@ static const char *const migrations[] = {
     "  PRIMARY KEY (item, keyword)) WITHOUT ROWID;"
     "CREATE INDEX item_keywords_kw ON item_keywords(keyword);"
     "CREATE INDEX items_phash ON items(instance_id, phash);",
+
+    /* 2: import jobs and the keys each one imports (materialised at start,
+     * so a job resumed after a crash knows exactly what is left). */
+    "CREATE TABLE import_jobs ("
+    "  id INTEGER PRIMARY KEY,"
+    "  job_id TEXT NOT NULL UNIQUE,"
+    "  project_id TEXT NOT NULL,"
+    "  instance TEXT NOT NULL,"
+    "  source TEXT NOT NULL,"
+    "  manifest TEXT,"
+    "  item_id_from TEXT NOT NULL DEFAULT 'key',"
+    "  force INTEGER NOT NULL DEFAULT 0,"
+    "  status TEXT NOT NULL DEFAULT 'QUEUED',"
+    "  error TEXT,"
+    "  total INTEGER NOT NULL DEFAULT 0,"
+    "  created_ms INTEGER NOT NULL,"
+    "  started_ms INTEGER NOT NULL DEFAULT 0,"
+    "  finished_ms INTEGER NOT NULL DEFAULT 0,"
+    "  active_ms INTEGER NOT NULL DEFAULT 0);"
+    "CREATE INDEX import_jobs_project ON import_jobs(project_id, instance);"
+    "CREATE INDEX import_jobs_status ON import_jobs(status);"
+    "CREATE TABLE import_keys ("
+    "  job INTEGER NOT NULL REFERENCES import_jobs(id) ON DELETE CASCADE,"
+    "  seq INTEGER NOT NULL,"
+    "  key TEXT NOT NULL,"
+    "  url TEXT NOT NULL,"
+    "  meta TEXT,"
+    "  status INTEGER NOT NULL DEFAULT 0," /* 0 pending, 1 done, 2 failed */
+    "  error_code TEXT,"
+    "  error_msg TEXT,"
+    "  PRIMARY KEY (job, seq)) WITHOUT ROWID;"
+    "CREATE INDEX import_keys_status ON import_keys(job, status, seq);",
 };
 
 size_t schema_count(void)

@@ -1,0 +1,421 @@
+/* jobs.c: import job rows and per-key progress (schema migration 2).
+ * Counts are derived from import_keys, so they can never disagree with the
+ * per-key markers that resume relies on. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include "storage/instances.h"
+#include "storage/jobs.h"
+
+#define JOB_COLS                                                                               \
+    "j.id, j.job_id, j.project_id, j.instance, j.source, j.manifest, j.item_id_from, "       \
+    "j.force, j.status, j.error, j.total, j.created_ms, j.started_ms, j.finished_ms, "        \
+    "j.active_ms, "                                                                            \
+    "(SELECT COUNT(*) FROM import_keys k WHERE k.job = j.id AND k.status = 1), "             \
+    "(SELECT COUNT(*) FROM import_keys k WHERE k.job = j.id AND k.status = 2) "
+
+static char *col_dup(sqlite3_stmt *st, int col)
+{
+    const unsigned char *t = sqlite3_column_text(st, col);
+    return t ? strdup((const char *)t) : NULL;
+}
+
+static void job_read(sqlite3_stmt *st, struct job *j)
+{
+    memset(j, 0, sizeof *j);
+    j->id = sqlite3_column_int64(st, 0);
+    snprintf(j->job_id, sizeof j->job_id, "%s", (const char *)sqlite3_column_text(st, 1));
+    j->project_id = col_dup(st, 2);
+    j->instance = col_dup(st, 3);
+    j->source = col_dup(st, 4);
+    j->manifest = col_dup(st, 5);
+    j->item_id_from = col_dup(st, 6);
+    j->force = sqlite3_column_int(st, 7);
+    j->status = col_dup(st, 8);
+    j->error = col_dup(st, 9);
+    j->total = sqlite3_column_int64(st, 10);
+    j->created_ms = sqlite3_column_int64(st, 11);
+    j->started_ms = sqlite3_column_int64(st, 12);
+    j->finished_ms = sqlite3_column_int64(st, 13);
+    j->active_ms = sqlite3_column_int64(st, 14);
+    j->done = sqlite3_column_int64(st, 15);
+    j->failed = sqlite3_column_int64(st, 16);
+}
+
+void job_free(struct job *j)
+{
+    if (!j)
+        return;
+    free(j->project_id);
+    free(j->instance);
+    free(j->source);
+    free(j->manifest);
+    free(j->item_id_from);
+    free(j->status);
+    free(j->error);
+    memset(j, 0, sizeof *j);
+}
+
+void jobs_free(struct job *list, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        job_free(&list[i]);
+    free(list);
+}
+
+void job_keys_free(struct job_key *k, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(k[i].key);
+        free(k[i].url);
+        free(k[i].meta);
+    }
+    free(k);
+}
+
+static void new_job_id(char out[40])
+{
+    unsigned char r[12];
+    if (getrandom(r, sizeof r, 0) != (ssize_t)sizeof r) {
+        long long t = now_ms();
+        memcpy(r, &t, sizeof t);
+        memset(r + sizeof t, 0x5a, sizeof r - sizeof t);
+    }
+    strcpy(out, "imp-");
+    for (size_t i = 0; i < sizeof r; i++)
+        snprintf(out + 4 + 2 * i, 3, "%02x", r[i]);
+}
+
+enum db_status jobs_create(struct db *db, struct job *j, const struct job_key *keys, size_t n)
+{
+    sqlite3 *c = db_conn(db);
+    sqlite3_stmt *st = NULL;
+    if (!c || db_begin(c) != 0)
+        return DB_ERROR;
+    new_job_id(j->job_id);
+    j->created_ms = now_ms();
+    st = db_prepare(c, "INSERT INTO import_jobs (job_id, project_id, instance, source, manifest,"
+                       " item_id_from, force, status, total, created_ms)"
+                       " VALUES (?, ?, ?, ?, ?, ?, ?, 'QUEUED', ?, ?)");
+    if (!st)
+        goto fail;
+    sqlite3_bind_text(st, 1, j->job_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, j->project_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, j->instance, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 4, j->source, -1, SQLITE_STATIC);
+    if (j->manifest)
+        sqlite3_bind_text(st, 5, j->manifest, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 6, j->item_id_from, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 7, j->force);
+    sqlite3_bind_int64(st, 8, (sqlite3_int64)n);
+    sqlite3_bind_int64(st, 9, j->created_ms);
+    if (sqlite3_step(st) != SQLITE_DONE)
+        goto fail;
+    sqlite3_finalize(st);
+    j->id = sqlite3_last_insert_rowid(c);
+    j->total = (long long)n;
+    st = db_prepare(c, "INSERT INTO import_keys (job, seq, key, url, meta) VALUES (?, ?, ?, ?, ?)");
+    if (!st)
+        goto fail;
+    for (size_t i = 0; i < n; i++) {
+        sqlite3_reset(st);
+        sqlite3_bind_int64(st, 1, j->id);
+        sqlite3_bind_int64(st, 2, (sqlite3_int64)i);
+        sqlite3_bind_text(st, 3, keys[i].key, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 4, keys[i].url, -1, SQLITE_STATIC);
+        if (keys[i].meta)
+            sqlite3_bind_text(st, 5, keys[i].meta, -1, SQLITE_STATIC);
+        else
+            sqlite3_bind_null(st, 5);
+        if (sqlite3_step(st) != SQLITE_DONE)
+            goto fail;
+    }
+    sqlite3_finalize(st);
+    if (db_commit(c) != 0)
+        goto fail_nost;
+    return DB_OK;
+fail:
+    sqlite3_finalize(st);
+fail_nost:
+    db_rollback(c);
+    return DB_ERROR;
+}
+
+static enum db_status get_one(sqlite3_stmt *st, struct job *out)
+{
+    if (!st)
+        return DB_ERROR;
+    int rc = sqlite3_step(st);
+    enum db_status s = DB_ERROR;
+    if (rc == SQLITE_ROW) {
+        job_read(st, out);
+        s = DB_OK;
+    } else if (rc == SQLITE_DONE) {
+        s = DB_NOT_FOUND;
+    }
+    sqlite3_finalize(st);
+    return s;
+}
+
+enum db_status jobs_get(struct db *db, const char *project_id, const char *instance,
+                        const char *job_id, struct job *out)
+{
+    sqlite3 *c = db_conn(db);
+    sqlite3_stmt *st = c ? db_prepare(c, "SELECT " JOB_COLS "FROM import_jobs j WHERE"
+                                         " j.job_id = ? AND j.project_id = ?"
+                                         " AND (?3 IS NULL OR j.instance = ?3)")
+                         : NULL;
+    if (!st)
+        return DB_ERROR;
+    sqlite3_bind_text(st, 1, job_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, project_id, -1, SQLITE_STATIC);
+    if (instance)
+        sqlite3_bind_text(st, 3, instance, -1, SQLITE_STATIC);
+    return get_one(st, out);
+}
+
+enum db_status jobs_get_row(struct db *db, int64_t id, struct job *out)
+{
+    sqlite3 *c = db_conn(db);
+    sqlite3_stmt *st = c ? db_prepare(c, "SELECT " JOB_COLS "FROM import_jobs j WHERE j.id = ?")
+                         : NULL;
+    if (!st)
+        return DB_ERROR;
+    sqlite3_bind_int64(st, 1, id);
+    return get_one(st, out);
+}
+
+enum db_status jobs_list(struct db *db, const char *project_id, const char *instance,
+                         const char *status, struct job **out, size_t *n)
+{
+    *out = NULL;
+    *n = 0;
+    sqlite3 *c = db_conn(db);
+    sqlite3_stmt *st =
+        c ? db_prepare(c, "SELECT " JOB_COLS "FROM import_jobs j WHERE"
+                          " (?1 IS NULL OR j.project_id = ?1) AND (?2 IS NULL OR j.instance = ?2)"
+                          " AND (?3 IS NULL OR j.status = ?3) ORDER BY j.id DESC")
+          : NULL;
+    if (!st)
+        return DB_ERROR;
+    if (project_id)
+        sqlite3_bind_text(st, 1, project_id, -1, SQLITE_STATIC);
+    if (instance)
+        sqlite3_bind_text(st, 2, instance, -1, SQLITE_STATIC);
+    if (status)
+        sqlite3_bind_text(st, 3, status, -1, SQLITE_STATIC);
+    size_t cap = 0;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (*n == cap) {
+            cap = cap ? 2 * cap : 8;
+            struct job *g = realloc(*out, cap * sizeof **out);
+            if (!g)
+                break;
+            *out = g;
+        }
+        job_read(st, &(*out)[(*n)++]);
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE) {
+        jobs_free(*out, *n);
+        *out = NULL;
+        *n = 0;
+        return DB_ERROR;
+    }
+    return DB_OK;
+}
+
+enum db_status jobs_errors(struct db *db, int64_t id, long long offset, long long limit,
+                           json_t **out)
+{
+    sqlite3 *c = db_conn(db);
+    sqlite3_stmt *st = c ? db_prepare(c, "SELECT key, error_code, error_msg FROM import_keys"
+                                         " WHERE job = ? AND status = 2 ORDER BY seq"
+                                         " LIMIT ? OFFSET ?")
+                         : NULL;
+    if (!st)
+        return DB_ERROR;
+    sqlite3_bind_int64(st, 1, id);
+    sqlite3_bind_int64(st, 2, limit);
+    sqlite3_bind_int64(st, 3, offset);
+    json_t *a = json_array();
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *code = (const char *)sqlite3_column_text(st, 1);
+        const char *msg = (const char *)sqlite3_column_text(st, 2);
+        json_array_append_new(a, json_pack("{s:s, s:s, s:s}", "key",
+                                           (const char *)sqlite3_column_text(st, 0), "error_code",
+                                           code ? code : "", "error_msg", msg ? msg : ""));
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE) {
+        json_decref(a);
+        return DB_ERROR;
+    }
+    *out = a;
+    return DB_OK;
+}
+
+/* Runs one statement with an int64 parameter; *changes gets the row count. */
+static enum db_status exec_id(struct db *db, const char *sql, int64_t id, const char *text,
+                              int *changes)
+{
+    sqlite3 *c = db_conn(db);
+    sqlite3_stmt *st = c ? db_prepare(c, sql) : NULL;
+    if (!st)
+        return DB_ERROR;
+    sqlite3_bind_int64(st, 1, id);
+    if (text)
+        sqlite3_bind_text(st, 2, text, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (changes)
+        *changes = sqlite3_changes(c);
+    return rc == SQLITE_DONE ? DB_OK : DB_ERROR;
+}
+
+enum db_status jobs_claim(struct db *db, struct job *out, int *resumed)
+{
+    sqlite3 *c = db_conn(db);
+    if (!c || db_begin(c) != 0)
+        return DB_ERROR;
+    sqlite3_stmt *st =
+        db_prepare(c, "SELECT id, started_ms FROM import_jobs WHERE status = 'QUEUED'"
+                      " ORDER BY id LIMIT 1");
+    if (!st) {
+        db_rollback(c);
+        return DB_ERROR;
+    }
+    int rc = sqlite3_step(st);
+    int64_t id = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+    *resumed = rc == SQLITE_ROW && sqlite3_column_int64(st, 1) != 0;
+    sqlite3_finalize(st);
+    if (rc == SQLITE_DONE) {
+        db_rollback(c);
+        return DB_NOT_FOUND;
+    }
+    /* started_ms keeps the first start, so a resumed job shows when it began. */
+    if (rc != SQLITE_ROW ||
+        exec_id(db,
+                "UPDATE import_jobs SET status = 'RUNNING', started_ms = CASE started_ms WHEN 0"
+                " THEN CAST(strftime('%s','now') AS INTEGER) * 1000 ELSE started_ms END"
+                " WHERE id = ?",
+                id, NULL, NULL) != DB_OK ||
+        db_commit(c) != 0) {
+        db_rollback(c);
+        return DB_ERROR;
+    }
+    return jobs_get_row(db, id, out);
+}
+
+enum db_status jobs_requeue_running(struct db *db)
+{
+    return exec_id(db, "UPDATE import_jobs SET status = 'QUEUED' WHERE status = 'RUNNING'"
+                       " AND ?1 = ?1",
+                   0, NULL, NULL);
+}
+
+enum db_status jobs_finish(struct db *db, int64_t id, const char *status, const char *error)
+{
+    sqlite3 *c = db_conn(db);
+    sqlite3_stmt *st =
+        c ? db_prepare(c, "UPDATE import_jobs SET status = ?2, error = ?3, finished_ms = ?4"
+                          " WHERE id = ?1 AND status IN ('QUEUED', 'RUNNING')")
+          : NULL;
+    if (!st)
+        return DB_ERROR;
+    sqlite3_bind_int64(st, 1, id);
+    sqlite3_bind_text(st, 2, status, -1, SQLITE_STATIC);
+    if (error)
+        sqlite3_bind_text(st, 3, error, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 4, now_ms());
+    int rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? DB_OK : DB_ERROR;
+}
+
+enum db_status jobs_cancel(struct db *db, int64_t id)
+{
+    return jobs_finish(db, id, "CANCELLED", NULL);
+}
+
+enum db_status jobs_status(struct db *db, int64_t id, char *buf, size_t len)
+{
+    sqlite3 *c = db_conn(db);
+    sqlite3_stmt *st = c ? db_prepare(c, "SELECT status FROM import_jobs WHERE id = ?") : NULL;
+    if (!st)
+        return DB_ERROR;
+    sqlite3_bind_int64(st, 1, id);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        snprintf(buf, len, "%s", (const char *)sqlite3_column_text(st, 0));
+    sqlite3_finalize(st);
+    return rc == SQLITE_ROW ? DB_OK : rc == SQLITE_DONE ? DB_NOT_FOUND : DB_ERROR;
+}
+
+enum db_status jobs_add_active(struct db *db, int64_t id, long long ms)
+{
+    char num[32];
+    snprintf(num, sizeof num, "%lld", ms);
+    return exec_id(db, "UPDATE import_jobs SET active_ms = active_ms + CAST(?2 AS INTEGER)"
+                       " WHERE id = ?1",
+                   id, num, NULL);
+}
+
+enum db_status jobs_pending(struct db *db, int64_t id, size_t max, struct job_key **out,
+                            size_t *n)
+{
+    *out = calloc(max ? max : 1, sizeof **out);
+    *n = 0;
+    sqlite3 *c = db_conn(db);
+    sqlite3_stmt *st = c && *out ? db_prepare(c, "SELECT seq, key, url, meta FROM import_keys"
+                                                 " WHERE job = ? AND status = 0 ORDER BY seq"
+                                                 " LIMIT ?")
+                                 : NULL;
+    if (!st) {
+        free(*out);
+        *out = NULL;
+        return DB_ERROR;
+    }
+    sqlite3_bind_int64(st, 1, id);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)max);
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        struct job_key *k = &(*out)[(*n)++];
+        k->seq = sqlite3_column_int64(st, 0);
+        k->key = col_dup(st, 1);
+        k->url = col_dup(st, 2);
+        k->meta = col_dup(st, 3);
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE) {
+        job_keys_free(*out, *n);
+        *out = NULL;
+        *n = 0;
+        return DB_ERROR;
+    }
+    return DB_OK;
+}
+
+enum db_status jobs_key_result(struct db *db, int64_t id, int64_t seq, enum key_status status,
+                               const char *code, const char *msg)
+{
+    sqlite3 *c = db_conn(db);
+    sqlite3_stmt *st = c ? db_prepare(c, "UPDATE import_keys SET status = ?3, error_code = ?4,"
+                                         " error_msg = ?5 WHERE job = ?1 AND seq = ?2")
+                         : NULL;
+    if (!st)
+        return DB_ERROR;
+    sqlite3_bind_int64(st, 1, id);
+    sqlite3_bind_int64(st, 2, seq);
+    sqlite3_bind_int(st, 3, (int)status);
+    if (code)
+        sqlite3_bind_text(st, 4, code, -1, SQLITE_STATIC);
+    if (msg)
+        sqlite3_bind_text(st, 5, msg, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? DB_OK : DB_ERROR;
+}

@@ -1,0 +1,77 @@
+/* jobs.h: import jobs and their per-key progress. The keys of a job are
+ * materialised when it is created, so a job resumed after a crash knows
+ * exactly which keys are left; a key's status is committed before the job
+ * counts it, so resume neither duplicates nor loses an image. */
+#ifndef IMGSEARCH_JOBS_H
+#define IMGSEARCH_JOBS_H
+
+#include <jansson.h>
+#include <stdint.h>
+#include "storage/db.h"
+
+enum key_status { KEY_PENDING = 0, KEY_DONE = 1, KEY_FAILED = 2 };
+
+struct job {
+    int64_t id;          /* row id, internal */
+    char job_id[40];     /* public id */
+    char *project_id;
+    char *instance;      /* instance name */
+    char *source;        /* obs:// prefix URL as given */
+    char *manifest;      /* NULL: none */
+    char *item_id_from;  /* "key" or "path" */
+    int force;
+    char *status;        /* QUEUED RUNNING SUCCEEDED FAILED CANCELLED */
+    char *error;         /* job-level failure reason, or NULL */
+    long long total, done, failed;
+    long long created_ms, started_ms, finished_ms, active_ms;
+};
+
+/* One key to import: object key, object URL and the manifest line (or NULL). */
+struct job_key {
+    int64_t seq;
+    char *key;
+    char *url;
+    char *meta; /* JSON text */
+};
+
+/* Inserts the job (status QUEUED) and its keys in one transaction; fills
+ * j->id and j->job_id. */
+enum db_status jobs_create(struct db *db, struct job *j, const struct job_key *keys, size_t n);
+
+/* By public id, within a project (and instance, when not NULL). */
+enum db_status jobs_get(struct db *db, const char *project_id, const char *instance,
+                        const char *job_id, struct job *out);
+enum db_status jobs_get_row(struct db *db, int64_t id, struct job *out);
+/* Newest first; instance NULL: every instance of the project; project NULL: all. */
+enum db_status jobs_list(struct db *db, const char *project_id, const char *instance,
+                         const char *status, struct job **out, size_t *n);
+void job_free(struct job *j);
+void jobs_free(struct job *list, size_t n);
+
+/* Per-key errors as [{key, error_code, error_msg}] in key order. */
+enum db_status jobs_errors(struct db *db, int64_t id, long long offset, long long limit,
+                           json_t **out);
+
+/* Marks the oldest QUEUED job RUNNING and loads it; DB_NOT_FOUND when none.
+ * *resumed: it had run before (a crash or shutdown interrupted it). */
+enum db_status jobs_claim(struct db *db, struct job *out, int *resumed);
+/* RUNNING -> QUEUED for every job (start-up: their worker died). */
+enum db_status jobs_requeue_running(struct db *db);
+/* Sets a final status (only from QUEUED/RUNNING); `error` may be NULL. */
+enum db_status jobs_finish(struct db *db, int64_t id, const char *status, const char *error);
+/* QUEUED/RUNNING -> CANCELLED; DB_OK also when it had already ended. */
+enum db_status jobs_cancel(struct db *db, int64_t id);
+/* Current status into buf. */
+enum db_status jobs_status(struct db *db, int64_t id, char *buf, size_t len);
+/* Adds time spent working (for images/s across restarts). */
+enum db_status jobs_add_active(struct db *db, int64_t id, long long ms);
+
+/* Up to `max` pending keys in order. */
+enum db_status jobs_pending(struct db *db, int64_t id, size_t max, struct job_key **out,
+                            size_t *n);
+void job_keys_free(struct job_key *k, size_t n);
+/* Durably records a key's result. */
+enum db_status jobs_key_result(struct db *db, int64_t id, int64_t seq, enum key_status st,
+                               const char *code, const char *msg);
+
+#endif
