@@ -25,9 +25,15 @@ struct scratch_pool {
 
 struct extractor {
     struct mnv2 net;
-    int fast;
+    enum mnv2_path path;
     struct scratch_pool *pool; /* mutable behind a const extractor */
 };
+
+static int env_on(const char *name)
+{
+    const char *v = getenv(name);
+    return v && *v && strcmp(v, "0") != 0;
+}
 
 int extractor_open(const char *model_path, struct extractor **out, char *errbuf, size_t errlen)
 {
@@ -58,8 +64,11 @@ int extractor_open(const char *model_path, struct extractor **out, char *errbuf,
         goto fail;
     }
     ex->pool->floats = mnv2_scratch_floats(&ex->net);
-    const char *ref = getenv("IMGSEARCH_EXTRACT_REF");
-    ex->fast = !(ref && *ref && strcmp(ref, "0") != 0);
+    ex->path = MNV2_FAST;
+    if (env_on("IMGSEARCH_EXTRACT_BLAS"))
+        ex->path = MNV2_FAST_BLAS;
+    if (env_on("IMGSEARCH_EXTRACT_REF"))
+        ex->path = MNV2_REF;
     kern_init();
     *out = ex;
     return 0;
@@ -128,7 +137,7 @@ int extractor_embed_input(const struct extractor *ex, const float *input224, flo
     float *scratch = scratch_get(ex->pool);
     if (!scratch)
         return -1;
-    mnv2_forward(&ex->net, input224, ex->fast, scratch, out);
+    mnv2_forward(&ex->net, input224, ex->path, scratch, out);
     scratch_put(ex->pool, scratch);
     l2_normalise(out, EXTRACT_DIM);
     return 0;

@@ -1,8 +1,8 @@
 /* kernels.h: the convolution kernels of the MobileNetV2 forward pass, on
  * NHWC float32 tensors with TensorFlow "SAME" padding. Each kernel exists as a
  * plain-C reference (_ref), kept simple enough to check by eye, and a fast
- * version (_fast: OpenBLAS SGEMM, vectorised depthwise loops); the tests make
- * sure both agree. */
+ * version (_fast: register-tiled AVX-512 GEMM or OpenBLAS SGEMM, vectorised
+ * depthwise loops, fused blocks); the tests make sure both agree. */
 #ifndef IMGSEARCH_KERNELS_H
 #define IMGSEARCH_KERNELS_H
 
@@ -19,6 +19,7 @@ struct kern_conv {
     const float *b; /* [cout] */
     int relu6;
     const float *skip;
+    int force_blas; /* fast path: use OpenBLAS even where the AVX-512 kernel runs */
 };
 
 /* TF SAME padding: out = ceil(in / stride), the odd pixel of padding goes to
@@ -27,6 +28,12 @@ void kern_same_pad(int in, int k, int stride, int *out, int *pad_before);
 
 void kern_conv_ref(const struct kern_conv *c, const float *in, float *out);
 void kern_dw_ref(const struct kern_conv *c, const float *in, float *out);
+
+/* out[m][c->cout] = a[m][kdim] x c->w + c->b, then ReLU6 if c->relu6, then
+ * + skip[m][c->cout] if skip: a dense convolution in matrix form (1x1 as is,
+ * others after im2col with kdim = k*k*cin). c->skip is not used. */
+void kern_gemm_bias(const struct kern_conv *c, const float *a, int m, int kdim, const float *skip,
+                    float *out);
 
 /* Floats of scratch kern_conv_fast needs for `c` (im2col for k > 1). */
 size_t kern_conv_fast_scratch(const struct kern_conv *c);

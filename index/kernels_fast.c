@@ -1,17 +1,12 @@
-/* kernels_fast.c: the fast convolutions. Dense convolutions (the 1x1
- * expand/project layers hold most of the FLOPs) go through OpenBLAS SGEMM,
- * which picks AVX-512/AVX2 kernels at run time; the 3x3 stem goes through
- * im2col first. Depthwise 3x3 and the bias/ReLU6/residual epilogue are plain
- * loops shaped so GCC vectorises them, cloned per ISA (target_clones). */
+/* kernels_fast.c: the fast convolutions. Dense convolutions become matrix
+ * products (kern_gemm_bias, kernels_gemm.c; the 3x3 stem through im2col);
+ * depthwise 3x3 is a plain loop shaped so GCC vectorises it, cloned per ISA
+ * (target_clones); inverted-residual blocks run fused in row bands. */
 #pragma GCC optimize("O3", "fp-contract=fast")
 
-#include <cblas.h>
 #include <string.h>
 
 #include "index/kernels.h"
-
-/* Not in every cblas.h variant (Debian's alternatives may pick another). */
-extern void openblas_set_num_threads(int num_threads);
 
 #define CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 
@@ -19,29 +14,6 @@ extern void openblas_set_num_threads(int num_threads);
  * depthwise 3x3 runs the same 9-tap loop. */
 #define DW_MAX_CH 4096
 static const float dw_zeros[DW_MAX_CH];
-
-void kern_init(void)
-{
-    openblas_set_num_threads(1);
-}
-
-CLONES static void epilogue_row(int n, const float *restrict b, int relu6,
-                                const float *restrict skip, float *restrict o)
-{
-    if (relu6) {
-        for (int i = 0; i < n; i++) {
-            float v = o[i] + b[i];
-            v = v < 0.0f ? 0.0f : v;
-            o[i] = v > 6.0f ? 6.0f : v;
-        }
-    } else {
-        for (int i = 0; i < n; i++)
-            o[i] += b[i];
-    }
-    if (skip)
-        for (int i = 0; i < n; i++)
-            o[i] += skip[i];
-}
 
 CLONES void kern_row_scale_u8(int n, float w, const unsigned char *restrict src,
                               float *restrict dst)
@@ -100,16 +72,7 @@ void kern_conv_fast(const struct kern_conv *c, const float *in, float *out, floa
         im2col(c, in, 0, c->out_h, scratch);
         a = scratch;
     }
-    for (int p0 = 0; p0 < npix; p0 += BAND) {
-        int m = npix - p0 < BAND ? npix - p0 : BAND;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, c->cout, kdim, 1.0f,
-                    a + (size_t)p0 * kdim, kdim, c->w, c->cout, 0.0f, out + (size_t)p0 * c->cout,
-                    c->cout);
-        for (int p = p0; p < p0 + m; p++) {
-            size_t off = (size_t)p * c->cout;
-            epilogue_row(c->cout, c->b, c->relu6, c->skip ? c->skip + off : NULL, out + off);
-        }
-    }
+    kern_gemm_bias(c, a, npix, kdim, c->skip, out);
 }
 
 /* One output pixel, all channels: bias + 9 taps, then the epilogue. Taps
@@ -209,35 +172,18 @@ size_t kern_block_fast_scratch(const struct kern_conv *e, const struct kern_conv
            block_col(e, d);
 }
 
-/* GEMM + epilogue for `rows` whole rows of a 1x1 convolution, `in` pointing
- * at its first input row. */
-static void conv1x1_rows(const struct kern_conv *c, const float *in, int rows, float *out,
-                         const float *skip)
-{
-    int m = rows * c->out_w;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, c->cout, c->cin, 1.0f, in, c->cin,
-                c->w, c->cout, 0.0f, out, c->cout);
-    for (int p = 0; p < m; p++) {
-        size_t off = (size_t)p * c->cout;
-        epilogue_row(c->cout, c->b, c->relu6, skip ? skip + off : NULL, out + off);
-    }
-}
-
-/* Output rows [oy0, oy1) of any convolution without a residual, `in` being
+/* Output rows [oy0, oy1) of a convolution without a residual, `in` being
  * the whole input: 1x1 directly, others through im2col of just those rows. */
 static void conv_rows(const struct kern_conv *c, const float *in, int oy0, int oy1, float *out,
                       float *col)
 {
+    int m = (oy1 - oy0) * c->out_w;
     if (c->k == 1 && c->stride == 1) {
-        conv1x1_rows(c, in + (size_t)oy0 * c->in_w * c->cin, oy1 - oy0, out, NULL);
+        kern_gemm_bias(c, in + (size_t)oy0 * c->in_w * c->cin, m, c->cin, NULL, out);
         return;
     }
-    int m = (oy1 - oy0) * c->out_w, kdim = c->k * c->k * c->cin;
     im2col(c, in, oy0, oy1, col);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, c->cout, kdim, 1.0f, col, kdim, c->w,
-                c->cout, 0.0f, out, c->cout);
-    for (int p = 0; p < m; p++)
-        epilogue_row(c->cout, c->b, c->relu6, NULL, out + (size_t)p * c->cout);
+    kern_gemm_bias(c, col, m, c->k * c->k * c->cin, NULL, out);
 }
 
 void kern_block_fast(const struct kern_conv *e, const struct kern_conv *d,
@@ -287,6 +233,7 @@ void kern_block_fast(const struct kern_conv *e, const struct kern_conv *d,
             }
         }
         size_t off = (size_t)o0 * p->out_w * p->cout;
-        conv1x1_rows(p, dbuf, o1 - o0, out + off, p->skip ? p->skip + off : NULL);
+        kern_gemm_bias(p, dbuf, (o1 - o0) * p->out_w, p->cin, p->skip ? p->skip + off : NULL,
+                       out + off);
     }
 }

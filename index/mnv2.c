@@ -257,8 +257,10 @@ size_t mnv2_scratch_floats(const struct mnv2 *net)
     return 3 * net->max_act + net->max_col;
 }
 
-void mnv2_forward(const struct mnv2 *net, const float *input, int fast, float *scratch, float *gap)
+void mnv2_forward(const struct mnv2 *net, const float *input, enum mnv2_path path, float *scratch,
+                  float *gap)
 {
+    int fast = path != MNV2_REF;
     float *buf[3] = {scratch, scratch + net->max_act, scratch + 2 * net->max_act};
     float *col = scratch + 3 * net->max_act;
     size_t n_in = (size_t)net->side * net->side * 3;
@@ -276,9 +278,11 @@ void mnv2_forward(const struct mnv2 *net, const float *input, int fast, float *s
             out++;
         struct kern_conv c = l->conv;
         c.skip = l->add_skip ? buf[skip] : NULL;
+        c.force_blas = path == MNV2_FAST_BLAS;
         if (fast && fusable_at(net, li)) {
             struct kern_conv p = l[2].conv;
             p.skip = l[2].add_skip ? buf[skip] : NULL;
+            p.force_blas = c.force_blas;
             kern_block_fast(&c, &l[1].conv, &p, buf[cur], buf[out], col);
             if (l[2].add_skip)
                 skip = -1;

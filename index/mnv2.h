@@ -39,9 +39,16 @@ void mnv2_unload(struct mnv2 *net);
 /* Floats of scratch mnv2_forward needs. */
 size_t mnv2_scratch_floats(const struct mnv2 *net);
 
+enum mnv2_path {
+    MNV2_REF,       /* plain-C reference kernels */
+    MNV2_FAST,      /* fast kernels, best GEMM for this CPU */
+    MNV2_FAST_BLAS, /* fast kernels, dense convolutions through OpenBLAS */
+};
+
 /* Runs the network on a side x side x 3 HWC input in [0,1] and writes the
- * global average pool of the last layer (out_ch floats) to `gap`. `fast`
- * picks the fast kernels; `scratch` holds mnv2_scratch_floats() floats. */
-void mnv2_forward(const struct mnv2 *net, const float *input, int fast, float *scratch, float *gap);
+ * global average pool of the last layer (out_ch floats) to `gap`. `scratch`
+ * holds mnv2_scratch_floats() floats. */
+void mnv2_forward(const struct mnv2 *net, const float *input, enum mnv2_path path, float *scratch,
+                  float *gap);
 
 #endif

@@ -23,7 +23,7 @@
 #define SANITIZED 0
 #endif
 
-static struct extractor *ex_fast, *ex_ref;
+static struct extractor *ex_fast, *ex_ref, *ex_blas;
 static char golden_dir[1024];
 
 static double cosine(const float *a, const float *b, int n)
@@ -150,6 +150,13 @@ static void test_golden_fast(void)
 static void test_golden_ref(void)
 {
     golden_case(ex_ref, SANITIZED ? 1 : NGOLDEN);
+}
+
+/* The portable fast path (OpenBLAS for dense convolutions), which CPUs
+ * without AVX-512 take. */
+static void test_golden_blas(void)
+{
+    golden_case(ex_blas, SANITIZED ? 1 : NGOLDEN);
 }
 
 static void test_fast_matches_ref(void)
@@ -344,9 +351,14 @@ int main(void)
     if (extractor_open(NULL, &ex_ref, err, sizeof err) != 0)
         fprintf(stderr, "reference extractor: %s\n", err);
     unsetenv("IMGSEARCH_EXTRACT_REF");
+    setenv("IMGSEARCH_EXTRACT_BLAS", "1", 1);
+    if (extractor_open(NULL, &ex_blas, err, sizeof err) != 0)
+        fprintf(stderr, "OpenBLAS extractor: %s\n", err);
+    unsetenv("IMGSEARCH_EXTRACT_BLAS");
 
     RUN(test_golden_fast);
     RUN(test_golden_ref);
+    RUN(test_golden_blas);
     RUN(test_fast_matches_ref);
     RUN(test_unit_norm_and_determinism);
     RUN(test_threads);
@@ -357,5 +369,6 @@ int main(void)
 
     extractor_close(ex_fast);
     extractor_close(ex_ref);
+    extractor_close(ex_blas);
     return unit_report();
 }
