@@ -16,9 +16,9 @@ fail_build() { echo "build failed: $1"; echo "0 passed, 1 failed"; exit 1; }
 
 make -j"$JOBS" all >"$log_dir/build.log" 2>&1 || { tail -40 "$log_dir/build.log"; fail_build release; }
 make -j"$JOBS" asan >"$log_dir/build-asan.log" 2>&1 || { tail -40 "$log_dir/build-asan.log"; fail_build asan; }
-if [ -x scripts/fetch-model.sh ]; then
-    scripts/fetch-model.sh >"$log_dir/model.log" 2>&1 || { tail -20 "$log_dir/model.log"; fail_build model; }
-fi
+scripts/fetch-model.sh >"$log_dir/model.log" 2>&1 || { tail -20 "$log_dir/model.log"; fail_build model; }
+# Reference embeddings from the original TF.js model, for test_extract.
+scripts/make-golden.sh >"$log_dir/golden.log" 2>&1 || { tail -20 "$log_dir/golden.log"; fail_build golden; }
 
 # Adds the "N passed, N failed" line of one test's output to the totals.
 count() {
