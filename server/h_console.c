@@ -1,11 +1,14 @@
 /* h_console.c: ours: the web console, static files from cfg.console_dir.
  * Only flat file names of [A-Za-z0-9._-] not starting with '.' are served,
- * so no request can reach outside the directory. */
+ * so no request can reach outside the directory. Also the thumbnail
+ * lookup by query argument the console's result grid uses. */
+#include <microhttpd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "server/handlers.h"
 #include "server/server.h"
+#include "storage/items.h"
 
 #define CONSOLE_MAX_FILE (4u << 20)
 
@@ -59,5 +62,31 @@ enum err h_console(struct request *req)
     req->raw = buf;
     req->raw_len = n;
     req->raw_type = type;
+    return E_OK;
+}
+
+/* The thumbnail of an item named by ?item_id=: the path form
+ * (.../items/{item_id}/thumbnail) cannot carry ids with '/', which imported
+ * object keys usually have. */
+enum err h_console_thumb(struct request *req)
+{
+    const char *id = MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, "item_id");
+    if (!id || !*id)
+        return req_fail(req, E_MISSING_PARAM, "item_id");
+    struct instance inst;
+    enum err e = req_instance(req, req->params[1], &inst);
+    if (e)
+        return e;
+    uint8_t *data = NULL;
+    size_t len = 0;
+    enum db_status s = items_thumb(req->srv->db, inst.id, id, &data, &len);
+    instance_free(&inst);
+    if (s == DB_NOT_FOUND)
+        return req_fail(req, E_MMS_ITEM_NOT_FOUND, id);
+    if (s != DB_OK)
+        return req_fail(req, E_STORE_FAILED, "thumbnail");
+    req->raw = (char *)data;
+    req->raw_len = len;
+    req->raw_type = "image/jpeg";
     return E_OK;
 }

@@ -42,6 +42,7 @@ enum err h_admin_import_cancel(struct request *req);
 
 /* h_console.c: ours: the web console's static files. */
 enum err h_console(struct request *req);
+enum err h_console_thumb(struct request *req);
 
 /* h_system.c */
 enum err h_healthz(struct request *req);

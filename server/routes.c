@@ -56,6 +56,9 @@ const struct route routes[] = {
     {"DELETE", ADM "/instances/{name}/imports/{job_id}", API_ADMIN, h_admin_import_cancel,
      CLOUD_NOBODY, "admin_import_cancel"},
 
+    {"GET", ADM "/instances/{name}/thumbnail", API_ADMIN, h_console_thumb, CLOUD_NOBODY,
+     "admin_thumbnail_by_query"},
+
     /* The web console: static files, no auth (the page asks for a token). */
     {"GET", "/console", API_OTHER, h_console, 0, "console_index"},
     {"GET", "/console/*", API_OTHER, h_console, 0, "console"},
