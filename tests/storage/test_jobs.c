@@ -1,0 +1,164 @@
+/* test_jobs.c: storage/jobs.c on a temporary database: a job and its keys
+ * created in one go; claim takes the oldest QUEUED job once and tells a
+ * resumed one apart; pending keys shrink as results are recorded; counts
+ * come from the key markers; errors page in key order; cancel only ends
+ * unfinished jobs; requeue puts interrupted jobs back; projects and
+ * instances keep their jobs apart. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "storage/db.h"
+#include "storage/jobs.h"
+#include "tests/unit.h"
+
+static char dir[64];
+
+static struct db *open_db(const char *name)
+{
+    char path[128], err[256];
+    struct db *db = NULL;
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    CHECK_INT(db_open(path, &db, err, sizeof err), 0);
+    return db;
+}
+
+static int64_t make_job(struct db *db, const char *project, const char *inst, size_t n,
+                        char job_id[40])
+{
+    struct job_key *keys = calloc(n, sizeof *keys);
+    char k[32][32], u[32][64];
+    for (size_t i = 0; i < n && i < 32; i++) {
+        snprintf(k[i], sizeof k[i], "dir/%02zu.jpg", i);
+        snprintf(u[i], sizeof u[i], "obs://local/dir/%02zu.jpg", i);
+        keys[i].key = k[i];
+        keys[i].url = u[i];
+        keys[i].meta = i == 0 ? "{\"key\":\"dir/00.jpg\"}" : NULL;
+    }
+    struct job j = {.project_id = (char *)project,
+                    .instance = (char *)inst,
+                    .source = "obs://local/dir/",
+                    .item_id_from = "key"};
+    CHECK_INT(jobs_create(db, &j, keys, n), DB_OK);
+    free(keys);
+    CHECK(!strncmp(j.job_id, "imp-", 4) && strlen(j.job_id) == 28);
+    if (job_id)
+        strcpy(job_id, j.job_id);
+    return j.id;
+}
+
+static void test_lifecycle(void)
+{
+    struct db *db = open_db("life.db");
+    char id1[40], id2[40];
+    int64_t j1 = make_job(db, "p1", "a", 5, id1);
+    make_job(db, "p1", "b", 2, id2);
+    CHECK(strcmp(id1, id2) != 0);
+
+    struct job j;
+    int resumed = -1;
+    CHECK_INT(jobs_claim(db, &j, &resumed), DB_OK);
+    CHECK_INT(j.id, j1);
+    CHECK_INT(resumed, 0);
+    CHECK_STR(j.status, "RUNNING");
+    CHECK_INT(j.total, 5);
+    CHECK(j.started_ms > 0);
+    job_free(&j);
+
+    struct job_key *k;
+    size_t n;
+    CHECK_INT(jobs_pending(db, j1, 3, &k, &n), DB_OK);
+    CHECK_INT(n, 3);
+    CHECK_STR(k[0].key, "dir/00.jpg");
+    CHECK_STR(k[0].meta, "{\"key\":\"dir/00.jpg\"}");
+    CHECK(k[1].meta == NULL);
+    CHECK_INT(jobs_key_result(db, j1, k[0].seq, KEY_DONE, NULL, NULL), DB_OK);
+    CHECK_INT(jobs_key_result(db, j1, k[1].seq, KEY_FAILED, "MMS.0003", "bad"), DB_OK);
+    CHECK_INT(jobs_key_result(db, j1, k[2].seq, KEY_FAILED, "ModelArts.4706", "gone"), DB_OK);
+    job_keys_free(k, n);
+    CHECK_INT(jobs_pending(db, j1, 10, &k, &n), DB_OK);
+    CHECK_INT(n, 2);
+    CHECK_STR(k[0].key, "dir/03.jpg");
+    job_keys_free(k, n);
+
+    CHECK_INT(jobs_get(db, "p1", "a", id1, &j), DB_OK);
+    CHECK_INT(j.done, 1);
+    CHECK_INT(j.failed, 2);
+    job_free(&j);
+    CHECK_INT(jobs_get(db, "p2", NULL, id1, &j), DB_NOT_FOUND);
+    CHECK_INT(jobs_get(db, "p1", "b", id1, &j), DB_NOT_FOUND);
+
+    json_t *errs;
+    CHECK_INT(jobs_errors(db, j1, 1, 10, &errs), DB_OK);
+    CHECK_INT(json_array_size(errs), 1);
+    CHECK_STR(json_string_value(json_object_get(json_array_get(errs, 0), "error_code")),
+              "ModelArts.4706");
+    json_decref(errs);
+
+    /* A crash: RUNNING goes back to QUEUED and the next claim is a resume. */
+    CHECK_INT(jobs_requeue_running(db), DB_OK);
+    CHECK_INT(jobs_claim(db, &j, &resumed), DB_OK);
+    CHECK_INT(j.id, j1);
+    CHECK_INT(resumed, 1);
+    job_free(&j);
+    CHECK_INT(jobs_add_active(db, j1, 1500), DB_OK);
+    CHECK_INT(jobs_finish(db, j1, "SUCCEEDED", NULL), DB_OK);
+    CHECK_INT(jobs_cancel(db, j1), DB_OK); /* finished stays finished */
+    char st[16];
+    CHECK_INT(jobs_status(db, j1, st, sizeof st), DB_OK);
+    CHECK_STR(st, "SUCCEEDED");
+    CHECK_INT(jobs_get_row(db, j1, &j), DB_OK);
+    CHECK_INT(j.active_ms, 1500);
+    CHECK(j.finished_ms > 0);
+    job_free(&j);
+
+    /* The second job: cancelled while queued, so nothing claims it. */
+    struct job *list;
+    CHECK_INT(jobs_list(db, "p1", "b", NULL, &list, &n), DB_OK);
+    CHECK_INT(n, 1);
+    CHECK_INT(jobs_cancel(db, list[0].id), DB_OK);
+    jobs_free(list, n);
+    CHECK_INT(jobs_claim(db, &j, &resumed), DB_NOT_FOUND);
+    CHECK_INT(jobs_list(db, "p1", NULL, NULL, &list, &n), DB_OK);
+    CHECK_INT(n, 2);
+    CHECK_STR(list[0].status, "CANCELLED"); /* newest first */
+    CHECK_STR(list[1].status, "SUCCEEDED");
+    jobs_free(list, n);
+    CHECK_INT(jobs_list(db, NULL, NULL, "CANCELLED", &list, &n), DB_OK);
+    CHECK_INT(n, 1);
+    jobs_free(list, n);
+    db_close(db);
+}
+
+static void test_empty_job(void)
+{
+    struct db *db = open_db("empty.db");
+    make_job(db, "p", "i", 0, NULL);
+    struct job j;
+    int resumed;
+    CHECK_INT(jobs_claim(db, &j, &resumed), DB_OK);
+    CHECK_INT(j.total, 0);
+    struct job_key *k;
+    size_t n;
+    CHECK_INT(jobs_pending(db, j.id, 8, &k, &n), DB_OK);
+    CHECK_INT(n, 0);
+    job_keys_free(k, n);
+    job_free(&j);
+    db_close(db);
+}
+
+int main(void)
+{
+    snprintf(dir, sizeof dir, "/tmp/imgsearch-test-jobs-XXXXXX");
+    if (!mkdtemp(dir)) {
+        perror("mkdtemp");
+        return 1;
+    }
+    RUN(test_lifecycle);
+    RUN(test_empty_job);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "could not remove %s\n", dir);
+    return unit_report();
+}
