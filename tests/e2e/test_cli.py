@@ -5,10 +5,12 @@ import os
 import subprocess
 
 import pytest
-from conftest import AK, ROOT, SK, TOKEN
+from conftest import AK, IS_ASAN, ROOT, SK, TOKEN
 from images import encode, scene
 
-CLI = os.path.join(ROOT, os.environ.get("IMGSEARCH_CLI", "bin/imgsearch"))
+# The ASan pass checks the ASan build of the CLI too.
+CLI = os.path.join(ROOT, os.environ.get("IMGSEARCH_CLI",
+                                        "bin/imgsearch-asan" if IS_ASAN else "bin/imgsearch"))
 
 
 def run(args, check=None, **kw):
