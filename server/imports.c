@@ -118,6 +118,17 @@ out:
     return e;
 }
 
+/* A store failure may mean the instance was deleted under the job. */
+static int instance_gone(struct server *srv, const struct job *job, int64_t id)
+{
+    struct instance inst;
+    enum db_status s = instances_get(srv->db, job->project_id, job->instance, &inst);
+    int gone = s == DB_NOT_FOUND || (s == DB_OK && inst.id != id); /* or re-created */
+    if (s == DB_OK)
+        instance_free(&inst);
+    return gone;
+}
+
 /* Runs a claimed job until it ends, is cancelled, or the pool stops. */
 static void run_job(struct imports *im, struct job *job, int resumed)
 {
@@ -158,6 +169,10 @@ static void run_job(struct imports *im, struct job *job, int resumed)
             enum err e = import_one(srv, job, &inst, &keys[i], resumed && first, &req);
             first = 0;
             char code[32] = "", msg[512] = "";
+            if ((e == E_STORE_FAILED || e == E_INDEX_FAILED) && instance_gone(srv, job, inst.id)) {
+                end = "FAILED", end_error = "instance deleted during the import";
+                break; /* this key stays pending: it was not the image's fault */
+            }
             if (e != E_OK) {
                 enum err r = err_resolve(e, API_V2);
                 snprintf(code, sizeof code, "%s", err_info(r)->code);

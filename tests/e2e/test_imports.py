@@ -249,3 +249,26 @@ def test_kill9_resumes_exactly_and_searches_stay_responsive(make_server):
             assert items[0]["id"] == "lib/k%04d.jpg" % i, items
     finally:
         srv2.stop()
+
+
+def test_instance_deleted_mid_import_fails_job(make_server):
+    srv = make_server()
+    c = srv.client()
+    c.create_instance("gone")
+    many_images(srv, "g", 60)
+    job = start(c, "gone", {"source": "obs://local/g/"})
+    for _ in range(200):
+        j = c.admin("GET", f"/instances/gone/imports/{job}").json
+        if j["done"] >= 1:
+            break
+        time.sleep(0.02)
+    assert c.admin("DELETE", "/instances/gone").status == 200
+    # The job is no longer reachable through the instance, but the pool moves
+    # on: a new job on another instance still runs.
+    c.create_instance("next")
+    many_images(srv, "n", 2)
+    j = wait_job(c, "next", start(c, "next", {"source": "obs://local/n/"}))
+    assert j["status"] == "SUCCEEDED" and j["done"] == 2, j
+    m = c.request("GET", "/metrics").body.decode()
+    assert 'imgsearch_import_jobs{status="RUNNING"} 0' in m, m
+    assert 'imgsearch_import_jobs{status="FAILED"} 1' in m, m
