@@ -90,13 +90,13 @@ for t in $targets; do
         -print_final_stats=1 -artifact_prefix="$out/crashes/$t/" ${FUZZ_ARGS:-} \
         "$work" >"$log" 2>&1
     rc=$?
-    runs=$(grep -oE 'stat::number_of_executed_units: *[0-9]+' "$log" | grep -oE '[0-9]+$')
+    runs=$(grep -aoE 'stat::number_of_executed_units: *[0-9]+' "$log" | tail -n 1 | grep -oE '[0-9]+$')
     if [ $rc -eq 0 ]; then
         echo "ok: $t (${runs:-?} runs in ${secs}s)"
         passed=$((passed + 1))
     else
         echo "FAILED: $t (exit $rc); log $log, inputs in $out/crashes/$t/"
-        grep -E 'ERROR|SUMMARY|runtime error|deadly signal' "$log" | head -n 10
+        grep -aE 'ERROR|SUMMARY|runtime error|deadly signal' "$log" | head -n 10
         failed=$((failed + 1))
     fi
 done
