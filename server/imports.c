@@ -118,7 +118,8 @@ out:
     return e;
 }
 
-/* A store failure may mean the instance was deleted under the job. */
+/* Checked between images, like cancellation: the instance may be deleted
+ * (or deleted and re-created) under the job. */
 static int instance_gone(struct server *srv, const struct job *job, int64_t id)
 {
     struct instance inst;
@@ -161,6 +162,10 @@ static void run_job(struct imports *im, struct job *job, int resumed)
                 end = "CANCELLED"; /* already marked by whoever changed it */
                 break;
             }
+            if (instance_gone(srv, job, inst.id)) {
+                end = "FAILED", end_error = "instance deleted during the import";
+                break;
+            }
             struct request req = {.srv = srv, .family = API_V2, .method = "IMPORT"};
             snprintf(req.request_id, sizeof req.request_id, "imp%lldk%lld", (long long)job->id,
                      (long long)keys[i].seq);
@@ -169,10 +174,6 @@ static void run_job(struct imports *im, struct job *job, int resumed)
             enum err e = import_one(srv, job, &inst, &keys[i], resumed && first, &req);
             first = 0;
             char code[32] = "", msg[512] = "";
-            if ((e == E_STORE_FAILED || e == E_INDEX_FAILED) && instance_gone(srv, job, inst.id)) {
-                end = "FAILED", end_error = "instance deleted during the import";
-                break; /* this key stays pending: it was not the image's fault */
-            }
             if (e != E_OK) {
                 enum err r = err_resolve(e, API_V2);
                 snprintf(code, sizeof code, "%s", err_info(r)->code);
