@@ -34,20 +34,6 @@ struct conn_ctx {
     char scratch[MAX_URI_BYTES + 2];
 };
 
-enum err req_fail(struct request *req, enum err e, const char *detail)
-{
-    if (detail)
-        snprintf(req->detail, sizeof req->detail, "%s", detail);
-    else
-        req->detail[0] = 0;
-    return e;
-}
-
-const char *req_header(const struct request *req, const char *name)
-{
-    return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
-}
-
 static void new_request_id(char out[33])
 {
     unsigned char r[16];

@@ -13,17 +13,6 @@
 #include "storage/base64.h"
 #include "storage/source.h"
 
-int parse_box(const char *s, int *x1, int *y1, int *x2, int *y2)
-{
-    int n = 0;
-    if (sscanf(s, "%d,%d,%d,%d%n", x1, y1, x2, y2, &n) != 4 || s[n] != 0)
-        return -1;
-    for (const char *c = s; *c; c++)
-        if (*c == ' ')
-            return -1; /* "no spaces" */
-    return 0;
-}
-
 static enum err source_error(struct request *req, enum source_status s, const char *field)
 {
     if (req->family == API_V1)

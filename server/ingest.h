@@ -43,7 +43,4 @@ enum err item_store(struct request *req, const struct instance *inst, struct ite
 enum err item_remove(struct request *req, const struct instance *inst, const char *item_id,
                      int *found);
 
-/* Parses "x1,y1,x2,y2". 0 on success. */
-int parse_box(const char *s, int *x1, int *y1, int *x2, int *y2);
-
 #endif

@@ -1,5 +1,6 @@
 /* params.c: shared request-object validation for the v2 API. */
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 #include "server/json_util.h"
 #include "server/params.h"
@@ -82,6 +83,7 @@ enum err params_filter(struct request *req, const struct instance *inst, json_t 
 enum err params_keywords(struct request *req, json_t *body, size_t min_n, size_t max_n,
                          int required, json_t **out)
 {
+    *out = NULL;
     enum err e = jget_array(req, body, "keywords", required, min_n, max_n, out);
     if (e || !*out)
         return e;
@@ -121,4 +123,15 @@ enum err params_search_type(struct request *req, json_t *body, unsigned *type)
     else
         *type = 0;
     return *type ? E_OK : req_fail(req, E_BAD_PARAM, "search_type");
+}
+
+int parse_box(const char *s, int *x1, int *y1, int *x2, int *y2)
+{
+    int n = 0;
+    if (sscanf(s, "%d,%d,%d,%d%n", x1, y1, x2, y2, &n) != 4 || s[n] != 0)
+        return -1;
+    for (const char *c = s; *c; c++)
+        if (*c == ' ')
+            return -1; /* "no spaces" */
+    return 0;
 }

@@ -30,4 +30,7 @@ enum err params_cursor(struct request *req, json_t *body, int *present, double *
  * string or number). */
 enum err params_search_type(struct request *req, json_t *body, unsigned *type);
 
+/* Parses a box "x1,y1,x2,y2" (no spaces). 0 on success. */
+int parse_box(const char *s, int *x1, int *y1, int *x2, int *y2);
+
 #endif
