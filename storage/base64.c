@@ -169,7 +169,8 @@ static long b64_skip_prefix(const char *in, size_t len)
         return -1;
     i += 6;
     size_t sub = i;
-    while (i < len && (tab.cls[(uint8_t)in[i]] < 64 || in[i] == '.' || in[i] == '-'))
+    while (i < len && in[i] != '/' &&
+           (tab.cls[(uint8_t)in[i]] < 64 || in[i] == '.' || in[i] == '-'))
         i++; /* subtype: letters, digits, '+', '.', '-' ("svg+xml", "x-ms-bmp") */
     if (i == sub)
         return -1;

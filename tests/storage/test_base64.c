@@ -125,6 +125,7 @@ static void test_data_prefix(void)
     CHECK_INT(dec_status("data:text/plain;base64,Zm9v"), B64_INVALID);
     CHECK_INT(dec_status("data:image/png,Zm9v"), B64_INVALID);
     CHECK_INT(dec_status("data:image/;base64,Zm9v"), B64_INVALID);
+    CHECK_INT(dec_status("data:image/png/x;base64,Zm9v"), B64_INVALID);
     CHECK_INT(dec_status("data:image/png;charset=x;base64,Zm9v"), B64_INVALID);
     CHECK_INT(dec_status("data:image/png;base64,Zm9v data:"), B64_INVALID);
     CHECK_INT(dec_status("Zm9vdata:image/png;base64,"), B64_INVALID);
