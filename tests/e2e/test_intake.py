@@ -66,16 +66,18 @@ def test_http_url_every_format(env):
     assert search_first(env, scene(4)) == "http-webp"
 
 
-def test_local_object_store_both_forms(env):
-    r = add(env, "obs://photos/sub/photo.jpg", "local-obs")
-    assert r.status == 200, r
-    r = add(env, "https://photos.obs.cn-north-4.myhuaweicloud.com/sub/photo.png", "local-https")
-    assert r.status == 200, r
-    assert search_first(env, scene(2)) in ("local-https", "http-png")
+def test_local_object_store_every_format_both_forms(env):
+    for ext in ("jpg", "png", "bmp", "webp"):
+        r = add(env, "obs://photos/sub/photo." + ext, "local-obs-" + ext)
+        assert r.status == 200, (ext, r)
+        r = add(env, "https://photos.obs.cn-north-4.myhuaweicloud.com/sub/photo." + ext,
+                "local-https-" + ext)
+        assert r.status == 200, (ext, r)
+    assert search_first(env, scene(2)) in ("local-https-png", "local-obs-png", "http-png")
 
 
-def test_s3_object_store(env):
-    for ext in ("jpg", "bmp"):
+def test_s3_object_store_every_format(env):
+    for ext in ("jpg", "png", "bmp", "webp"):
         r = add(env, "obs://s3b/dir/photo." + ext, "s3-" + ext)
         assert r.status == 200, (ext, r)
     r = add(env, "https://s3b.obs.cn-north-4.myhuaweicloud.com/dir/photo.webp", "s3-https")
@@ -185,3 +187,29 @@ def test_v1_sources_and_errors(env):
         assert r.status == status, (size, r)
     r = c.v1("POST", "/intakev1/image", {"path": "junk", "file": "@@@"})
     assert r.status == 400 and r.json["error_code"] == "IS.0002"
+
+
+def test_sigterm_finishes_in_flight_request(make_server):
+    """A request in flight when SIGTERM arrives still gets its answer, and
+    the server then exits 0 (Server.stop checks the exit code)."""
+    import threading
+    with FixtureHTTP() as h:
+        s = make_server(extra="[fetch]\nallow = 127.0.0.1/32\ntimeout_ms = 3000\n")
+        c = s.client()
+        c.create_instance("shut")
+        out = {}
+
+        def slow():
+            out["r"] = c.v2("shut", "data/add", {"item_id": "a", "image_url": h.url("/stall")})
+
+        t = threading.Thread(target=slow)
+        t.start()
+        while "/stall" not in h.requests:
+            time.sleep(0.05)
+        s.proc.send_signal(__import__("signal").SIGTERM)
+        t.join(30)
+        assert out["r"].status == 400 and out["r"].json["error_code"] == "ModelArts.4603"
+        assert s.proc.wait(30) == 0
+        s.proc = None
+        s.log.close()
+        assert "stopped" in s.read_log()
