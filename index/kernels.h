@@ -19,7 +19,7 @@ struct kern_conv {
     const float *b; /* [cout] */
     int relu6;
     const float *skip;
-    int force_blas; /* fast path: use OpenBLAS even where the AVX-512 kernel runs */
+    int portable; /* fast path without the hand-written AVX-512 kernels (OpenBLAS GEMM) */
 };
 
 /* TF SAME padding: out = ceil(in / stride), the odd pixel of padding goes to

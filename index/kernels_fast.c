@@ -4,6 +4,7 @@
  * (target_clones); inverted-residual blocks run fused in row bands. */
 #pragma GCC optimize("O3", "fp-contract=fast")
 
+#include <immintrin.h>
 #include <string.h>
 
 #include "index/kernels.h"
@@ -108,27 +109,102 @@ CLONES static void dw9_pixel(int ch, const float *const *p, const float *restric
             o[i] += skip[i];
 }
 
-void kern_dw_fast(const struct kern_conv *c, const float *in, float *out)
+/* Interior pixels (all 9 taps inside) of a depthwise row on AVX-512: per
+ * 16-channel slice, the 9 weight vectors and the bias stay in registers
+ * while the row is swept, instead of being reloaded for every pixel
+ * (measured ~2x on stride-1 layers; in the fused blocks, whose input rows sit
+ * in L2, it also wins on stride 2). */
+#define AVX512 __attribute__((target("avx512f,fma")))
+typedef float v16 __attribute__((vector_size(64)));
+
+AVX512 static v16 ld16(const float *p)
+{
+    v16 v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+AVX512 static void dw3_interior(const struct kern_conv *c, const float *const rows[3], int lo,
+                                int hi, float *out, const float *skip)
 {
     int ch = c->cout;
-    if (c->k != 3 || ch > DW_MAX_CH) {
+    v16 zero = {0}, six = zero + 6.0f;
+    for (int c0 = 0; c0 < ch; c0 += 16) {
+        v16 w[9], b = ld16(c->b + c0);
+        for (int t = 0; t < 9; t++)
+            w[t] = ld16(c->w + (size_t)t * ch + c0);
+        for (int ox = lo; ox <= hi; ox++) {
+            size_t ix = (size_t)(ox * c->stride - c->pad_left) * ch + c0;
+            v16 acc = b;
+            for (int ky = 0; ky < 3; ky++) {
+                const float *r = rows[ky] + ix;
+                acc += ld16(r) * w[3 * ky];
+                acc += ld16(r + ch) * w[3 * ky + 1];
+                acc += ld16(r + 2 * ch) * w[3 * ky + 2];
+            }
+            if (c->relu6)
+                acc = (v16)_mm512_min_ps(_mm512_max_ps((__m512)acc, (__m512)zero), (__m512)six);
+            float *o = out + (size_t)ox * ch + c0;
+            if (skip)
+                acc += ld16(skip + (size_t)ox * ch + c0);
+            memcpy(o, &acc, sizeof acc);
+        }
+    }
+}
+
+/* One output row of a depthwise 3x3. rows[ky] is the input row under kernel
+ * row ky, or NULL where that row is padding; out and skip point at the
+ * output (and residual) row. */
+static void dw3_row(const struct kern_conv *c, const float *const rows[3], float *out,
+                    const float *skip)
+{
+    int ch = c->cout, lo = 0, hi = -1;
+    if (!c->portable && rows[0] && rows[1] && rows[2] && ch % 16 == 0 &&
+        c->in_w - 3 + c->pad_left >= 0 && __builtin_cpu_supports("avx512f")) {
+        lo = (c->pad_left + c->stride - 1) / c->stride;
+        hi = (c->in_w - 3 + c->pad_left) / c->stride;
+        hi = hi < c->out_w - 1 ? hi : c->out_w - 1;
+        if (lo <= hi)
+            dw3_interior(c, rows, lo, hi, out, skip);
+    }
+    for (int ox = 0; ox < c->out_w; ox++) {
+        if (ox >= lo && ox <= hi)
+            continue;
+        const float *taps[9];
+        for (int ky = 0; ky < 3; ky++)
+            for (int kx = 0; kx < 3; kx++) {
+                int ix = ox * c->stride + kx - c->pad_left;
+                int inside = rows[ky] && ix >= 0 && ix < c->in_w;
+                taps[ky * 3 + kx] = inside ? rows[ky] + (size_t)ix * ch : dw_zeros;
+            }
+        dw9_pixel(ch, taps, c->w, c->b, c->relu6, skip ? skip + (size_t)ox * ch : NULL,
+                  out + (size_t)ox * ch);
+    }
+}
+
+/* The input rows under output row oy; row iy of the input is at
+ * base + (iy - first) * row_floats. */
+static void dw3_rows(const struct kern_conv *c, int oy, const float *base, int first,
+                     const float *rows[3])
+{
+    size_t row_floats = (size_t)c->in_w * c->cin;
+    for (int ky = 0; ky < 3; ky++) {
+        int iy = oy * c->stride + ky - c->pad_top;
+        rows[ky] = iy >= 0 && iy < c->in_h ? base + (size_t)(iy - first) * row_floats : NULL;
+    }
+}
+
+void kern_dw_fast(const struct kern_conv *c, const float *in, float *out)
+{
+    if (c->k != 3 || c->cout > DW_MAX_CH) {
         kern_dw_ref(c, in, out);
         return;
     }
+    size_t out_row = (size_t)c->out_w * c->cout;
     for (int oy = 0; oy < c->out_h; oy++) {
-        for (int ox = 0; ox < c->out_w; ox++) {
-            const float *taps[9];
-            for (int ky = 0; ky < 3; ky++) {
-                int iy = oy * c->stride + ky - c->pad_top;
-                for (int kx = 0; kx < 3; kx++) {
-                    int ix = ox * c->stride + kx - c->pad_left;
-                    int inside = iy >= 0 && iy < c->in_h && ix >= 0 && ix < c->in_w;
-                    taps[ky * 3 + kx] = inside ? in + ((size_t)iy * c->in_w + ix) * ch : dw_zeros;
-                }
-            }
-            size_t off = ((size_t)oy * c->out_w + ox) * ch;
-            dw9_pixel(ch, taps, c->w, c->b, c->relu6, c->skip ? c->skip + off : NULL, out + off);
-        }
+        const float *rows[3];
+        dw3_rows(c, oy, in, 0, rows);
+        dw3_row(c, rows, out + oy * out_row, c->skip ? c->skip + oy * out_row : NULL);
     }
 }
 
@@ -216,21 +292,9 @@ void kern_block_fast(const struct kern_conv *e, const struct kern_conv *d,
             e_hi = hi;
         }
         for (int oy = o0; oy < o1; oy++) {
-            for (int ox = 0; ox < d->out_w; ox++) {
-                const float *taps[9];
-                for (int ky = 0; ky < 3; ky++) {
-                    int iy = oy * d->stride + ky - d->pad_top;
-                    for (int kx = 0; kx < 3; kx++) {
-                        int ix = ox * d->stride + kx - d->pad_left;
-                        int inside = iy >= 0 && iy < d->in_h && ix >= 0 && ix < d->in_w;
-                        taps[ky * 3 + kx] =
-                            inside ? ebuf + (size_t)(iy - e_lo) * e_row + (size_t)ix * ch
-                                   : dw_zeros;
-                    }
-                }
-                float *o = dbuf + ((size_t)(oy - o0) * d->out_w + ox) * ch;
-                dw9_pixel(ch, taps, d->w, d->b, d->relu6, NULL, o);
-            }
+            const float *rows[3];
+            dw3_rows(d, oy, ebuf, e_lo, rows);
+            dw3_row(d, rows, dbuf + (size_t)(oy - o0) * d->out_w * ch, NULL);
         }
         size_t off = (size_t)o0 * p->out_w * p->cout;
         kern_gemm_bias(p, dbuf, (o1 - o0) * p->out_w, p->cin, p->skip ? p->skip + off : NULL,

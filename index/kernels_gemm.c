@@ -159,7 +159,7 @@ static void gemm_avx512(const struct kern_conv *c, const float *a, int m, int kd
 void kern_gemm_bias(const struct kern_conv *c, const float *a, int m, int kdim, const float *skip,
                     float *out)
 {
-    if (!c->force_blas && c->cout % 8 == 0 && __builtin_cpu_supports("avx512f"))
+    if (!c->portable && c->cout % 8 == 0 && __builtin_cpu_supports("avx512f"))
         gemm_avx512(c, a, m, kdim, skip, out);
     else
         gemm_openblas(c, a, m, kdim, skip, out);

@@ -278,12 +278,14 @@ void mnv2_forward(const struct mnv2 *net, const float *input, enum mnv2_path pat
             out++;
         struct kern_conv c = l->conv;
         c.skip = l->add_skip ? buf[skip] : NULL;
-        c.force_blas = path == MNV2_FAST_BLAS;
+        c.portable = path == MNV2_FAST_BLAS;
         if (fast && fusable_at(net, li)) {
             struct kern_conv p = l[2].conv;
             p.skip = l[2].add_skip ? buf[skip] : NULL;
-            p.force_blas = c.force_blas;
-            kern_block_fast(&c, &l[1].conv, &p, buf[cur], buf[out], col);
+            p.portable = c.portable;
+            struct kern_conv d = l[1].conv;
+            d.portable = c.portable;
+            kern_block_fast(&c, &d, &p, buf[cur], buf[out], col);
             if (l[2].add_skip)
                 skip = -1;
             cur = out;

@@ -42,7 +42,7 @@ size_t mnv2_scratch_floats(const struct mnv2 *net);
 enum mnv2_path {
     MNV2_REF,       /* plain-C reference kernels */
     MNV2_FAST,      /* fast kernels, best GEMM for this CPU */
-    MNV2_FAST_BLAS, /* fast kernels, dense convolutions through OpenBLAS */
+    MNV2_FAST_BLAS, /* fast kernels without the AVX-512 ones (OpenBLAS GEMM) */
 };
 
 /* Runs the network on a side x side x 3 HWC input in [0,1] and writes the

@@ -152,8 +152,8 @@ static void test_golden_ref(void)
     golden_case(ex_ref, SANITIZED ? 1 : NGOLDEN);
 }
 
-/* The portable fast path (OpenBLAS for dense convolutions), which CPUs
- * without AVX-512 take. */
+/* The portable fast path (OpenBLAS GEMM, no hand-written AVX-512 kernels),
+ * which CPUs without AVX-512 take. */
 static void test_golden_blas(void)
 {
     golden_case(ex_blas, SANITIZED ? 1 : NGOLDEN);
