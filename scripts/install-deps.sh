@@ -8,7 +8,8 @@ libmicrohttpd-dev libjansson-dev libsqlite3-dev sqlite3 libcurl4-openssl-dev lib
 libjpeg62-turbo-dev libturbojpeg0-dev libpng-dev libwebp-dev
 libfaiss-dev libopenblas-dev liblapack-dev libinih-dev
 clang libclang-rt-14-dev
-python3 python3-pil python3-numpy python3-pytest"
+python3 python3-pil python3-numpy python3-pytest
+chromium"
 
 # Node.js and npm fetch the model weights and run the S3 test server; many
 # machines already have a newer Node than Debian's, so only add it when absent.

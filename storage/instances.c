@@ -256,24 +256,39 @@ enum db_status instances_delete(struct db *db, const char *project_id, const cha
                                 int64_t *id)
 {
     sqlite3 *c = db_conn(db);
-    if (!c)
+    if (!c || db_begin(c) != 0)
         return DB_ERROR;
-    sqlite3_stmt *st = db_prepare(c, "DELETE FROM instances WHERE project_id = ? AND name = ?"
-                                     " RETURNING id");
-    if (!st)
-        return DB_ERROR;
-    sqlite3_bind_text(st, 1, project_id, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
+    /* Items, tags and keywords go by cascade; import jobs are keyed by name
+     * (a re-created instance must not inherit them), so they go here. A
+     * worker still running one finds its row gone and stops. */
+    static const char *const sql[] = {
+        "DELETE FROM instances WHERE project_id = ? AND name = ? RETURNING id",
+        "DELETE FROM import_jobs WHERE project_id = ? AND instance = ?"};
     enum db_status rc = DB_NOT_FOUND;
-    int s = sqlite3_step(st);
-    if (s == SQLITE_ROW) {
-        *id = sqlite3_column_int64(st, 0);
-        rc = DB_OK;
-        s = sqlite3_step(st);
+    for (int k = 0; k < 2 && rc != DB_ERROR; k++) {
+        sqlite3_stmt *st = db_prepare(c, sql[k]);
+        if (!st) {
+            rc = DB_ERROR;
+            break;
+        }
+        sqlite3_bind_text(st, 1, project_id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
+        int s = sqlite3_step(st);
+        if (k == 0 && s == SQLITE_ROW) {
+            *id = sqlite3_column_int64(st, 0);
+            rc = DB_OK;
+            s = sqlite3_step(st);
+        }
+        if (s != SQLITE_DONE)
+            rc = DB_ERROR;
+        sqlite3_finalize(st);
+        if (rc == DB_NOT_FOUND)
+            break;
     }
-    if (s != SQLITE_DONE)
+    if (rc == DB_OK && db_commit(c) != 0)
         rc = DB_ERROR;
-    sqlite3_finalize(st);
+    if (rc != DB_OK)
+        db_rollback(c);
     return rc;
 }
 
