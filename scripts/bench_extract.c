@@ -185,7 +185,7 @@ int main(int argc, char **argv)
            c.decode_scaled);
     printf("| extract alone, fast path (from %dx%d RGB) | %.2f | %.2f |\n", r.w, r.h, r.extract,
            c.extract);
-    printf("| extract alone, fast path with OpenBLAS GEMM (IMGSEARCH_EXTRACT_BLAS=1) | %.2f | %.2f "
+    printf("| extract alone, portable fast path (IMGSEARCH_EXTRACT_BLAS=1) | %.2f | %.2f "
            "|\n",
            r.extract_blas, c.extract_blas);
     printf("| extract alone, reference path (IMGSEARCH_EXTRACT_REF=1) | %.2f | %.2f |\n",
