@@ -7,7 +7,7 @@ PKGS="make gcc g++ pkg-config git ca-certificates curl
 libmicrohttpd-dev libjansson-dev libsqlite3-dev sqlite3 libcurl4-openssl-dev libssl-dev
 libjpeg62-turbo-dev libturbojpeg0-dev libpng-dev libwebp-dev
 libfaiss-dev libopenblas-dev liblapack-dev libinih-dev
-clang libclang-rt-14-dev
+clang libclang-rt-14-dev libomp-14-dev
 python3 python3-pil python3-numpy python3-pytest
 chromium"
 
