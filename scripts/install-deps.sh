@@ -3,7 +3,7 @@
 # Idempotent: when everything is present it only checks and returns.
 set -eu
 
-PKGS="make gcc g++ pkg-config git ca-certificates curl
+PKGS="make gcc g++ pkg-config git ca-certificates curl openssl
 libmicrohttpd-dev libjansson-dev libsqlite3-dev sqlite3 libcurl4-openssl-dev libssl-dev
 libjpeg62-turbo-dev libturbojpeg0-dev libpng-dev libwebp-dev
 libfaiss-dev libopenblas-dev liblapack-dev libinih-dev
