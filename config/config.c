@@ -55,6 +55,9 @@ void config_defaults(struct config *cfg)
     cfg->index.ann_factory = xstrdup("IVF1024,SQ8");
     cfg->index.nprobe = 0;
     cfg->import_workers = 1;
+    cfg->search.rotations = 1;
+    cfg->search.rotation_below = 0.9;
+    cfg->search.rotation_penalty = 0.05;
 }
 
 static void free_cidrs(struct cidr **list, size_t *n)
@@ -375,6 +378,45 @@ static int index_key(struct parse_ctx *ctx, const char *k, const char *v)
     return -1;
 }
 
+static int parse_bool(struct parse_ctx *ctx, const char *v, int *out)
+{
+    if (!strcasecmp(v, "on") || !strcasecmp(v, "true") || !strcasecmp(v, "yes") || !strcmp(v, "1"))
+        *out = 1;
+    else if (!strcasecmp(v, "off") || !strcasecmp(v, "false") || !strcasecmp(v, "no") ||
+             !strcmp(v, "0"))
+        *out = 0;
+    else {
+        snprintf(ctx->err, sizeof ctx->err, "expected on or off, got \"%s\"", v);
+        return -1;
+    }
+    return 0;
+}
+
+static int parse_fraction(struct parse_ctx *ctx, const char *v, double *out)
+{
+    char *end;
+    double d = strtod(v, &end);
+    if (end == v || *end || !(d >= 0 && d <= 1)) {
+        snprintf(ctx->err, sizeof ctx->err, "expected a number in [0, 1], got \"%s\"", v);
+        return -1;
+    }
+    *out = d;
+    return 0;
+}
+
+static int search_key(struct parse_ctx *ctx, const char *k, const char *v)
+{
+    struct search_config *sc = &ctx->cfg->search;
+    if (!strcmp(k, "rotations"))
+        return parse_bool(ctx, v, &sc->rotations);
+    if (!strcmp(k, "rotation_below"))
+        return parse_fraction(ctx, v, &sc->rotation_below);
+    if (!strcmp(k, "rotation_penalty"))
+        return parse_fraction(ctx, v, &sc->rotation_penalty);
+    snprintf(ctx->err, sizeof ctx->err, "unknown key");
+    return -1;
+}
+
 static int import_key(struct parse_ctx *ctx, const char *k, const char *v)
 {
     long x;
@@ -407,6 +449,8 @@ static int on_key(void *user, const char *section, const char *key, const char *
             rc = index_key(ctx, key, value);
         else if (!strcmp(section, "import"))
             rc = import_key(ctx, key, value);
+        else if (!strcmp(section, "search"))
+            rc = search_key(ctx, key, value);
         else
             snprintf(ctx->err, sizeof ctx->err, "unknown section");
     } else {
@@ -570,6 +614,11 @@ void config_usage(FILE *out)
         "  exact_max = N            exact search up to N items per instance (100000)\n"
         "  ann_factory = STRING     FAISS index beyond that (IVF1024,SQ8)\n"
         "  nprobe = N               default IVF probes (0: the request's default, 100)\n"
+        "[search]\n"
+        "  rotations = on|off       also search 90/180/270-degree views of a query\n"
+        "                           whose best upright score is low (default on)\n"
+        "  rotation_below = X       \"low\": below this score (default 0.9)\n"
+        "  rotation_penalty = X     subtracted from rotated views' scores (0.05)\n"
         "[import]\n"
         "  workers = N              import worker threads (default 1)\n",
         out);

@@ -61,6 +61,16 @@ struct index_config {
     long nprobe;        /* default nprobe when the request has none; 0 = request default */
 };
 
+/* [search]: query-time orientation search. When the upright query's best
+ * score is below rotation_below, the query is also searched rotated by 90,
+ * 180 and 270 degrees; rotated hits count with rotation_penalty subtracted,
+ * so a rotated view never outranks an equally good upright match. */
+struct search_config {
+    int rotations;           /* 1: on (default) */
+    double rotation_below;   /* default 0.9 */
+    double rotation_penalty; /* default 0.05 */
+};
+
 struct config {
     /* [server] */
     char *listen_host; /* default 127.0.0.1 */
@@ -89,6 +99,7 @@ struct config {
 
     struct fetch_config fetch;
     struct index_config index;
+    struct search_config search;
 
     /* [import] */
     int import_workers; /* default 1 */

@@ -230,7 +230,8 @@ enum err h_v1_image_search(struct request *req)
     struct item_filter f = {.tags = filter_tags, .num_tags = NULL};
     struct search_opts o = {.filter = &f, .k = SEARCH_MAX_K, .use_phash = use_phash,
                             .phash = phash, .nprobe = 100, .max_scan = 10000};
-    if ((e = search_vector(req, &inst, vec, &o, &hits, &nh)))
+    int rotated = 0;
+    if ((e = search_image(req, &inst, file ? &img : NULL, vec, &o, &hits, &nh, &rotated)))
         goto out;
     rows = malloc((nh + 1) * sizeof *rows);
     if (!rows) {

@@ -73,7 +73,8 @@ static enum err image_search(struct request *req, const struct instance *inst,
                             .k = SEARCH_MAX_K,
                             .use_phash = 1,
                             .phash = phash};
-    if ((e = search_vector(req, inst, vec, &o, &hits, &nh)))
+    int rotated = 0;
+    if ((e = search_image(req, inst, &img, vec, &o, &hits, &nh, &rotated)))
         goto out;
     while (nk < nh && (!a->has_min_score || hits[nk].score >= a->min_score))
         nk++;

@@ -3,6 +3,7 @@
 #include <string.h>
 #include "index/extract.h"
 #include "index/vindex.h"
+#include "server/ingest.h"
 #include "server/registry.h"
 #include "server/search.h"
 #include "server/server.h"
@@ -124,4 +125,78 @@ out:
     free(scores);
     registry_put(srv->registry, rt);
     return e;
+}
+
+/* Folds `add` into `acc` (best score per row), growing acc. */
+static int merge_hits(struct hit **acc, size_t *n, size_t *cap, const struct hit *add,
+                      size_t n_add, double penalty)
+{
+    for (size_t i = 0; i < n_add; i++) {
+        double sc = add[i].score - penalty;
+        if (sc < 0)
+            sc = 0;
+        size_t j;
+        for (j = 0; j < *n && (*acc)[j].row != add[i].row; j++)
+            ;
+        if (j < *n) {
+            if (sc > (*acc)[j].score)
+                (*acc)[j].score = sc;
+            continue;
+        }
+        if (*n == *cap) {
+            size_t c = *cap ? *cap * 2 : 64;
+            struct hit *g = realloc(*acc, c * sizeof *g);
+            if (!g)
+                return -1;
+            *acc = g;
+            *cap = c;
+        }
+        (*acc)[(*n)++] = (struct hit){add[i].row, sc};
+    }
+    return 0;
+}
+
+enum err search_image(struct request *req, const struct instance *inst, const struct image *img,
+                      const float *upright, const struct search_opts *o, struct hit **hits,
+                      size_t *n, int *rotated)
+{
+    const struct search_config *sc = &req->srv->cfg.search;
+    *rotated = 0;
+    enum err e = search_vector(req, inst, upright, o, hits, n);
+    if (e || !sc->rotations || !img || (*n > 0 && (*hits)[0].score >= sc->rotation_below))
+        return e;
+    /* A weak upright match may be a rotated copy: try the other three
+     * orientations (cost: three more extractions, only for such queries). */
+    float *vec = malloc(EXTRACT_DIM * sizeof *vec);
+    size_t cap = *n;
+    if (!vec)
+        return E_OK; /* the upright answer stands */
+    struct search_opts ro = *o;
+    ro.use_phash = 0;
+    for (int q = 1; q <= 3 && e == E_OK; q++) {
+        struct image rimg;
+        struct hit *rh = NULL;
+        size_t rn = 0;
+        if (image_rotate(img, q, &rimg) != 0)
+            break;
+        e = image_embed(req, &rimg, vec, NULL);
+        image_free(&rimg);
+        if (e == E_OK)
+            e = search_vector(req, inst, vec, &ro, &rh, &rn);
+        if (e == E_OK && merge_hits(hits, n, &cap, rh, rn, sc->rotation_penalty) != 0)
+            e = req_fail(req, E_INTERNAL, "out of memory");
+        free(rh);
+    }
+    free(vec);
+    if (e != E_OK) {
+        free(*hits);
+        *hits = NULL;
+        *n = 0;
+        return e;
+    }
+    *rotated = 1;
+    qsort(*hits, *n, sizeof **hits, cmp_hit);
+    if (*n > (size_t)o->k)
+        *n = (size_t)o->k;
+    return E_OK;
 }

@@ -33,4 +33,14 @@ double search_score(float inner_product);
 enum err search_vector(struct request *req, const struct instance *inst, const float *query,
                        const struct search_opts *o, struct hit **hits, size_t *n);
 
+struct image;
+
+/* Searches with the upright query vector, then (per [search] rotations) with
+ * the image rotated 90/180/270 degrees when the best upright score is below
+ * rotation_below; a row's score is its best over the views, rotated views
+ * less rotation_penalty. *rotated says whether the extra views were used. */
+enum err search_image(struct request *req, const struct instance *inst, const struct image *img,
+                      const float *upright, const struct search_opts *o, struct hit **hits,
+                      size_t *n, int *rotated);
+
 #endif
