@@ -112,13 +112,8 @@ enum err h_v1_image_modify(struct request *req)
     if ((e = jget_string(req, req->json, "path", JREQ, 1, 4096, &path)) ||
         (e = v1_tags(req, &inst, JREQ, &tags)))
         goto out;
-    enum db_status s = items_update(req->srv->db, inst.id, path, NULL, tags, NULL, 1);
-    if (s == DB_NOT_FOUND)
-        e = req_fail(req, E_IS_0016, path);
-    else if (s != DB_OK)
-        e = req_fail(req, E_STORE_FAILED, "item update");
-    else
-        req->reply = json_pack("{s:s}", "result", "success");
+    e = item_write_result(req, items_update(req->srv->db, inst.id, path, NULL, tags, NULL, 1),
+                          E_IS_0016, path);
 out:
     instance_free(&inst);
     return e;

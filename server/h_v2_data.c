@@ -188,13 +188,8 @@ enum err h_v2_update(struct request *req)
         (e = jget_string(req, req->json, "desc", JOPT, 1, 2048, &desc)) ||
         (e = params_item_tags(req, &inst, req->json, &tags, &num)))
         goto out;
-    enum db_status s = items_update(req->srv->db, inst.id, item_id, desc, tags, num, 0);
-    if (s == DB_NOT_FOUND)
-        e = req_fail(req, E_MMS_ITEM_NOT_FOUND, item_id);
-    else if (s != DB_OK)
-        e = req_fail(req, E_STORE_FAILED, "item update");
-    else
-        req->reply = json_pack("{s:s}", "result", "success");
+    e = item_write_result(req, items_update(req->srv->db, inst.id, item_id, desc, tags, num, 0),
+                          E_MMS_ITEM_NOT_FOUND, item_id);
 out:
     instance_free(&inst);
     return e;

@@ -134,7 +134,7 @@ static enum err keyword_search(struct request *req, const struct instance *inst,
     int has_cursor = 0;
     double cscore = 0;
     const char *cid = NULL;
-    struct keyword_hit *hits = NULL;
+    struct item_meta *hits = NULL;
     size_t n = 0;
     long long total = 0;
     enum err e;
@@ -145,7 +145,7 @@ static enum err keyword_search(struct request *req, const struct instance *inst,
         return req_fail(req, E_BAD_PARAM, "offset");
     if (items_keyword_search(req->srv->db, inst->id, keywords, f, has_cursor, cscore, cid,
                              (int)a->offset, (int)a->limit, &hits, &n, &total) != DB_OK) {
-        keyword_hits_free(hits, n);
+        items_meta_free(hits, n);
         return req_fail(req, E_STORE_FAILED, "keyword search");
     }
     json_t *items = json_array();
@@ -160,7 +160,7 @@ static enum err keyword_search(struct request *req, const struct instance *inst,
                                                          hits[n - 1].item_id));
     req->reply = json_pack("{s:s, s:{s:o, s:o}}", "result", "success", "data", "items", items,
                            "search_info", info);
-    keyword_hits_free(hits, n);
+    items_meta_free(hits, n);
     return E_OK;
 }
 

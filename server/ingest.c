@@ -163,3 +163,14 @@ enum err item_remove(struct request *req, const struct instance *inst, const cha
     registry_put(srv->registry, rt);
     return e;
 }
+
+enum err item_write_result(struct request *req, enum db_status s, enum err not_found,
+                           const char *item_id)
+{
+    if (s == DB_NOT_FOUND)
+        return req_fail(req, not_found, item_id);
+    if (s != DB_OK)
+        return req_fail(req, E_STORE_FAILED, "item write");
+    req->reply = json_pack("{s:s}", "result", "success");
+    return E_OK;
+}

@@ -43,4 +43,9 @@ enum err item_store(struct request *req, const struct instance *inst, struct ite
 enum err item_remove(struct request *req, const struct instance *inst, const char *item_id,
                      int *found);
 
+/* The answer to a metadata write: {"result":"success"}, `not_found` naming
+ * the item, or a store failure. */
+enum err item_write_result(struct request *req, enum db_status s, enum err not_found,
+                           const char *item_id);
+
 #endif

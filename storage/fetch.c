@@ -3,6 +3,7 @@
  * The address policy is checked in CURLOPT_OPENSOCKETFUNCTION, i.e. on the
  * resolved address of every connection, redirects included, so a name that
  * re-resolves to a private address (DNS rebinding) is still refused. */
+#include "storage/detail.h"
 #include "storage/fetch.h"
 #include "storage/curlbuf.h"
 
@@ -40,17 +41,6 @@ int fetch_default_deny(struct cidr **out, size_t *n)
     *out = c;
     *n = count;
     return 0;
-}
-
-static void set_detail(char *detail, size_t len, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (!detail || !len)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(detail, len, fmt, ap);
-    va_end(ap);
 }
 
 static int any_match(const struct cidr *list, size_t n, int family, const uint8_t *addr)
@@ -136,18 +126,18 @@ static enum source_status map_curl_error(CURLcode rc, const struct curlbuf *buf,
     if (buf->nomem)
         return SRC_NOMEM;
     if (buf->too_big) {
-        set_detail(detail, detail_len, "larger than %zu bytes", max_bytes);
+        source_detail(detail, detail_len, "larger than %zu bytes", max_bytes);
         return SRC_URL_FAILED;
     }
     if (rc == CURLE_UNSUPPORTED_PROTOCOL) {
-        set_detail(detail, detail_len, "redirect to a scheme other than http/https");
+        source_detail(detail, detail_len, "redirect to a scheme other than http/https");
         return SRC_URL_NOT_ALLOWED;
     }
     if (sc->denied && (rc == CURLE_COULDNT_CONNECT || rc == CURLE_OPERATION_TIMEDOUT)) {
-        set_detail(detail, detail_len, "address %s is not allowed", sc->denied_addr);
+        source_detail(detail, detail_len, "address %s is not allowed", sc->denied_addr);
         return SRC_URL_NOT_ALLOWED;
     }
-    set_detail(detail, detail_len, "%s", errbuf[0] ? errbuf : curl_easy_strerror(rc));
+    source_detail(detail, detail_len, "%s", errbuf[0] ? errbuf : curl_easy_strerror(rc));
     return SRC_URL_FAILED;
 }
 
@@ -167,7 +157,7 @@ enum source_status fetch_url(const struct fetch_config *fc, const char *url, siz
     out->len = 0;
     curlbuf_init(&buf, max_bytes);
     if (!url || !is_http_url(url)) {
-        set_detail(detail, detail_len, "only http and https URLs are fetched");
+        source_detail(detail, detail_len, "only http and https URLs are fetched");
         return SRC_URL_NOT_ALLOWED;
     }
     c = curl_easy_init();
@@ -202,16 +192,16 @@ enum source_status fetch_url(const struct fetch_config *fc, const char *url, siz
         goto fail;
     }
     if (buf.status < 200 || buf.status >= 300) {
-        set_detail(detail, detail_len, "HTTP status %ld", buf.status);
+        source_detail(detail, detail_len, "HTTP status %ld", buf.status);
         goto fail;
     }
     if (buf.len == 0) {
-        set_detail(detail, detail_len, "empty body");
+        source_detail(detail, detail_len, "empty body");
         goto fail;
     }
     /* A wrong Content-Type is forgiven when the bytes are an image. */
     if (!is_image_type(buf.content_type) && !fetch_sniff_image(buf.data, buf.len)) {
-        set_detail(detail, detail_len, "not an image (Content-Type \"%s\")", buf.content_type);
+        source_detail(detail, detail_len, "not an image (Content-Type \"%s\")", buf.content_type);
         goto fail;
     }
     curlbuf_take(&buf, out);

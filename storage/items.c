@@ -610,6 +610,34 @@ static enum db_status count_query(sqlite3 *c, struct sqlq *q, long long *total)
     return rc;
 }
 
+/* Reads up to `limit` rows of (item_id, SOURCE_COLS, x) into *out, where
+ * column 5 is the row id (listing) or the keyword score. */
+enum extra_col { ROW_COL, SCORE_COL };
+
+static enum db_status read_listing(sqlite3 *c, struct sqlq *q, int limit, enum extra_col extra,
+                                   struct item_meta **out, size_t *n)
+{
+    sqlite3_stmt *st = q_prepare(c, q);
+    if (!st)
+        return DB_ERROR;
+    *out = calloc((size_t)limit + 1, sizeof **out);
+    enum db_status rc = *out ? DB_OK : DB_ERROR;
+    int s = SQLITE_DONE;
+    while (rc == DB_OK && (s = sqlite3_step(st)) == SQLITE_ROW) {
+        struct item_meta *m = &(*out)[(*n)++];
+        m->item_id = strdup((const char *)sqlite3_column_text(st, 0));
+        m->source = source_json(st, 1);
+        if (extra == ROW_COL)
+            m->row = sqlite3_column_int64(st, 5);
+        else
+            m->score = sqlite3_column_double(st, 5);
+    }
+    if (rc == DB_OK && s != SQLITE_DONE)
+        rc = DB_ERROR;
+    sqlite3_finalize(st);
+    return rc;
+}
+
 enum db_status items_list(struct db *db, int64_t instance, const struct item_filter *f,
                           const char *after, int limit, struct item_meta **out, size_t *n,
                           long long *total)
@@ -636,28 +664,13 @@ enum db_status items_list(struct db *db, int64_t instance, const struct item_fil
     }
     q_add(&q, " ORDER BY i.item_id LIMIT ");
     q_int(&q, limit);
-    sqlite3_stmt *st = q_prepare(c, &q);
-    if (!st)
-        return DB_ERROR;
-    *out = calloc((size_t)limit + 1, sizeof **out);
-    enum db_status rc = *out ? DB_OK : DB_ERROR;
-    int s = SQLITE_DONE;
-    while (rc == DB_OK && (s = sqlite3_step(st)) == SQLITE_ROW) {
-        struct item_meta *m = &(*out)[(*n)++];
-        m->item_id = strdup((const char *)sqlite3_column_text(st, 0));
-        m->source = source_json(st, 1);
-        m->row = sqlite3_column_int64(st, 5);
-    }
-    if (rc == DB_OK && s != SQLITE_DONE)
-        rc = DB_ERROR;
-    sqlite3_finalize(st);
-    return rc;
+    return read_listing(c, &q, limit, ROW_COL, out, n);
 }
 
 enum db_status items_keyword_search(struct db *db, int64_t instance, json_t *keywords,
                                     const struct item_filter *f, int has_cursor,
                                     double after_score, const char *after_id, int offset,
-                                    int limit, struct keyword_hit **out, size_t *n,
+                                    int limit, struct item_meta **out, size_t *n,
                                     long long *total)
 {
     *out = NULL;
@@ -709,33 +722,7 @@ enum db_status items_keyword_search(struct db *db, int64_t instance, json_t *key
     q_int(&q, limit);
     q_add(&q, " OFFSET ");
     q_int(&q, offset);
-    sqlite3_stmt *st = q_prepare(c, &q);
-    if (!st)
-        return DB_ERROR;
-    *out = calloc((size_t)limit + 1, sizeof **out);
-    enum db_status rc = *out ? DB_OK : DB_ERROR;
-    int s = SQLITE_DONE;
-    while (rc == DB_OK && (s = sqlite3_step(st)) == SQLITE_ROW) {
-        struct keyword_hit *h = &(*out)[(*n)++];
-        h->item_id = strdup((const char *)sqlite3_column_text(st, 0));
-        h->source = source_json(st, 1);
-        h->score = sqlite3_column_double(st, 5);
-    }
-    if (rc == DB_OK && s != SQLITE_DONE)
-        rc = DB_ERROR;
-    sqlite3_finalize(st);
-    return rc;
-}
-
-void keyword_hits_free(struct keyword_hit *h, size_t n)
-{
-    if (!h)
-        return;
-    for (size_t i = 0; i < n; i++) {
-        free(h[i].item_id);
-        json_decref(h[i].source);
-    }
-    free(h);
+    return read_listing(c, &q, limit, SCORE_COL, out, n);
 }
 
 enum db_status items_by_phash(struct db *db, int64_t instance, uint64_t phash, int64_t **rows,

@@ -72,6 +72,7 @@ struct item_meta {
     char *item_id;
     json_t *source;
     char *collapse_value; /* NULL when the item lacks the tag */
+    double score;         /* keyword search only */
 };
 enum db_status items_meta(struct db *db, int64_t instance, const int64_t *rows, size_t n,
                           const char *collapse_key, struct item_meta **out);
@@ -86,17 +87,11 @@ enum db_status items_list(struct db *db, int64_t instance, const struct item_fil
 /* KEYWORD search: items with any of the keywords, scored by the fraction of
  * query keywords they carry; ordered by score desc then item_id. The
  * cursor (after_score, after_id) continues a previous page. */
-struct keyword_hit {
-    char *item_id;
-    double score;
-    json_t *source;
-};
 enum db_status items_keyword_search(struct db *db, int64_t instance, json_t *keywords,
                                     const struct item_filter *f, int has_cursor,
                                     double after_score, const char *after_id, int offset,
-                                    int limit, struct keyword_hit **out, size_t *n,
+                                    int limit, struct item_meta **out, size_t *n,
                                     long long *total);
-void keyword_hits_free(struct keyword_hit *h, size_t n);
 
 /* Row ids of items whose hash equals phash (exact duplicates). */
 enum db_status items_by_phash(struct db *db, int64_t instance, uint64_t phash, int64_t **rows,

@@ -3,6 +3,7 @@
  * symlink (anywhere below the root, pointing anywhere) can lead outside the
  * root: symlinks under the root are simply not objects. Puts are atomic
  * (temporary file + rename in the same directory). */
+#include "storage/detail.h"
 #include "storage/objstore.h"
 #include "storage/objurl.h"
 
@@ -21,17 +22,6 @@
 #define TMP_PREFIX ".imgsearch-tmp."
 #define MAX_DEPTH 128
 #define KEY_BUF 2048
-
-static void set_detail(char *detail, size_t len, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (!detail || !len)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(detail, len, fmt, ap);
-    va_end(ap);
-}
 
 /* mkdir -p for the root itself (the admin's path; symlinks allowed there). */
 static int mkdir_p(const char *path)
@@ -147,36 +137,36 @@ enum source_status objstore_local_get(const char *root, const char *key, size_t 
     out->data = NULL;
     out->len = 0;
     if (!objurl_key_valid(key)) {
-        set_detail(detail, detail_len, "invalid key");
+        source_detail(detail, detail_len, "invalid key");
         return SRC_OBS_BAD_URL;
     }
     dfd = open_parent(root, key, 0, &last);
     if (dfd < 0) {
         st = errno_status(errno);
-        set_detail(detail, detail_len, "%s: %s", key, strerror(errno));
+        source_detail(detail, detail_len, "%s: %s", key, strerror(errno));
         goto fail;
     }
     /* O_NONBLOCK: a FIFO planted under the root must not hang the reader. */
     fd = openat(dfd, last, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
     if (fd < 0) {
         st = errno_status(errno);
-        set_detail(detail, detail_len, "%s: %s", key, strerror(errno));
+        source_detail(detail, detail_len, "%s: %s", key, strerror(errno));
         goto fail;
     }
     if (fstat(fd, &sb) != 0)
         goto fail;
     if (S_ISDIR(sb.st_mode)) {
         st = SRC_OBS_MISSING;
-        set_detail(detail, detail_len, "%s: is a directory", key);
+        source_detail(detail, detail_len, "%s: is a directory", key);
         goto fail;
     }
     if (!S_ISREG(sb.st_mode)) {
-        set_detail(detail, detail_len, "%s: not a regular file", key);
+        source_detail(detail, detail_len, "%s: not a regular file", key);
         goto fail;
     }
     if ((unsigned long long)sb.st_size > max_bytes) {
         st = SRC_OBS_TOO_BIG;
-        set_detail(detail, detail_len, "%s: %lld bytes > %zu", key, (long long)sb.st_size,
+        source_detail(detail, detail_len, "%s: %lld bytes > %zu", key, (long long)sb.st_size,
                    max_bytes);
         goto fail;
     }
@@ -192,7 +182,7 @@ enum source_status objstore_local_get(const char *root, const char *key, size_t 
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0) {
-            set_detail(detail, detail_len, "%s: read: %s", key, strerror(errno));
+            source_detail(detail, detail_len, "%s: read: %s", key, strerror(errno));
             goto fail;
         }
         if (n == 0)
@@ -200,7 +190,7 @@ enum source_status objstore_local_get(const char *root, const char *key, size_t 
         len += (size_t)n;
         if (len > max_bytes) {
             st = SRC_OBS_TOO_BIG;
-            set_detail(detail, detail_len, "%s: more than %zu bytes", key, max_bytes);
+            source_detail(detail, detail_len, "%s: more than %zu bytes", key, max_bytes);
             goto fail;
         }
         if (len == cap) {
@@ -268,12 +258,12 @@ enum source_status objstore_local_put(const char *root, const char *key, const u
     int dfd, fd = -1;
 
     if (!objurl_key_valid(key)) {
-        set_detail(detail, detail_len, "invalid key");
+        source_detail(detail, detail_len, "invalid key");
         return SRC_OBS_BAD_URL;
     }
     dfd = open_parent(root, key, 1, &last);
     if (dfd < 0) {
-        set_detail(detail, detail_len, "%s: %s", key, strerror(errno));
+        source_detail(detail, detail_len, "%s: %s", key, strerror(errno));
         return SRC_OBS_FAILED;
     }
     fd = open_tmp(dfd, tmp, sizeof tmp);
@@ -291,14 +281,14 @@ enum source_status objstore_local_put(const char *root, const char *key, const u
     close(dfd);
     return SRC_OK;
 fail_unlink:
-    set_detail(detail, detail_len, "%s: %s", key, strerror(errno));
+    source_detail(detail, detail_len, "%s: %s", key, strerror(errno));
     unlinkat(dfd, tmp, 0);
     if (fd >= 0)
         close(fd);
     close(dfd);
     return SRC_OBS_FAILED;
 fail:
-    set_detail(detail, detail_len, "%s: %s", key, strerror(errno));
+    source_detail(detail, detail_len, "%s: %s", key, strerror(errno));
     close(dfd);
     return SRC_OBS_FAILED;
 }
@@ -444,7 +434,7 @@ enum source_status objstore_local_list(const char *root, const char *prefix, obj
     int dfd, rc;
 
     if (!objurl_prefix_valid(prefix)) {
-        set_detail(detail, detail_len, "invalid prefix");
+        source_detail(detail, detail_len, "invalid prefix");
         return SRC_OBS_BAD_URL;
     }
     slash = strrchr(prefix, '/');
@@ -457,7 +447,7 @@ enum source_status objstore_local_list(const char *root, const char *prefix, obj
     if (dfd < 0) {
         if (errno == ENOENT || errno == ENOTDIR || errno == ELOOP)
             return SRC_OK; /* nothing under that prefix (symlinks hold no objects) */
-        set_detail(detail, detail_len, "%s: %s", root, strerror(errno));
+        source_detail(detail, detail_len, "%s: %s", root, strerror(errno));
         return SRC_OBS_FAILED;
     }
     w = calloc(1, sizeof *w);

@@ -3,6 +3,7 @@
  * explicit x-amz-content-sha256. Keys are percent-encoded per segment, and
  * the ListObjectsV2 query is built already sorted and encoded, so the path
  * and query curl signs are exactly the canonical ones the server rebuilds. */
+#include "storage/detail.h"
 #include "storage/objstore.h"
 #include "storage/curlbuf.h"
 #include "storage/objurl.h"
@@ -18,17 +19,6 @@
 #define TIMEOUT_MS 120000L
 #define LIST_PAGE_MAX (16u << 20)
 #define LIST_PAGES_MAX 1000000
-
-static void set_detail(char *detail, size_t len, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (!detail || !len)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(detail, len, fmt, ap);
-    va_end(ap);
-}
 
 static int sha256_hex(const uint8_t *data, size_t len, char hex[65])
 {
@@ -143,7 +133,7 @@ static enum source_status s3_request(const struct bucket_config *b, const char *
             st = SRC_NOMEM;
         else if (buf->too_big)
             st = SRC_OBS_TOO_BIG;
-        set_detail(detail, detail_len, "%s %s: %s", method, url,
+        source_detail(detail, detail_len, "%s %s: %s", method, url,
                    buf->too_big ? "object too big"
                    : errbuf[0]  ? errbuf
                                 : curl_easy_strerror(rc));
@@ -157,7 +147,7 @@ static enum source_status s3_request(const struct bucket_config *b, const char *
     /* A missing bucket is a misconfiguration, not a missing object. */
     if (buf->status == 404 && strcmp(code, "NoSuchBucket") != 0)
         st = SRC_OBS_MISSING;
-    set_detail(detail, detail_len, "%s %s: HTTP %ld %s", method, url, buf->status, code);
+    source_detail(detail, detail_len, "%s %s: HTTP %ld %s", method, url, buf->status, code);
 fail:
 done:
     curl_slist_free_all(headers);
@@ -407,13 +397,13 @@ enum source_status objstore_s3_list(const struct bucket_config *b, const char *p
         if (st == SRC_OK) {
             st = parse_page((const char *)buf.data, buf.len, fn, arg, &stop, &next);
             if (st != SRC_OK)
-                set_detail(detail, detail_len, "malformed ListObjectsV2 response");
+                source_detail(detail, detail_len, "malformed ListObjectsV2 response");
         }
         curlbuf_release(&buf);
         /* A server repeating its token would loop forever. */
         if (st == SRC_OK && next && token && strcmp(next, token) == 0) {
             st = SRC_OBS_FAILED;
-            set_detail(detail, detail_len, "continuation token repeated");
+            source_detail(detail, detail_len, "continuation token repeated");
         }
         free(token);
         token = next;

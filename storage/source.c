@@ -4,6 +4,7 @@
  * An OBS-form URL naming an unconfigured bucket is SRC_OBS_BAD_URL: it is
  * never fetched from the real cloud. The source keeps its own copy of the
  * configuration it needs, so it does not depend on the config's lifetime. */
+#include "storage/detail.h"
 #include "storage/source.h"
 #include "storage/fetch.h"
 #include "storage/objstore.h"
@@ -35,17 +36,6 @@ int source_global_init(void)
 {
     pthread_once(&global_once, global_init_once);
     return global_rc;
-}
-
-static void set_detail(char *detail, size_t len, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (!detail || !len)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(detail, len, fmt, ap);
-    va_end(ap);
 }
 
 static char *dup_or(const char *s, const char *dflt)
@@ -198,16 +188,16 @@ static enum source_status resolve(const struct source *src, const char *url, str
     case OBJURL_NOMEM:
         return SRC_NOMEM;
     case OBJURL_NOT_OBS:
-        set_detail(detail, detail_len, "not an object-store URL");
+        source_detail(detail, detail_len, "not an object-store URL");
         return SRC_OBS_BAD_URL;
     case OBJURL_BAD:
     default:
-        set_detail(detail, detail_len, "malformed object-store URL");
+        source_detail(detail, detail_len, "malformed object-store URL");
         return SRC_OBS_BAD_URL;
     }
     *b = find_bucket(src, u->bucket);
     if (!*b) {
-        set_detail(detail, detail_len, "bucket %s is not configured", u->bucket);
+        source_detail(detail, detail_len, "bucket %s is not configured", u->bucket);
         objurl_free(u);
         return SRC_OBS_BAD_URL;
     }
@@ -229,12 +219,12 @@ enum source_status source_get(const struct source *src, const char *url, size_t 
     out->data = NULL;
     out->len = 0;
     if (!url || !*url) {
-        set_detail(detail, detail_len, "empty URL");
+        source_detail(detail, detail_len, "empty URL");
         return SRC_URL_NOT_ALLOWED;
     }
     if (!source_is_object_url(src, url)) {
         if (!is_http_scheme(url)) {
-            set_detail(detail, detail_len, "only http, https and obs URLs are supported");
+            source_detail(detail, detail_len, "only http, https and obs URLs are supported");
             return SRC_URL_NOT_ALLOWED;
         }
         return fetch_url(&src->fetch, url, max_bytes, out, detail, detail_len);
@@ -243,7 +233,7 @@ enum source_status source_get(const struct source *src, const char *url, size_t 
     if (st != SRC_OK)
         return st;
     if (!objurl_key_valid(u.key)) {
-        set_detail(detail, detail_len, "invalid object key");
+        source_detail(detail, detail_len, "invalid object key");
         st = SRC_OBS_BAD_URL;
     } else if (b->kind == BUCKET_S3) {
         st = objstore_s3_get(b, u.key, max_bytes, out, detail, detail_len);
