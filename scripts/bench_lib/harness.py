@@ -79,13 +79,13 @@ def rss_kb(pid):
     return 0
 
 
-def start_server():
+def start_server(extra=""):
     if not os.path.exists(os.environ["IMGSEARCHD"]):
         sys.exit("bin/imgsearchd missing: run `make -j2 bin/imgsearchd`")
     if not os.path.exists(os.path.join(REPO, "models", "mnv2_140.bin")) and \
             not os.environ.get("IMGSEARCH_MODEL"):
         sys.exit("model missing: run scripts/fetch-model.sh")
-    return Server().start()
+    return Server(extra=extra).start()
 
 
 class Timer:
