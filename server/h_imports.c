@@ -142,6 +142,9 @@ static json_t *job_json(const struct job *j)
 
 enum err h_admin_import_start(struct request *req)
 {
+    /* Without the model every image would fail: say so once, up front. */
+    if (!req->srv->extractor)
+        return req_fail(req, E_MA_4508, "no model loaded");
     struct instance inst;
     enum err e = req_instance(req, req->params[1], &inst);
     if (e)

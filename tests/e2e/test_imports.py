@@ -274,3 +274,21 @@ def test_instance_deleted_mid_import_fails_job(make_server):
     # The deleted instance's jobs went with it: a re-created one starts clean.
     c.create_instance("gone")
     assert c.admin("GET", "/instances/gone/imports").json["count"] == 0
+
+
+def test_import_refused_without_model(make_server, tmp_path):
+    """An import cannot do anything without the model: 503 up front instead of
+    a job whose every image fails."""
+    srv = make_server()
+    with open(srv.config) as f:
+        text = f.read()
+    srv.stop()
+    import re
+    with open(srv.config, "w") as f:
+        f.write(re.sub(r"model = .*", "model = " + str(tmp_path / "missing.bin"), text))
+    srv.start()
+    c = srv.client()
+    c.create_instance("nomodel")
+    r = c.admin("POST", "/instances/nomodel/imports", {"source": "obs://local/x/"})
+    assert r.status == 503 and r.json["error_code"] == "ModelArts.4508", r
+    assert c.request("GET", "/healthz").json["model"] is False
