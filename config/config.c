@@ -57,7 +57,7 @@ void config_defaults(struct config *cfg)
     cfg->import_workers = 1;
     cfg->search.rotations = 1;
     cfg->search.rotation_below = 0.9;
-    cfg->search.rotation_penalty = 0.05;
+    cfg->search.rotation_penalty = 0.1;
 }
 
 static void free_cidrs(struct cidr **list, size_t *n)
@@ -618,7 +618,7 @@ void config_usage(FILE *out)
         "  rotations = on|off       also search 90/180/270-degree views of a query\n"
         "                           whose best upright score is low (default on)\n"
         "  rotation_below = X       \"low\": below this score (default 0.9)\n"
-        "  rotation_penalty = X     subtracted from rotated views' scores (0.05)\n"
+        "  rotation_penalty = X     subtracted from rotated views' scores (0.1)\n"
         "[import]\n"
         "  workers = N              import worker threads (default 1)\n",
         out);

@@ -68,7 +68,7 @@ struct index_config {
 struct search_config {
     int rotations;           /* 1: on (default) */
     double rotation_below;   /* default 0.9 */
-    double rotation_penalty; /* default 0.05 */
+    double rotation_penalty; /* default 0.1 */
 };
 
 struct config {
