@@ -27,7 +27,7 @@ def test_rotated_copies_found(make_server):
         for t in (Image.ROTATE_90, Image.ROTATE_180, Image.ROTATE_270):
             items = query(c, "rot", img.transpose(t))
             assert items[0]["id"] == "r%d" % i, (i, t, items)
-            assert items[0]["score"] <= 0.951  # a rotated view: 1.0 - penalty at most
+            assert items[0]["score"] <= 0.901  # a rotated view: 1.0 - penalty (0.1) at most
         upright = query(c, "rot", img)
         assert upright[0]["id"] == "r%d" % i and upright[0]["score"] > 0.98
     # v1 search by file takes the same path.
