@@ -105,13 +105,14 @@ static json_t *admin_instance_json(const struct instance *inst)
     struct tm tm;
     gmtime_r(&t, &tm);
     strftime(iso, sizeof iso, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    return json_pack("{s:s, s:s, s:s, s:s, s:o, s:o, s:o, s:s, s:I, s:s, s:I}", "name",
+    return json_pack("{s:s, s:s, s:s, s:s, s:o, s:o, s:o, s:s, s:I, s:s, s:I, s:b}", "name",
                      inst->name, "project_id", inst->project_id, "description", inst->description,
                      "model", inst->model, "custom_tags",
                      str_array(inst->tag_keys, inst->n_tag_keys), "custom_num_tags",
                      str_array(inst->num_tag_keys, inst->n_num_tag_keys), "search_types", types,
                      "created_at", iso, "created_ms", (json_int_t)inst->created_ms, "status",
-                     inst->status, "item_count", (json_int_t)inst->item_count);
+                     inst->status, "item_count", (json_int_t)inst->item_count, "regions",
+                     inst->regions);
 }
 
 /* Stores `inst` and reloads it so the answer shows what was stored. */
@@ -152,6 +153,8 @@ enum err h_v1_instance_create(struct request *req)
     inst.model = (char *)model;
     inst.level = level;
     inst.search_types = ST_IMAGE | ST_KEYWORD;
+    /* Infringement detection must find an original from a part of it. */
+    inst.regions = !strcmp(model, "image-copyright");
     if (tags && (e = key_list(req, tags, "tags", 1, &inst.tag_keys, &inst.n_tag_keys)))
         goto out;
     if ((e = create_and_reload(req, &inst, &stored)) == E_OK)
@@ -197,7 +200,8 @@ enum err h_admin_instance_create(struct request *req)
     json_t *tags = NULL, *num_tags = NULL, *types = NULL;
     struct instance inst = {0}, stored = {0};
     enum err e;
-    if ((e = jget_string(req, req->json, "name", JREQ, 1, 64, &name)) ||
+    if ((e = jget_bool(req, req->json, "regions", JOPT, &inst.regions)) ||
+        (e = jget_string(req, req->json, "name", JREQ, 1, 64, &name)) ||
         (e = jget_string(req, req->json, "description", JOPT, 0, 100000, &desc)) ||
         (e = jget_array(req, req->json, "custom_tags", JOPT, 0, 100, &tags)) ||
         (e = jget_array(req, req->json, "custom_num_tags", JOPT, 0, 100, &num_tags)) ||

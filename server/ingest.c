@@ -12,6 +12,7 @@
 #include "server/server.h"
 #include "storage/base64.h"
 #include "storage/source.h"
+#include "storage/vectors.h"
 
 static enum err source_error(struct request *req, enum source_status s, const char *field)
 {
@@ -101,12 +102,68 @@ enum err image_embed(struct request *req, const struct image *img, float *vec, u
     return E_OK;
 }
 
+/* The five regional windows: 0.6 x 0.6 of the sides at the centre and the
+ * four corners, so a query that is a crop of an item still meets a vector
+ * made from about the same part of it. */
+static enum err embed_regions(struct request *req, const struct image *img, float *out)
+{
+    static const int pos[VEC_REGIONS][2] = {{1, 1}, {0, 0}, {2, 0}, {0, 2}, {2, 2}};
+    int w = img->orig_width, h = img->orig_height;
+    int cw = (w * 3 + 2) / 5, ch = (h * 3 + 2) / 5;
+    for (int k = 0; k < VEC_REGIONS; k++) {
+        int x = (w - cw) * pos[k][0] / 2, y = (h - ch) * pos[k][1] / 2;
+        struct image crop;
+        if (image_crop(img, x, y, x + cw, y + ch, &crop) != 0)
+            return req_fail(req, E_INTERNAL, "region crop");
+        enum err e = image_embed(req, &crop, out + (size_t)k * EXTRACT_DIM, NULL);
+        image_free(&crop);
+        if (e)
+            return e;
+    }
+    return E_OK;
+}
+
+/* All index ids an item may have (whole image and regions). */
+static void item_ids(int64_t row, int64_t ids[VEC_REGIONS + 1])
+{
+    for (int k = 0; k <= VEC_REGIONS; k++)
+        ids[k] = vec_id(row, k);
+}
+
+static int index_item(struct vindex *vi, const struct item_rec *rec)
+{
+    if (vindex_add(vi, 1, &rec->row, rec->vector) != 0)
+        return -1;
+    if (rec->n_regions <= 0)
+        return 0;
+    int64_t ids[VEC_REGIONS + 1];
+    item_ids(rec->row, ids);
+    if (vindex_add(vi, (size_t)rec->n_regions, ids + 1, rec->regions) != 0) {
+        vindex_remove(vi, 1, &rec->row);
+        return -1;
+    }
+    return 0;
+}
+
 enum err item_store(struct request *req, const struct instance *inst, struct item_rec *rec,
                     const struct image *img, int force)
 {
     struct server *srv = req->srv;
     uint8_t *thumb = NULL;
     size_t thumb_len = 0;
+    float *regions = NULL;
+    if (inst->regions && img) {
+        regions = malloc((size_t)VEC_REGIONS * EXTRACT_DIM * sizeof *regions);
+        if (!regions)
+            return req_fail(req, E_INTERNAL, "out of memory");
+        enum err e = embed_regions(req, img, regions);
+        if (e) {
+            free(regions);
+            return e;
+        }
+        rec->regions = regions;
+        rec->n_regions = VEC_REGIONS;
+    }
     if (img && thumb_jpeg(img, THUMB_SIDE, &thumb, &thumb_len) == 0) {
         rec->thumb = thumb;
         rec->thumb_len = thumb_len;
@@ -114,6 +171,7 @@ enum err item_store(struct request *req, const struct instance *inst, struct ite
     struct instance_rt *rt = registry_get(srv->registry, inst->id);
     if (!rt) {
         free(thumb);
+        free(regions);
         return req_fail(req, E_INDEX_FAILED, "index unavailable");
     }
     enum err e = E_OK;
@@ -127,9 +185,12 @@ enum err item_store(struct request *req, const struct instance *inst, struct ite
     } else if (s != DB_OK) {
         e = req_fail(req, E_STORE_FAILED, "item write");
     } else {
-        if (old_row)
-            vindex_remove(rt->vi, 1, &old_row);
-        if (vindex_add(rt->vi, 1, &rec->row, rec->vector) != 0) {
+        if (old_row) {
+            int64_t ids[VEC_REGIONS + 1];
+            item_ids(old_row, ids);
+            vindex_remove(rt->vi, VEC_REGIONS + 1, ids);
+        }
+        if (index_item(rt->vi, rec) != 0) {
             /* Undo the row so SQLite and the index agree. */
             int64_t row;
             items_delete(srv->db, inst->id, rec->item_id, &row);
@@ -139,7 +200,10 @@ enum err item_store(struct request *req, const struct instance *inst, struct ite
     pthread_mutex_unlock(&rt->write_lock);
     registry_put(srv->registry, rt);
     free(thumb);
+    free(regions);
     rec->thumb = NULL;
+    rec->regions = NULL;
+    rec->n_regions = 0;
     return e;
 }
 
@@ -155,8 +219,11 @@ enum err item_remove(struct request *req, const struct instance *inst, const cha
     pthread_mutex_lock(&rt->write_lock);
     enum db_status s = items_delete(srv->db, inst->id, item_id, &row);
     *found = s == DB_OK;
-    if (s == DB_OK)
-        vindex_remove(rt->vi, 1, &row);
+    if (s == DB_OK) {
+        int64_t ids[VEC_REGIONS + 1];
+        item_ids(row, ids);
+        vindex_remove(rt->vi, VEC_REGIONS + 1, ids);
+    }
     else if (s != DB_NOT_FOUND)
         e = req_fail(req, E_STORE_FAILED, "item delete");
     pthread_mutex_unlock(&rt->write_lock);

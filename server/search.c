@@ -7,6 +7,7 @@
 #include "server/registry.h"
 #include "server/search.h"
 #include "server/server.h"
+#include "storage/vectors.h"
 
 double search_score(float ip)
 {
@@ -84,7 +85,24 @@ enum err search_vector(struct request *req, const struct instance *inst, const f
             goto out;
         }
     }
-    int k = o->k;
+    /* Regional instances hold up to 1 + VEC_REGIONS vectors per item: ask
+     * for that many more, and let the filter name every id of an item (the
+     * blocks stay sorted: k = 0 ids first, then k = 1, ...). */
+    int per_item = inst->regions ? 1 + VEC_REGIONS : 1;
+    if (allowed && per_item > 1) {
+        int64_t *all = malloc(n_allowed * (size_t)per_item * sizeof *all);
+        if (!all) {
+            e = req_fail(req, E_INTERNAL, "out of memory");
+            goto out;
+        }
+        for (int kk = 0; kk < per_item; kk++)
+            for (size_t i = 0; i < n_allowed; i++)
+                all[(size_t)kk * n_allowed + i] = vec_id(allowed[i], kk);
+        free(allowed);
+        allowed = all;
+        n_allowed *= (size_t)per_item;
+    }
+    int k = o->k * per_item;
     size_t count = vindex_count(rt->vi);
     if ((size_t)k > count)
         k = (int)count;
@@ -109,11 +127,26 @@ enum err search_vector(struct request *req, const struct instance *inst, const f
             goto out;
         }
     }
-    for (int i = 0; i < found; i++)
-        (*hits)[(*n)++] = (struct hit){ids[i], search_score(scores[i])};
+    /* Best first: the first time a row appears is its best view; a regional
+     * view counts with a small penalty so the whole image wins ties. */
+    for (int i = 0; i < found; i++) {
+        int64_t row = vec_row(ids[i]);
+        double sc = search_score(scores[i]) - (vec_k(ids[i]) ? REGION_PENALTY : 0);
+        size_t j;
+        for (j = 0; per_item > 1 && j < *n && (*hits)[j].row != row; j++)
+            ;
+        if (per_item > 1 && j < *n) {
+            if (sc > (*hits)[j].score)
+                (*hits)[j].score = sc;
+            continue;
+        }
+        (*hits)[(*n)++] = (struct hit){row, sc < 0 ? 0 : sc};
+    }
     if (o->use_phash && !(allowed && n_allowed == 0))
         add_phash_hits(req, inst, query, o, allowed, n_allowed, *hits, n, cap);
     qsort(*hits, *n, sizeof **hits, cmp_hit);
+    if (*n > (size_t)o->k)
+        *n = (size_t)o->k;
 out:
     if (e != E_OK) {
         free(*hits);

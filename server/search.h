@@ -10,6 +10,8 @@
 #include "storage/items.h"
 
 #define SEARCH_MAX_K 1000
+/* Subtracted from a regional view's score (measured: docs/benchmarks.md). */
+#define REGION_PENALTY 0.02
 
 struct hit {
     int64_t row;

@@ -29,6 +29,7 @@ struct instance {
     long long created_ms;
     char *status;
     long long item_count; /* filled by get/list */
+    int regions;          /* also index 5 regional descriptors per item */
 };
 
 /* Creates the project row if needed. DB_EXISTS when the name is taken. */

@@ -18,6 +18,8 @@ struct item_rec {
     json_t *keywords;    /* array of strings, or NULL (borrowed) */
     const float *vector; /* dim floats */
     int dim;
+    const float *regions; /* n_regions * dim floats (regional descriptors k = 1..n), or NULL */
+    int n_regions;
     uint64_t phash;
     int width, height;
     const char *box; /* region used, "x1,y1,x2,y2", or NULL */

@@ -91,6 +91,14 @@ static const char *const migrations[] = {
     "  error_msg TEXT,"
     "  PRIMARY KEY (job, seq)) WITHOUT ROWID;"
     "CREATE INDEX import_keys_status ON import_keys(job, status, seq);",
+    /* 3: regional descriptors (5 crops of 0.6 x 0.6 of the sides, centre and
+     * corners) for instances created with regions on; k is 1..5. */
+    "ALTER TABLE instances ADD COLUMN regions INTEGER NOT NULL DEFAULT 0;"
+    "CREATE TABLE item_regions ("
+    "  item INTEGER NOT NULL REFERENCES items(id) ON DELETE CASCADE,"
+    "  k INTEGER NOT NULL,"
+    "  vector BLOB NOT NULL,"
+    "  PRIMARY KEY (item, k)) WITHOUT ROWID;",
 };
 
 size_t schema_count(void)

@@ -7,30 +7,30 @@
 
 #define BATCH 1024
 
-int vectors_for_each(struct db *db, int64_t instance_id, int dim, vectors_batch_fn fn, void *arg)
+/* One query's rows (id column, optional k column, vector) in batches. */
+static int batches(sqlite3 *c, const char *sql, int64_t instance_id, int dim, int has_k,
+                   vectors_batch_fn fn, void *arg)
 {
-    sqlite3 *c = db_conn(db);
-    if (!c)
-        return -1;
-    sqlite3_stmt *st =
-        db_prepare(c, "SELECT id, vector FROM items WHERE instance_id = ? ORDER BY id");
+    sqlite3_stmt *st = db_prepare(c, sql);
     if (!st)
         return -1;
     int64_t *ids = malloc(BATCH * sizeof *ids);
     float *vecs = malloc((size_t)BATCH * (size_t)dim * sizeof *vecs);
     int rc = ids && vecs ? 0 : -1;
     size_t n = 0;
+    int vcol = has_k ? 2 : 1;
     sqlite3_bind_int64(st, 1, instance_id);
-    int s;
+    int s = SQLITE_DONE;
     while (rc == 0 && (s = sqlite3_step(st)) == SQLITE_ROW) {
-        const void *blob = sqlite3_column_blob(st, 1);
-        int bytes = sqlite3_column_bytes(st, 1);
+        const void *blob = sqlite3_column_blob(st, vcol);
+        int bytes = sqlite3_column_bytes(st, vcol);
+        int64_t row = sqlite3_column_int64(st, 0);
         if (!blob || bytes != dim * (int)sizeof(float)) {
             fprintf(stderr, "vectors: item row %lld has a %d-byte vector, expected %d\n",
-                    (long long)sqlite3_column_int64(st, 0), bytes, dim * (int)sizeof(float));
+                    (long long)row, bytes, dim * (int)sizeof(float));
             continue; /* one bad row must not make the whole instance unusable */
         }
-        ids[n] = sqlite3_column_int64(st, 0);
+        ids[n] = has_k ? vec_id(row, sqlite3_column_int(st, 1)) : row;
         memcpy(vecs + n * (size_t)dim, blob, (size_t)bytes);
         if (++n == BATCH) {
             rc = fn(arg, n, ids, vecs);
@@ -45,6 +45,19 @@ int vectors_for_each(struct db *db, int64_t instance_id, int dim, vectors_batch_
     free(ids);
     free(vecs);
     return rc;
+}
+
+int vectors_for_each(struct db *db, int64_t instance_id, int dim, vectors_batch_fn fn, void *arg)
+{
+    sqlite3 *c = db_conn(db);
+    if (!c)
+        return -1;
+    if (batches(c, "SELECT id, vector FROM items WHERE instance_id = ? ORDER BY id",
+                instance_id, dim, 0, fn, arg) != 0)
+        return -1;
+    return batches(c, "SELECT r.item, r.k, r.vector FROM item_regions r JOIN items i"
+                      " ON i.id = r.item WHERE i.instance_id = ? ORDER BY r.k, r.item",
+                   instance_id, dim, 1, fn, arg);
 }
 
 long long vectors_change_seq(struct db *db, int64_t instance_id)
