@@ -18,6 +18,11 @@ const char *arg_take(struct args *a, const char *name);
 int arg_flag(struct args *a, const char *name);
 /* 1 when a still holds something starting with "--" (an unknown option). */
 int arg_unknown(const struct args *a);
+/* Prints help and returns 1 when --help or -h was given. */
+int arg_help(struct args *a, const char *help);
+/* The COMMAND SUB preamble: --help, a missing SUB (usage on stderr), else
+ * takes SUB into *sub and returns -1 for the caller to dispatch on. */
+int arg_subcommand(struct args *a, const char *help, const char **sub);
 
 int cmd_instance(const struct client *cl, struct args *a);
 int cmd_import(const struct client *cl, struct args *a);

@@ -60,22 +60,13 @@ static int usage_err(const char *help)
     return CLI_USAGE;
 }
 
-static int want_help(struct args *a, const char *help)
-{
-    if (arg_flag(a, "--help") || arg_flag(a, "-h")) {
-        fputs(help, stdout);
-        return 1;
-    }
-    return 0;
-}
-
 int cmd_add(const struct client *cl, struct args *a)
 {
     static const char *const help =
         "usage: imgsearch add INSTANCE FILE|URL [--id ITEM_ID] [--desc TEXT] [--force]\n"
         "                 [--tags-json '{\"k\":\"v\"}'] [--keywords a,b]\n"
         "The item id defaults to the file's name.\n";
-    if (want_help(a, help))
+    if (arg_help(a, help))
         return CLI_OK;
     const char *id = arg_take(a, "--id"), *desc = arg_take(a, "--desc");
     const char *tags = arg_take(a, "--tags-json"), *kw = arg_take(a, "--keywords");
@@ -117,7 +108,7 @@ int cmd_search(const struct client *cl, struct args *a)
     static const char *const help =
         "usage: imgsearch search INSTANCE FILE|URL [--limit N] [--min-score S] [--json]\n"
         "Prints one line per result: ID<TAB>SCORE.\n";
-    if (want_help(a, help))
+    if (arg_help(a, help))
         return CLI_OK;
     const char *limit = arg_take(a, "--limit"), *min = arg_take(a, "--min-score");
     int as_json = arg_flag(a, "--json");
@@ -155,7 +146,7 @@ int cmd_check(const struct client *cl, struct args *a)
     static const char *const help =
         "usage: imgsearch check INSTANCE ITEM_ID\n"
         "Prints the item's metadata and exits 0 when it exists; exits 1 when not.\n";
-    if (want_help(a, help))
+    if (arg_help(a, help))
         return CLI_OK;
     if (arg_unknown(a) || a->n != 2)
         return usage_err(help);

@@ -168,16 +168,10 @@ static int list(const struct client *cl, struct args *a)
 
 int cmd_import(const struct client *cl, struct args *a)
 {
-    if (arg_flag(a, "--help") || arg_flag(a, "-h")) {
-        fputs(help, stdout);
-        return CLI_OK;
-    }
-    if (a->n < 1) {
-        fputs(help, stderr);
-        return CLI_USAGE;
-    }
-    const char *sub = a->v[0];
-    a->n--, a->v++;
+    const char *sub = NULL;
+    int rc = arg_subcommand(a, help, &sub);
+    if (rc >= 0)
+        return rc;
     if (!strcmp(sub, "start"))
         return start(cl, a);
     if (!strcmp(sub, "list"))
@@ -188,7 +182,6 @@ int cmd_import(const struct client *cl, struct args *a)
         return CLI_USAGE;
     }
     char *path = job_path(cl, a->v[0], a->v[1]);
-    int rc;
     if (!strcmp(sub, "status")) {
         rc = watch(cl, path, wait);
     } else {

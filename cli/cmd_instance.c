@@ -104,16 +104,10 @@ static int show_or_delete(const struct client *cl, struct args *a, int del)
 
 int cmd_instance(const struct client *cl, struct args *a)
 {
-    if (arg_flag(a, "--help") || arg_flag(a, "-h")) {
-        fputs(help, stdout);
-        return CLI_OK;
-    }
-    if (a->n < 1) {
-        fputs(help, stderr);
-        return CLI_USAGE;
-    }
-    const char *sub = a->v[0];
-    a->n--, a->v++;
+    const char *sub = NULL;
+    int rc = arg_subcommand(a, help, &sub);
+    if (rc >= 0)
+        return rc;
     if (!strcmp(sub, "create"))
         return create(cl, a);
     if (!strcmp(sub, "list"))

@@ -74,6 +74,28 @@ int arg_unknown(const struct args *a)
     return 0;
 }
 
+int arg_help(struct args *a, const char *help)
+{
+    if (arg_flag(a, "--help") || arg_flag(a, "-h")) {
+        fputs(help, stdout);
+        return 1;
+    }
+    return 0;
+}
+
+int arg_subcommand(struct args *a, const char *help, const char **sub)
+{
+    if (arg_help(a, help))
+        return CLI_OK;
+    if (a->n < 1) {
+        fputs(help, stderr);
+        return CLI_USAGE;
+    }
+    *sub = a->v[0];
+    a->n--, a->v++;
+    return -1;
+}
+
 static char *dup_or_null(const char *s)
 {
     return s ? strdup(s) : NULL;

@@ -67,6 +67,17 @@ static void free_cidrs(struct cidr **list, size_t *n)
     *n = 0;
 }
 
+void bucket_config_free(struct bucket_config *b)
+{
+    free(b->name);
+    free(b->root);
+    free(b->endpoint);
+    free(b->remote);
+    free(b->region);
+    free(b->access_key);
+    free(b->secret_key);
+}
+
 void config_free(struct config *cfg)
 {
     free(cfg->listen_host);
@@ -87,16 +98,8 @@ void config_free(struct config *cfg)
         free(cfg->tokens[i].project_id);
     }
     free(cfg->tokens);
-    for (size_t i = 0; i < cfg->n_buckets; i++) {
-        struct bucket_config *b = &cfg->buckets[i];
-        free(b->name);
-        free(b->root);
-        free(b->endpoint);
-        free(b->remote);
-        free(b->region);
-        free(b->access_key);
-        free(b->secret_key);
-    }
+    for (size_t i = 0; i < cfg->n_buckets; i++)
+        bucket_config_free(&cfg->buckets[i]);
     free(cfg->buckets);
     free_cidrs(&cfg->fetch.allow, &cfg->fetch.n_allow);
     free_cidrs(&cfg->fetch.deny, &cfg->fetch.n_deny);

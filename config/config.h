@@ -116,6 +116,8 @@ int config_load(int argc, char **argv, struct config *cfg, char *errbuf, size_t 
 int config_load_file(const char *path, struct config *cfg, char *errbuf, size_t errlen);
 
 void config_defaults(struct config *cfg);
+/* Frees one bucket's strings (not the struct itself). */
+void bucket_config_free(struct bucket_config *b);
 void config_free(struct config *cfg);
 void config_usage(FILE *out);
 

@@ -73,20 +73,5 @@ enum err h_console_thumb(struct request *req)
     const char *id = MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, "item_id");
     if (!id || !*id)
         return req_fail(req, E_MISSING_PARAM, "item_id");
-    struct instance inst;
-    enum err e = req_instance(req, req->params[1], &inst);
-    if (e)
-        return e;
-    uint8_t *data = NULL;
-    size_t len = 0;
-    enum db_status s = items_thumb(req->srv->db, inst.id, id, &data, &len);
-    instance_free(&inst);
-    if (s == DB_NOT_FOUND)
-        return req_fail(req, E_MMS_ITEM_NOT_FOUND, id);
-    if (s != DB_OK)
-        return req_fail(req, E_STORE_FAILED, "thumbnail");
-    req->raw = (char *)data;
-    req->raw_len = len;
-    req->raw_type = "image/jpeg";
-    return E_OK;
+    return item_thumb_reply(req, id);
 }

@@ -33,6 +33,8 @@ enum err h_v1_image_search(struct request *req);
 
 /* h_items.c: ours: item thumbnails for the console. */
 enum err h_admin_item_thumb(struct request *req);
+/* Answers the JPEG thumbnail of item_id in the path's instance. */
+enum err item_thumb_reply(struct request *req, const char *item_id);
 
 /* h_imports.c: ours: offline import jobs. */
 enum err h_admin_import_start(struct request *req);

@@ -43,17 +43,6 @@ static char *dup_or(const char *s, const char *dflt)
     return strdup(s && *s ? s : dflt ? dflt : "");
 }
 
-static void bucket_free(struct bucket_config *b)
-{
-    free(b->name);
-    free(b->root);
-    free(b->endpoint);
-    free(b->remote);
-    free(b->region);
-    free(b->access_key);
-    free(b->secret_key);
-}
-
 static int bucket_copy(const struct bucket_config *in, struct bucket_config *b, char *errbuf,
                        size_t errlen)
 {
@@ -84,7 +73,7 @@ static int bucket_copy(const struct bucket_config *in, struct bucket_config *b, 
     b->secret_key = dup_or(in->secret_key, "");
     if (!b->name || !b->root || !b->endpoint || !b->remote || !b->region || !b->access_key ||
         !b->secret_key) {
-        bucket_free(b);
+        bucket_config_free(b);
         snprintf(errbuf, errlen, "out of memory");
         return -1;
     }
@@ -151,7 +140,7 @@ void source_free(struct source *src)
     if (!src)
         return;
     for (i = 0; i < src->n_buckets; i++)
-        bucket_free(&src->buckets[i]);
+        bucket_config_free(&src->buckets[i]);
     free(src->buckets);
     free(src->fetch.allow);
     free(src->fetch.deny);
