@@ -73,8 +73,7 @@ int cmd_add(const struct client *cl, struct args *a)
     int force = arg_flag(a, "--force");
     if (arg_unknown(a) || a->n != 2)
         return usage_err(help);
-    json_t *body = json_pack("{s:s, s:b}", "item_id", id ? id : base_name(a->v[1]), "force",
-                             force);
+    json_t *body = json_pack("{s:s, s:b}", "item_id", id ? id : base_name(a->v[1]), "force", force);
     if (desc)
         json_object_set_new(body, "desc", json_string(desc));
     if (tags) {
@@ -114,8 +113,8 @@ int cmd_search(const struct client *cl, struct args *a)
     int as_json = arg_flag(a, "--json");
     if (arg_unknown(a) || a->n != 2)
         return usage_err(help);
-    json_t *body = json_pack("{s:s, s:i}", "search_type", "IMAGE", "limit",
-                             limit ? atoi(limit) : 10);
+    json_t *body =
+        json_pack("{s:s, s:i}", "search_type", "IMAGE", "limit", limit ? atoi(limit) : 10);
     if (min)
         json_object_set_new(body, "min_score", json_real(atof(min)));
     int rc = CLI_API;

@@ -123,8 +123,8 @@ static int from_config(const char *path, struct client *cl, char **project)
         cl->base = strdup(url);
     }
     if (!cl->token && !cl->ak) {
-        if (cfg.n_credentials && (cfg.auth_mode == AUTH_AKSK || cfg.auth_mode == AUTH_ANY ||
-                                  !cfg.n_tokens)) {
+        if (cfg.n_credentials &&
+            (cfg.auth_mode == AUTH_AKSK || cfg.auth_mode == AUTH_ANY || !cfg.n_tokens)) {
             cl->ak = strdup(cfg.credentials[0].access_key);
             cl->sk = strdup(cfg.credentials[0].secret_key);
             if (!*project)
@@ -151,8 +151,7 @@ int main(int argc, char **argv)
     cl.token = dup_or_null(arg_take(&a, "--token"));
     cl.ak = dup_or_null(arg_take(&a, "--ak"));
     cl.sk = dup_or_null(arg_take(&a, "--sk"));
-    if (a.n == 0 || !strcmp(a.v[0], "--help") || !strcmp(a.v[0], "-h") ||
-        !strcmp(a.v[0], "help")) {
+    if (a.n == 0 || !strcmp(a.v[0], "--help") || !strcmp(a.v[0], "-h") || !strcmp(a.v[0], "help")) {
         usage(a.n ? stdout : stderr);
         rc = a.n ? CLI_OK : CLI_USAGE;
         goto out;

@@ -39,8 +39,8 @@ void config_defaults(struct config *cfg)
     cfg->listen_port = 8080;
     cfg->data_dir = xstrdup("./data");
     cfg->objects_dir = xstrdup("./objects");
-    cfg->model_path = xstrdup(getenv("IMGSEARCH_MODEL") ? getenv("IMGSEARCH_MODEL")
-                                                        : "./models/mnv2_140.bin");
+    cfg->model_path =
+        xstrdup(getenv("IMGSEARCH_MODEL") ? getenv("IMGSEARCH_MODEL") : "./models/mnv2_140.bin");
     cfg->console_dir = xstrdup("./console");
     cfg->threads = 0;
     cfg->max_body_bytes = 12u * 1024 * 1024;
@@ -133,9 +133,21 @@ static int parse_size(struct parse_ctx *ctx, const char *v, size_t *out)
     unsigned long long mult = 1;
     if (end != v && *end && !end[1]) {
         switch (*end) {
-        case 'k': case 'K': mult = 1024ull; end++; break;
-        case 'm': case 'M': mult = 1024ull * 1024; end++; break;
-        case 'g': case 'G': mult = 1024ull * 1024 * 1024; end++; break;
+        case 'k':
+        case 'K':
+            mult = 1024ull;
+            end++;
+            break;
+        case 'm':
+        case 'M':
+            mult = 1024ull * 1024;
+            end++;
+            break;
+        case 'g':
+        case 'G':
+            mult = 1024ull * 1024 * 1024;
+            end++;
+            break;
         }
     }
     if (errno || end == v || *end || v[0] == '-' || x == 0 || x > (1ull << 40) / mult) {
@@ -196,22 +208,22 @@ static int parse_cidr_list(struct parse_ctx *ctx, const char *v, struct cidr **l
 /* --- sections -------------------------------------------------------------- */
 
 /* Finds or appends the named entry of a [kind:NAME] section array. */
-#define FIND_OR_ADD(arr, count, nm)                                                            \
-    ({                                                                                         \
-        __typeof__(&(arr)[0]) found_ = NULL;                                                   \
-        for (size_t i_ = 0; i_ < (count); i_++)                                                \
-            if (strcmp((arr)[i_].name, (nm)) == 0)                                             \
-                found_ = &(arr)[i_];                                                           \
-        if (!found_) {                                                                         \
-            __typeof__(&(arr)[0]) g_ = realloc((arr), ((count) + 1) * sizeof *(arr));           \
-            if (g_) {                                                                          \
-                (arr) = g_;                                                                    \
-                found_ = &(arr)[(count)++];                                                    \
-                memset(found_, 0, sizeof *found_);                                             \
-                found_->name = xstrdup(nm);                                                    \
-            }                                                                                  \
-        }                                                                                      \
-        found_;                                                                                \
+#define FIND_OR_ADD(arr, count, nm)                                                                \
+    ({                                                                                             \
+        __typeof__(&(arr)[0]) found_ = NULL;                                                       \
+        for (size_t i_ = 0; i_ < (count); i_++)                                                    \
+            if (strcmp((arr)[i_].name, (nm)) == 0)                                                 \
+                found_ = &(arr)[i_];                                                               \
+        if (!found_) {                                                                             \
+            __typeof__(&(arr)[0]) g_ = realloc((arr), ((count) + 1) * sizeof *(arr));              \
+            if (g_) {                                                                              \
+                (arr) = g_;                                                                        \
+                found_ = &(arr)[(count)++];                                                        \
+                memset(found_, 0, sizeof *found_);                                                 \
+                found_->name = xstrdup(nm);                                                        \
+            }                                                                                      \
+        }                                                                                          \
+        found_;                                                                                    \
     })
 
 static int valid_name(const char *s)
@@ -495,8 +507,8 @@ static int validate(struct config *cfg, char *errbuf, size_t errlen)
     }
     for (size_t i = 0; i < cfg->n_tokens; i++)
         if (!cfg->tokens[i].token || strlen(cfg->tokens[i].token) < 8) {
-            snprintf(errbuf, errlen, "%s: [token:%s] needs a token of at least 8 characters",
-                     file, cfg->tokens[i].name);
+            snprintf(errbuf, errlen, "%s: [token:%s] needs a token of at least 8 characters", file,
+                     cfg->tokens[i].name);
             return -1;
         }
     for (size_t i = 0; i < cfg->n_buckets; i++) {
@@ -515,8 +527,9 @@ static int validate(struct config *cfg, char *errbuf, size_t errlen)
     if ((cfg->auth_mode == AUTH_TOKEN && cfg->n_tokens == 0) ||
         (cfg->auth_mode == AUTH_AKSK && cfg->n_credentials == 0) ||
         (cfg->auth_mode == AUTH_ANY && cfg->n_tokens + cfg->n_credentials == 0)) {
-        snprintf(errbuf, errlen, "%s: [auth] mode needs at least one [token:NAME] or "
-                                 "[credential:NAME] section to match it",
+        snprintf(errbuf, errlen,
+                 "%s: [auth] mode needs at least one [token:NAME] or "
+                 "[credential:NAME] section to match it",
                  file);
         return -1;
     }
@@ -582,57 +595,57 @@ int config_load_file(const char *path, struct config *cfg, char *errbuf, size_t 
 
 void config_usage(FILE *out)
 {
-    fputs(
-        "Usage: imgsearchd [--config FILE] [--listen HOST:PORT] [--data-dir DIR] [--help]\n"
-        "\n"
-        "Self-hosted image search speaking the Huawei Cloud Image Search REST API.\n"
-        "Command-line options override the file. Keys of the INI file:\n"
-        "\n"
-        "[server]\n"
-        "  listen = HOST:PORT       address to serve on (default 127.0.0.1:8080)\n"
-        "  data_dir = DIR           SQLite database and index files (default ./data)\n"
-        "  objects_dir = DIR        root of the default local bucket \"local\" (./objects)\n"
-        "  threads = N              HTTP worker threads, 0 = 4 per core (default 0)\n"
-        "  max_body_bytes = SIZE    larger bodies get 413 APIG.0201 (default 12M)\n"
-        "  request_timeout = SEC    idle connection timeout (default 60)\n"
-        "  max_connections = N      concurrent connections (default 256)\n"
-        "  model = FILE             extractor weights (default ./models/mnv2_140.bin)\n"
-        "  console_dir = DIR        web console files (default ./console)\n"
-        "[auth]\n"
-        "  mode = none|token|aksk|any   (default none: every request is accepted)\n"
-        "  max_skew_seconds = N     allowed X-Sdk-Date clock skew (default 900)\n"
-        "[credential:NAME]          one per AK/SK pair (SDK-HMAC-SHA256)\n"
-        "  access_key, secret_key, project_id (optional: the only project it may use)\n"
-        "[token:NAME]               one per static X-Auth-Token\n"
-        "  token, project_id (optional)\n"
-        "[bucket:NAME]              object-store bucket for obs://NAME/key and\n"
-        "                           https://NAME.obs.REGION.myhuaweicloud.com/key\n"
-        "  type = local|s3, root (local), endpoint, remote_bucket, region,\n"
-        "  access_key, secret_key (s3). Without any bucket, \"local\" = objects_dir.\n"
-        "[fetch]                    image_url downloads\n"
-        "  connect_timeout_ms (5000), timeout_ms (20000), max_redirects (3)\n"
-        "  allow = CIDR, ...        always allowed ranges\n"
-        "  deny = CIDR, ...         refused ranges (default: loopback, private, link-local)\n"
-        "[index]\n"
-        "  exact_max = N            exact search up to N items per instance (100000)\n"
-        "  ann_factory = STRING     FAISS index beyond that (IVF1024,SQ8)\n"
-        "  nprobe = N               default IVF probes (0: the request's default, 100)\n"
-        "[search]\n"
-        "  rotations = on|off       also search 90/180/270-degree views of a query\n"
-        "                           whose best upright score is low (default on)\n"
-        "  rotation_below = X       \"low\": below this score (default 0.9)\n"
-        "  rotation_penalty = X     subtracted from rotated views' scores (0.1)\n"
-        "[import]\n"
-        "  workers = N              import worker threads (default 1)\n",
-        out);
+    fputs("Usage: imgsearchd [--config FILE] [--listen HOST:PORT] [--data-dir DIR] [--help]\n"
+          "\n"
+          "Self-hosted image search speaking the Huawei Cloud Image Search REST API.\n"
+          "Command-line options override the file. Keys of the INI file:\n"
+          "\n"
+          "[server]\n"
+          "  listen = HOST:PORT       address to serve on (default 127.0.0.1:8080)\n"
+          "  data_dir = DIR           SQLite database and index files (default ./data)\n"
+          "  objects_dir = DIR        root of the default local bucket \"local\" (./objects)\n"
+          "  threads = N              HTTP worker threads, 0 = 4 per core (default 0)\n"
+          "  max_body_bytes = SIZE    larger bodies get 413 APIG.0201 (default 12M)\n"
+          "  request_timeout = SEC    idle connection timeout (default 60)\n"
+          "  max_connections = N      concurrent connections (default 256)\n"
+          "  model = FILE             extractor weights (default ./models/mnv2_140.bin)\n"
+          "  console_dir = DIR        web console files (default ./console)\n"
+          "[auth]\n"
+          "  mode = none|token|aksk|any   (default none: every request is accepted)\n"
+          "  max_skew_seconds = N     allowed X-Sdk-Date clock skew (default 900)\n"
+          "[credential:NAME]          one per AK/SK pair (SDK-HMAC-SHA256)\n"
+          "  access_key, secret_key, project_id (optional: the only project it may use)\n"
+          "[token:NAME]               one per static X-Auth-Token\n"
+          "  token, project_id (optional)\n"
+          "[bucket:NAME]              object-store bucket for obs://NAME/key and\n"
+          "                           https://NAME.obs.REGION.myhuaweicloud.com/key\n"
+          "  type = local|s3, root (local), endpoint, remote_bucket, region,\n"
+          "  access_key, secret_key (s3). Without any bucket, \"local\" = objects_dir.\n"
+          "[fetch]                    image_url downloads\n"
+          "  connect_timeout_ms (5000), timeout_ms (20000), max_redirects (3)\n"
+          "  allow = CIDR, ...        always allowed ranges\n"
+          "  deny = CIDR, ...         refused ranges (default: loopback, private, link-local)\n"
+          "[index]\n"
+          "  exact_max = N            exact search up to N items per instance (100000)\n"
+          "  ann_factory = STRING     FAISS index beyond that (IVF1024,SQ8)\n"
+          "  nprobe = N               default IVF probes (0: the request's default, 100)\n"
+          "[search]\n"
+          "  rotations = on|off       also search 90/180/270-degree views of a query\n"
+          "                           whose best upright score is low (default on)\n"
+          "  rotation_below = X       \"low\": below this score (default 0.9)\n"
+          "  rotation_penalty = X     subtracted from rotated views' scores (0.1)\n"
+          "[import]\n"
+          "  workers = N              import worker threads (default 1)\n",
+          out);
 }
 
 int config_load(int argc, char **argv, struct config *cfg, char *errbuf, size_t errlen)
 {
-    static const struct option opts[] = {
-        {"config", required_argument, NULL, 'c'}, {"listen", required_argument, NULL, 'l'},
-        {"data-dir", required_argument, NULL, 'd'}, {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
+                                         {"listen", required_argument, NULL, 'l'},
+                                         {"data-dir", required_argument, NULL, 'd'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
     const char *file = NULL, *listen = NULL, *data_dir = NULL;
     int c;
     /* Early returns (--help, bad options) leave it zeroed, so the caller can
@@ -642,10 +655,18 @@ int config_load(int argc, char **argv, struct config *cfg, char *errbuf, size_t 
     opterr = 0;
     while ((c = getopt_long(argc, argv, "c:l:d:h", opts, NULL)) != -1) {
         switch (c) {
-        case 'c': file = optarg; break;
-        case 'l': listen = optarg; break;
-        case 'd': data_dir = optarg; break;
-        case 'h': config_usage(stdout); return 1;
+        case 'c':
+            file = optarg;
+            break;
+        case 'l':
+            listen = optarg;
+            break;
+        case 'd':
+            data_dir = optarg;
+            break;
+        case 'h':
+            config_usage(stdout);
+            return 1;
         default:
             snprintf(errbuf, errlen, "unknown or incomplete option \"%s\" (see --help)",
                      argv[optind - 1]);

@@ -56,9 +56,9 @@ struct fetch_config {
 };
 
 struct index_config {
-    long exact_max;     /* exact (flat) search up to this many items; default 100000 */
-    char *ann_factory;  /* FAISS factory string beyond it; default "IVF1024,SQ8" */
-    long nprobe;        /* default nprobe when the request has none; 0 = request default */
+    long exact_max;    /* exact (flat) search up to this many items; default 100000 */
+    char *ann_factory; /* FAISS factory string beyond it; default "IVF1024,SQ8" */
+    long nprobe;       /* default nprobe when the request has none; 0 = request default */
 };
 
 /* [search]: query-time orientation search. When the upright query's best
@@ -73,16 +73,16 @@ struct search_config {
 
 struct config {
     /* [server] */
-    char *listen_host; /* default 127.0.0.1 */
-    int listen_port;   /* default 8080 */
-    char *data_dir;    /* default ./data */
-    int threads;       /* HTTP worker threads; 0 = number of cores */
-    size_t max_body_bytes;   /* default 12 MiB */
-    long request_timeout_s;  /* idle connection timeout, default 60 */
-    char *model_path;        /* extractor weights; default ./models/mnv2_140.bin */
-    char *console_dir;       /* static console files; default ./console */
-    char *objects_dir;       /* root of the default local bucket; default ./objects */
-    int max_connections;     /* default 256 */
+    char *listen_host;      /* default 127.0.0.1 */
+    int listen_port;        /* default 8080 */
+    char *data_dir;         /* default ./data */
+    int threads;            /* HTTP worker threads; 0 = number of cores */
+    size_t max_body_bytes;  /* default 12 MiB */
+    long request_timeout_s; /* idle connection timeout, default 60 */
+    char *model_path;       /* extractor weights; default ./models/mnv2_140.bin */
+    char *console_dir;      /* static console files; default ./console */
+    char *objects_dir;      /* root of the default local bucket; default ./objects */
+    int max_connections;    /* default 256 */
 
     /* [auth] */
     enum auth_mode auth_mode;

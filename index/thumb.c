@@ -63,8 +63,8 @@ int thumb_jpeg(const struct image *img, int max_side, uint8_t **out, size_t *len
     unsigned char *jpeg = NULL;
     unsigned long jlen = 0;
     int rc = -1;
-    if (tj && tjCompress2(tj, px, w, 0, h, TJPF_RGB, &jpeg, &jlen, TJSAMP_420, 80,
-                          TJFLAG_FASTDCT) == 0) {
+    if (tj &&
+        tjCompress2(tj, px, w, 0, h, TJPF_RGB, &jpeg, &jlen, TJSAMP_420, 80, TJFLAG_FASTDCT) == 0) {
         *out = malloc(jlen);
         if (*out) {
             memcpy(*out, jpeg, jlen);

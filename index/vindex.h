@@ -18,14 +18,15 @@ struct vindex_options {
 };
 
 struct vindex_search_params {
-    int nprobe;       /* IVF probes; <= 0: index default */
-    long max_scan;    /* cap on codes scanned (IVF max_codes); <= 0: unlimited */
+    int nprobe;             /* IVF probes; <= 0: index default */
+    long max_scan;          /* cap on codes scanned (IVF max_codes); <= 0: unlimited */
     const int64_t *allowed; /* sorted ids a result must be among (tag filters); NULL: all */
     size_t n_allowed;
 };
 
 /* Creates an empty index. Returns 0, or -1 with a message in errbuf. */
-int vindex_create(const struct vindex_options *opt, struct vindex **out, char *errbuf, size_t errlen);
+int vindex_create(const struct vindex_options *opt, struct vindex **out, char *errbuf,
+                  size_t errlen);
 
 /* Loads a snapshot written by vindex_save (the options say what to become
  * when it grows). */
@@ -43,8 +44,7 @@ long vindex_remove(struct vindex *vi, size_t n, const int64_t *ids);
 /* k nearest by inner product, best first. `ids`/`scores` hold k entries;
  * *n_found gets how many are real (missing ones are not written). */
 int vindex_search(struct vindex *vi, const float *query, int k,
-                  const struct vindex_search_params *p, int64_t *ids, float *scores,
-                  int *n_found);
+                  const struct vindex_search_params *p, int64_t *ids, float *scores, int *n_found);
 
 size_t vindex_count(struct vindex *vi);
 int vindex_is_exact(struct vindex *vi);

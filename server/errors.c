@@ -84,11 +84,16 @@ static const struct {
 static enum err v2_fixed(enum err cond)
 {
     switch (cond) {
-    case E_BAD_JSON: return E_MA_4105;
-    case E_TOKEN_MISSING: return E_MA_4101;
-    case E_INTERNAL: return E_APIG_0601;
-    case E_TIMEOUT: return E_APIG_0601;
-    default: return E_OK;
+    case E_BAD_JSON:
+        return E_MA_4105;
+    case E_TOKEN_MISSING:
+        return E_MA_4101;
+    case E_INTERNAL:
+        return E_APIG_0601;
+    case E_TIMEOUT:
+        return E_APIG_0601;
+    default:
+        return E_OK;
     }
 }
 

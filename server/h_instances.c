@@ -105,14 +105,13 @@ static json_t *admin_instance_json(const struct instance *inst)
     struct tm tm;
     gmtime_r(&t, &tm);
     strftime(iso, sizeof iso, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    return json_pack("{s:s, s:s, s:s, s:s, s:o, s:o, s:o, s:s, s:I, s:s, s:I, s:b}", "name",
-                     inst->name, "project_id", inst->project_id, "description", inst->description,
-                     "model", inst->model, "custom_tags",
-                     str_array(inst->tag_keys, inst->n_tag_keys), "custom_num_tags",
-                     str_array(inst->num_tag_keys, inst->n_num_tag_keys), "search_types", types,
-                     "created_at", iso, "created_ms", (json_int_t)inst->created_ms, "status",
-                     inst->status, "item_count", (json_int_t)inst->item_count, "regions",
-                     inst->regions);
+    return json_pack(
+        "{s:s, s:s, s:s, s:s, s:o, s:o, s:o, s:s, s:I, s:s, s:I, s:b}", "name", inst->name,
+        "project_id", inst->project_id, "description", inst->description, "model", inst->model,
+        "custom_tags", str_array(inst->tag_keys, inst->n_tag_keys), "custom_num_tags",
+        str_array(inst->num_tag_keys, inst->n_num_tag_keys), "search_types", types, "created_at",
+        iso, "created_ms", (json_int_t)inst->created_ms, "status", inst->status, "item_count",
+        (json_int_t)inst->item_count, "regions", inst->regions);
 }
 
 /* Stores `inst` and reloads it so the answer shows what was stored. */

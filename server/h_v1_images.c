@@ -8,7 +8,10 @@
 #include "server/search.h"
 #include "server/server.h"
 
-#define V1_LIMITS {100, 2048, EXTRACT_SIDE}
+#define V1_LIMITS                                                                                  \
+    {                                                                                              \
+        100, 2048, EXTRACT_SIDE                                                                    \
+    }
 
 /* v1 tags: {key: "value"}, at most 10 keys, each configured on the instance. */
 static enum err v1_tags(struct request *req, const struct instance *inst, int required,
@@ -223,8 +226,12 @@ enum err h_v1_image_search(struct request *req)
             json_object_set_new(filter_tags, key, json_pack("[O]", v));
     }
     struct item_filter f = {.tags = filter_tags, .num_tags = NULL};
-    struct search_opts o = {.filter = &f, .k = SEARCH_MAX_K, .use_phash = use_phash,
-                            .phash = phash, .nprobe = 100, .max_scan = 10000};
+    struct search_opts o = {.filter = &f,
+                            .k = SEARCH_MAX_K,
+                            .use_phash = use_phash,
+                            .phash = phash,
+                            .nprobe = 100,
+                            .max_scan = 10000};
     int rotated = 0;
     if ((e = search_image(req, &inst, file ? &img : NULL, vec, &o, &hits, &nh, &rotated)))
         goto out;
@@ -247,9 +254,9 @@ enum err h_v1_image_search(struct request *req)
         if (count++ < (size_t)offset || returned >= (size_t)limit)
             continue;
         json_t *t = json_object_get(meta[i].source, "custom_tags");
-        json_array_append_new(result, json_pack("{s:s, s:f, s:o}", "path", meta[i].item_id,
-                                                "sim", hits[i].score, "tags",
-                                                t ? json_incref(t) : json_object()));
+        json_array_append_new(result,
+                              json_pack("{s:s, s:f, s:o}", "path", meta[i].item_id, "sim",
+                                        hits[i].score, "tags", t ? json_incref(t) : json_object()));
         returned++;
     }
     req->reply = json_pack("{s:I, s:o}", "count", (json_int_t)count, "result", result);

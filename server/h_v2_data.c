@@ -9,7 +9,10 @@
 #include "server/params.h"
 #include "server/server.h"
 
-#define V2_LIMITS {65, 4095, EXTRACT_SIDE}
+#define V2_LIMITS                                                                                  \
+    {                                                                                              \
+        65, 4095, EXTRACT_SIDE                                                                     \
+    }
 #define CHECK_LIMIT_MAX 100
 #define DELETE_BATCH 100
 
@@ -141,10 +144,10 @@ enum err h_v2_check(struct request *req)
             e = req_fail(req, E_STORE_FAILED, "item read");
             goto out;
         }
-        req->reply = s == DB_OK ? json_pack("{s:s, s:{s:b, s:o}}", "result", "success", "data",
-                                            "existed", 1, "item_info", source)
-                                : json_pack("{s:s, s:{s:b}}", "result", "success", "data",
-                                            "existed", 0);
+        req->reply = s == DB_OK
+                         ? json_pack("{s:s, s:{s:b, s:o}}", "result", "success", "data", "existed",
+                                     1, "item_info", source)
+                         : json_pack("{s:s, s:{s:b}}", "result", "success", "data", "existed", 0);
         goto out;
     }
     if (!f.tags && !f.num_tags) {
@@ -162,10 +165,10 @@ enum err h_v2_check(struct request *req)
     }
     json_t *items = json_array();
     for (size_t i = 0; i < n; i++)
-        json_array_append_new(items, json_pack("{s:s, s:f, s:O}", "id", list[i].item_id,
-                                               "score", 1.0, "source", list[i].source));
-    json_t *info = json_pack("{s:I, s:I}", "total_num", (json_int_t)total, "return_num",
-                             (json_int_t)n);
+        json_array_append_new(items, json_pack("{s:s, s:f, s:O}", "id", list[i].item_id, "score",
+                                               1.0, "source", list[i].source));
+    json_t *info =
+        json_pack("{s:I, s:I}", "total_num", (json_int_t)total, "return_num", (json_int_t)n);
     if (n)
         json_object_set_new(info, "last_item", cursor_json(list[n - 1].item_id, 1.0));
     req->reply = json_pack("{s:s, s:{s:o, s:o}}", "result", "success", "data", "items", items,
@@ -241,9 +244,9 @@ enum err h_v2_delete(struct request *req)
             deleted++;
         }
     }
-    req->reply = json_pack("{s:s, s:{s:o, s:{s:I, s:I}}}", "result", "success", "data", "items",
-                           items, "delete_info", "total_num", (json_int_t)total, "delete_num",
-                           (json_int_t)deleted);
+    req->reply =
+        json_pack("{s:s, s:{s:o, s:{s:I, s:I}}}", "result", "success", "data", "items", items,
+                  "delete_info", "total_num", (json_int_t)total, "delete_num", (json_int_t)deleted);
 out:
     items_meta_free(list, n);
     instance_free(&inst);

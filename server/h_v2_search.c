@@ -155,9 +155,9 @@ static enum err keyword_search(struct request *req, const struct instance *inst,
     json_t *info = json_pack("{s:I, s:I, s:I}", "total_num", (json_int_t)total, "return_num",
                              (json_int_t)n, "search_time", (json_int_t)elapsed_ms(t0));
     if (n)
-        json_object_set_new(info, "last_item", json_pack("{s:f, s:s}", "score",
-                                                         hits[n - 1].score, "id",
-                                                         hits[n - 1].item_id));
+        json_object_set_new(
+            info, "last_item",
+            json_pack("{s:f, s:s}", "score", hits[n - 1].score, "id", hits[n - 1].item_id));
     req->reply = json_pack("{s:s, s:{s:o, s:o}}", "result", "success", "data", "items", items,
                            "search_info", info);
     items_meta_free(hits, n);

@@ -54,8 +54,7 @@ static void new_request_id(char out[33])
 static enum MHD_Result queue(struct MHD_Connection *conn, int status, char *body, size_t len,
                              const char *type, const char *request_id, int close)
 {
-    struct MHD_Response *r =
-        MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
+    struct MHD_Response *r = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
     if (!r) {
         free(body);
         return MHD_NO;
@@ -144,9 +143,9 @@ static enum MHD_Result dispatch(struct server *srv, struct conn_ctx *cc)
     if (atomic_load(&srv->stopping))
         return queue_error(cc, E_APIG_0601, 1);
 
-    enum route_match m = router_match(routes, n_routes, req->method, req->path, cc->scratch,
-                                      sizeof cc->scratch, &route, req->params, &n_params,
-                                      &req->family);
+    enum route_match m =
+        router_match(routes, n_routes, req->method, req->path, cc->scratch, sizeof cc->scratch,
+                     &route, req->params, &n_params, &req->family);
     if (m != ROUTE_FOUND)
         return queue_error(cc, m == ROUTE_NO_METHOD ? E_APIG_0101_METHOD : E_APIG_0101, 0);
     req->route = route;
@@ -179,9 +178,8 @@ static enum MHD_Result dispatch(struct server *srv, struct conn_ctx *cc)
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_data_size,
-                                  void **con_cls)
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls)
 {
     (void)version;
     struct server *srv = cls;
@@ -281,8 +279,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     double ms = (double)(end.tv_sec - cc->start.tv_sec) * 1e3 +
                 (double)(end.tv_nsec - cc->start.tv_nsec) / 1e6;
     http_log_access(&cc->req, ms);
-    metrics_request(srv->metrics, cc->req.route ? cc->req.route->name : "unmatched",
-                    cc->req.status, ms / 1e3);
+    metrics_request(srv->metrics, cc->req.route ? cc->req.route->name : "unmatched", cc->req.status,
+                    ms / 1e3);
     json_decref(cc->req.json);
     json_decref(cc->req.reply);
     free(cc->req.raw);
@@ -312,13 +310,13 @@ int http_start(struct server *srv, char *errbuf, size_t errlen)
         return -1;
     }
     srv->daemon = MHD_start_daemon(
-        flags, (uint16_t)srv->cfg.listen_port, NULL, NULL, on_request, srv,
-        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss, MHD_OPTION_THREAD_POOL_SIZE,
-        (unsigned)srv->n_threads, MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned)srv->cfg.request_timeout_s, MHD_OPTION_CONNECTION_LIMIT,
-        (unsigned)srv->cfg.max_connections, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-        (size_t)(MAX_HEADERS_TOTAL + MAX_URI_BYTES + 64 * 1024), MHD_OPTION_NOTIFY_COMPLETED,
-        on_completed, srv, MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_END);
+        flags, (uint16_t)srv->cfg.listen_port, NULL, NULL, on_request, srv, MHD_OPTION_SOCK_ADDR,
+        (struct sockaddr *)&ss, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)srv->n_threads,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)srv->cfg.request_timeout_s,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)srv->cfg.max_connections,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(MAX_HEADERS_TOTAL + MAX_URI_BYTES + 64 * 1024),
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_LISTENING_ADDRESS_REUSE,
+        (unsigned)1, MHD_OPTION_END);
     if (!srv->daemon) {
         snprintf(errbuf, errlen, "cannot listen on %s:%d", srv->cfg.listen_host,
                  srv->cfg.listen_port);

@@ -75,8 +75,9 @@ static enum err import_one(struct server *srv, const struct job *job, const stru
     enum err e = meta_parse(req, inst, k->meta, &m);
     if (e)
         goto out;
-    const char *item_id = m.item_id ? m.item_id : !strcmp(job->item_id_from, "path") ? k->url
-                                                                                      : k->key;
+    const char *item_id = m.item_id                            ? m.item_id
+                          : !strcmp(job->item_id_from, "path") ? k->url
+                                                               : k->key;
     if (utf8_len(item_id) < 1 || utf8_len(item_id) > 256) {
         e = req_fail(req, E_BAD_PARAM, "item_id");
         goto out;
@@ -307,19 +308,22 @@ int imports_render_metrics(struct server *srv, char **buf, size_t *len, size_t *
     if (instances_all(srv->db, &insts, &n_insts) != DB_OK ||
         jobs_list(srv->db, NULL, NULL, NULL, &jobs, &n_jobs) != DB_OK)
         goto fail;
-    if (metrics_printf(buf, len, cap, "# HELP imgsearch_instance_items Items stored per instance.\n"
-                                      "# TYPE imgsearch_instance_items gauge\n"))
+    if (metrics_printf(buf, len, cap,
+                       "# HELP imgsearch_instance_items Items stored per instance.\n"
+                       "# TYPE imgsearch_instance_items gauge\n"))
         goto fail;
     for (size_t k = 0; k < n_insts; k++) {
         label(p, sizeof p, insts[k].project_id);
         label(i, sizeof i, insts[k].name);
-        if (metrics_printf(buf, len, cap, "imgsearch_instance_items{project=\"%s\",instance=\"%s\"} %lld\n",
-                           p, i, insts[k].item_count))
+        if (metrics_printf(buf, len, cap,
+                           "imgsearch_instance_items{project=\"%s\",instance=\"%s\"} %lld\n", p, i,
+                           insts[k].item_count))
             goto fail;
     }
     static const char *const states[] = {"QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED"};
-    if (metrics_printf(buf, len, cap, "# HELP imgsearch_import_jobs Import jobs by status.\n"
-                                      "# TYPE imgsearch_import_jobs gauge\n"))
+    if (metrics_printf(buf, len, cap,
+                       "# HELP imgsearch_import_jobs Import jobs by status.\n"
+                       "# TYPE imgsearch_import_jobs gauge\n"))
         goto fail;
     for (size_t s = 0; s < sizeof states / sizeof states[0]; s++) {
         long long c = 0;

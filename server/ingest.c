@@ -19,13 +19,20 @@ static enum err source_error(struct request *req, enum source_status s, const ch
     if (req->family == API_V1)
         return req_fail(req, s == SRC_OBS_TOO_BIG ? E_IS_0006 : E_IS_0016, field);
     switch (s) {
-    case SRC_URL_NOT_ALLOWED: return req_fail(req, E_MA_4601, field);
-    case SRC_URL_FAILED: return req_fail(req, E_MA_4603, field);
-    case SRC_OBS_BAD_URL: return req_fail(req, E_MA_4703, field);
-    case SRC_OBS_FAILED: return req_fail(req, E_MA_4704, field);
-    case SRC_OBS_TOO_BIG: return req_fail(req, E_MA_4705, field);
-    case SRC_OBS_MISSING: return req_fail(req, E_MA_4706, field);
-    default: return req_fail(req, E_INTERNAL, field);
+    case SRC_URL_NOT_ALLOWED:
+        return req_fail(req, E_MA_4601, field);
+    case SRC_URL_FAILED:
+        return req_fail(req, E_MA_4603, field);
+    case SRC_OBS_BAD_URL:
+        return req_fail(req, E_MA_4703, field);
+    case SRC_OBS_FAILED:
+        return req_fail(req, E_MA_4704, field);
+    case SRC_OBS_TOO_BIG:
+        return req_fail(req, E_MA_4705, field);
+    case SRC_OBS_MISSING:
+        return req_fail(req, E_MA_4706, field);
+    default:
+        return req_fail(req, E_INTERNAL, field);
     }
 }
 
@@ -36,8 +43,8 @@ enum err image_load(struct request *req, const struct image_input *in, struct im
     const char *field = in->base64 ? in->base64_field : in->url_field;
     memset(img, 0, sizeof *img);
     if (in->base64) {
-        enum b64_status b = base64_decode(in->base64, strlen(in->base64), in->max_bytes, &bytes,
-                                          &len);
+        enum b64_status b =
+            base64_decode(in->base64, strlen(in->base64), in->max_bytes, &bytes, &len);
         if (b == B64_NOMEM)
             return req_fail(req, E_INTERNAL, "out of memory");
         if (b != B64_OK || len == 0)
@@ -223,8 +230,7 @@ enum err item_remove(struct request *req, const struct instance *inst, const cha
         int64_t ids[VEC_REGIONS + 1];
         item_ids(row, ids);
         vindex_remove(rt->vi, VEC_REGIONS + 1, ids);
-    }
-    else if (s != DB_NOT_FOUND)
+    } else if (s != DB_NOT_FOUND)
         e = req_fail(req, E_STORE_FAILED, "item delete");
     pthread_mutex_unlock(&rt->write_lock);
     registry_put(srv->registry, rt);

@@ -108,8 +108,7 @@ enum err jget_bool(struct request *req, json_t *obj, const char *key, int requir
     return E_OK;
 }
 
-enum err jget_object(struct request *req, json_t *obj, const char *key, int required,
-                     json_t **out)
+enum err jget_object(struct request *req, json_t *obj, const char *key, int required, json_t **out)
 {
     json_t *v = member(obj, key);
     if (!v)
@@ -120,8 +119,8 @@ enum err jget_object(struct request *req, json_t *obj, const char *key, int requ
     return E_OK;
 }
 
-enum err jget_array(struct request *req, json_t *obj, const char *key, int required,
-                    size_t min_n, size_t max_n, json_t **out)
+enum err jget_array(struct request *req, json_t *obj, const char *key, int required, size_t min_n,
+                    size_t max_n, json_t **out)
 {
     json_t *v = member(obj, key);
     if (!v)

@@ -21,10 +21,9 @@ enum err jget_number(struct request *req, json_t *obj, const char *key, int requ
                      double max, double *out);
 enum err jget_bool(struct request *req, json_t *obj, const char *key, int required, int *out);
 /* Object / array: *out is borrowed from obj. */
-enum err jget_object(struct request *req, json_t *obj, const char *key, int required,
-                     json_t **out);
-enum err jget_array(struct request *req, json_t *obj, const char *key, int required,
-                    size_t min_n, size_t max_n, json_t **out);
+enum err jget_object(struct request *req, json_t *obj, const char *key, int required, json_t **out);
+enum err jget_array(struct request *req, json_t *obj, const char *key, int required, size_t min_n,
+                    size_t max_n, json_t **out);
 
 /* Length in characters (UTF-8 code points), as the cloud counts. */
 size_t utf8_len(const char *s);

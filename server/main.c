@@ -108,8 +108,7 @@ int main(int argc, char **argv)
         return 1;
     }
     log_info("imgsearchd listening on %s:%d (%d threads, %d cores, data in %s)",
-             srv.cfg.listen_host, http_port(&srv), srv.n_threads, srv.n_cores,
-             srv.cfg.data_dir);
+             srv.cfg.listen_host, http_port(&srv), srv.n_threads, srv.n_cores, srv.cfg.data_dir);
 
     int sig = 0;
     sigwait(&stop, &sig);

@@ -136,8 +136,7 @@ static int render_histo(char **b, size_t *l, size_t *c, const char *name, const 
         rc |= metrics_printf(b, l, c, "%s_bucket{%s%sle=\"%g\"} %llu\n", name, labels, sep,
                              bounds[i], cum);
     }
-    rc |= metrics_printf(b, l, c, "%s_bucket{%s%sle=\"+Inf\"} %llu\n", name, labels, sep,
-                         h->count);
+    rc |= metrics_printf(b, l, c, "%s_bucket{%s%sle=\"+Inf\"} %llu\n", name, labels, sep, h->count);
     rc |= metrics_printf(b, l, c, "%s_sum{%s} %.6f\n%s_count{%s} %llu\n", name, labels, h->sum,
                          name, labels, h->count);
     return rc;
@@ -147,20 +146,23 @@ int metrics_render(struct metrics *m, char **b, size_t *l, size_t *c)
 {
     int rc = 0;
     pthread_mutex_lock(&m->lock);
-    rc |= metrics_printf(b, l, c, "# HELP imgsearch_requests_total HTTP requests by route and "
-                                  "status.\n# TYPE imgsearch_requests_total counter\n");
+    rc |= metrics_printf(b, l, c,
+                         "# HELP imgsearch_requests_total HTTP requests by route and "
+                         "status.\n# TYPE imgsearch_requests_total counter\n");
     for (size_t i = 0; i < m->n_req; i++)
         rc |= metrics_printf(b, l, c, "imgsearch_requests_total{route=\"%s\",status=\"%d\"} %llu\n",
                              m->req[i].route, m->req[i].status, m->req[i].count);
-    rc |= metrics_printf(b, l, c, "# HELP imgsearch_request_duration_seconds Request latency by "
-                                  "route.\n# TYPE imgsearch_request_duration_seconds histogram\n");
+    rc |= metrics_printf(b, l, c,
+                         "# HELP imgsearch_request_duration_seconds Request latency by "
+                         "route.\n# TYPE imgsearch_request_duration_seconds histogram\n");
     for (size_t i = 0; i < m->n_lat; i++) {
         char labels[128];
         snprintf(labels, sizeof labels, "route=\"%s\"", m->lat[i].route);
         rc |= render_histo(b, l, c, "imgsearch_request_duration_seconds", labels, &m->lat[i].h);
     }
-    rc |= metrics_printf(b, l, c, "# HELP imgsearch_extract_seconds Feature extraction time per "
-                                  "image.\n# TYPE imgsearch_extract_seconds histogram\n");
+    rc |= metrics_printf(b, l, c,
+                         "# HELP imgsearch_extract_seconds Feature extraction time per "
+                         "image.\n# TYPE imgsearch_extract_seconds histogram\n");
     rc |= render_histo(b, l, c, "imgsearch_extract_seconds", "", &m->extract);
     pthread_mutex_unlock(&m->lock);
     return rc ? -1 : 0;

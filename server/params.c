@@ -54,13 +54,13 @@ enum err params_filter(struct request *req, const struct instance *inst, json_t 
     if (f->tags) {
         json_object_foreach(f->tags, key, v)
         {
-            if (!instance_has_tag_key(inst, key) || !json_is_array(v) ||
-                json_array_size(v) < 1 || json_array_size(v) > 32)
+            if (!instance_has_tag_key(inst, key) || !json_is_array(v) || json_array_size(v) < 1 ||
+                json_array_size(v) > 32)
                 return req_fail(req, E_BAD_PARAM, "custom_tags");
             size_t i;
             json_t *s;
             json_array_foreach(v, i, s) if (!str_ok(s, 1, 64)) return req_fail(req, E_BAD_PARAM,
-                                                                                "custom_tags");
+                                                                               "custom_tags");
         }
     }
     if (f->num_tags) {

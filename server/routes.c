@@ -27,16 +27,13 @@ const struct route routes[] = {
     /* v1 pictures; DELETE carries a JSON body */
     {"POST", V1 "/{instance_name}/image", API_V1, h_v1_image_add, CLOUD, "v1_image_add"},
     {"PUT", V1 "/{instance_name}/image", API_V1, h_v1_image_modify, CLOUD, "v1_image_modify"},
-    {"DELETE", V1 "/{instance_name}/image", API_V1, h_v1_image_delete, CLOUD,
-     "v1_image_delete"},
-    {"POST", V1 "/{instance_name}/image/check", API_V1, h_v1_image_check, CLOUD,
-     "v1_image_check"},
+    {"DELETE", V1 "/{instance_name}/image", API_V1, h_v1_image_delete, CLOUD, "v1_image_delete"},
+    {"POST", V1 "/{instance_name}/image/check", API_V1, h_v1_image_check, CLOUD, "v1_image_check"},
     {"POST", V1 "/{instance_name}/image/search", API_V1, h_v1_image_search, CLOUD,
      "v1_image_search"},
 
     /* Ours: what the cloud only has as a console. */
-    {"POST", ADM "/instances", API_ADMIN, h_admin_instance_create, CLOUD,
-     "admin_instance_create"},
+    {"POST", ADM "/instances", API_ADMIN, h_admin_instance_create, CLOUD, "admin_instance_create"},
     {"GET", ADM "/instances", API_ADMIN, h_admin_instance_list, CLOUD_NOBODY,
      "admin_instance_list"},
     {"GET", ADM "/instances/{name}", API_ADMIN, h_admin_instance_get, CLOUD_NOBODY,
@@ -51,8 +48,8 @@ const struct route routes[] = {
      "admin_import_start"},
     {"GET", ADM "/instances/{name}/imports", API_ADMIN, h_admin_import_list, CLOUD_NOBODY,
      "admin_import_list"},
-    {"GET", ADM "/instances/{name}/imports/{job_id}", API_ADMIN, h_admin_import_get,
-     CLOUD_NOBODY, "admin_import_get"},
+    {"GET", ADM "/instances/{name}/imports/{job_id}", API_ADMIN, h_admin_import_get, CLOUD_NOBODY,
+     "admin_import_get"},
     {"DELETE", ADM "/instances/{name}/imports/{job_id}", API_ADMIN, h_admin_import_cancel,
      CLOUD_NOBODY, "admin_import_cancel"},
 

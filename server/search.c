@@ -161,8 +161,8 @@ out:
 }
 
 /* Folds `add` into `acc` (best score per row), growing acc. */
-static int merge_hits(struct hit **acc, size_t *n, size_t *cap, const struct hit *add,
-                      size_t n_add, double penalty)
+static int merge_hits(struct hit **acc, size_t *n, size_t *cap, const struct hit *add, size_t n_add,
+                      double penalty)
 {
     for (size_t i = 0; i < n_add; i++) {
         double sc = add[i].score - penalty;

@@ -16,13 +16,13 @@ struct imports;
 struct MHD_Daemon;
 
 struct server {
-    struct config cfg;          /* immutable after start-up */
-    struct db *db;              /* SQLite metadata, the source of truth */
-    struct source *source;      /* image bytes: URLs and object store */
+    struct config cfg;           /* immutable after start-up */
+    struct db *db;               /* SQLite metadata, the source of truth */
+    struct source *source;       /* image bytes: URLs and object store */
     struct extractor *extractor; /* NULL when the model file is missing */
-    struct registry *registry;  /* per-instance vector indexes and locks */
+    struct registry *registry;   /* per-instance vector indexes and locks */
     struct metrics *metrics;
-    struct imports *imports;    /* background import jobs */
+    struct imports *imports; /* background import jobs */
     struct MHD_Daemon *daemon;
     int n_cores;
     int n_threads;

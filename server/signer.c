@@ -189,8 +189,8 @@ void signer_signature(const char *secret_key, const char *sdk_date, const char *
     int n = snprintf(sts, sizeof sts, "%s\n%s\n%s", SIGNER_ALGORITHM, sdk_date, creq_hash);
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int md_len = 0;
-    HMAC(EVP_sha256(), secret_key, (int)strlen(secret_key), (const unsigned char *)sts,
-         (size_t)n, md, &md_len);
+    HMAC(EVP_sha256(), secret_key, (int)strlen(secret_key), (const unsigned char *)sts, (size_t)n,
+         md, &md_len);
     hex(md, md_len, out);
 }
 

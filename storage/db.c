@@ -90,8 +90,8 @@ static int migrate(struct db *db, char *errbuf, size_t errlen)
         return -1;
     }
     if ((size_t)v > schema_count()) {
-        snprintf(errbuf, errlen, "%s: schema version %d is newer than this server (%zu)",
-                 db->path, v, schema_count());
+        snprintf(errbuf, errlen, "%s: schema version %d is newer than this server (%zu)", db->path,
+                 v, schema_count());
         return -1;
     }
     for (size_t i = (size_t)v; i < schema_count(); i++) {

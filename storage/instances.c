@@ -69,7 +69,8 @@ static unsigned types_parse(const char *text)
     json_t *a = json_loads(text ? text : "[]", 0, NULL);
     size_t i;
     json_t *v;
-    json_array_foreach(a, i, v) if (json_is_string(v)) bits |= search_type_parse(json_string_value(v));
+    json_array_foreach(a, i, v) if (json_is_string(v)) bits |=
+        search_type_parse(json_string_value(v));
     json_decref(a);
     return bits;
 }
@@ -144,9 +145,9 @@ out:
     return rc;
 }
 
-#define INSTANCE_COLS                                                                          \
-    "i.id, i.project_id, i.name, i.description, i.model, i.level, i.search_types,"            \
-    " i.custom_tags, i.custom_num_tags, i.created_ms, i.status,"                               \
+#define INSTANCE_COLS                                                                              \
+    "i.id, i.project_id, i.name, i.description, i.model, i.level, i.search_types,"                 \
+    " i.custom_tags, i.custom_num_tags, i.created_ms, i.status,"                                   \
     " (SELECT count(*) FROM items WHERE instance_id = i.id), i.regions"
 
 static int row_to_instance(sqlite3_stmt *st, struct instance *out)
@@ -159,16 +160,14 @@ static int row_to_instance(sqlite3_stmt *st, struct instance *out)
     out->model = dup_col(st, 4);
     out->level = sqlite3_column_int64(st, 5);
     out->search_types = types_parse((const char *)sqlite3_column_text(st, 6));
-    int rc = keys_parse((const char *)sqlite3_column_text(st, 7), &out->tag_keys,
-                        &out->n_tag_keys);
+    int rc = keys_parse((const char *)sqlite3_column_text(st, 7), &out->tag_keys, &out->n_tag_keys);
     rc |= keys_parse((const char *)sqlite3_column_text(st, 8), &out->num_tag_keys,
                      &out->n_num_tag_keys);
     out->created_ms = sqlite3_column_int64(st, 9);
     out->status = dup_col(st, 10);
     out->item_count = sqlite3_column_int64(st, 11);
     out->regions = sqlite3_column_int(st, 12);
-    if (rc || !out->project_id || !out->name || !out->description || !out->model ||
-        !out->status) {
+    if (rc || !out->project_id || !out->name || !out->description || !out->model || !out->status) {
         instance_free(out);
         return -1;
     }

@@ -285,9 +285,10 @@ enum db_status items_put(struct db *db, int64_t instance, struct item_rec *rec, 
         *old_row = existing;
     }
     long long now = now_ms();
-    st = db_prepare(c, "INSERT INTO items(instance_id, item_id, descr, custom_tags, custom_num_tags,"
-                       " keywords, vector, phash, width, height, box, thumb, created_ms,"
-                       " updated_ms) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
+    st =
+        db_prepare(c, "INSERT INTO items(instance_id, item_id, descr, custom_tags, custom_num_tags,"
+                      " keywords, vector, phash, width, height, box, thumb, created_ms,"
+                      " updated_ms) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
     if (!st)
         goto out;
     sqlite3_bind_int64(st, 1, instance);
@@ -398,9 +399,9 @@ enum db_status items_vector(struct db *db, int64_t instance, const char *item_id
 {
     uint8_t *data = NULL;
     size_t len = 0;
-    enum db_status rc = get_blob(
-        db, "SELECT vector FROM items WHERE instance_id = ? AND item_id = ?", instance, item_id,
-        &data, &len);
+    enum db_status rc =
+        get_blob(db, "SELECT vector FROM items WHERE instance_id = ? AND item_id = ?", instance,
+                 item_id, &data, &len);
     if (rc == DB_OK && len != (size_t)dim * sizeof(float)) {
         free(data);
         return DB_ERROR;
@@ -416,9 +417,8 @@ enum db_status items_vector_row(struct db *db, int64_t row, int dim, float **vec
     char id[32];
     snprintf(id, sizeof id, "%lld", (long long)row);
     /* Same helper, keyed by row: the instance column is matched as 0 = 0. */
-    enum db_status rc =
-        get_blob(db, "SELECT vector FROM items WHERE ? = 0 AND id = CAST(? AS INTEGER)", 0, id,
-                 &data, &len);
+    enum db_status rc = get_blob(
+        db, "SELECT vector FROM items WHERE ? = 0 AND id = CAST(? AS INTEGER)", 0, id, &data, &len);
     if (rc == DB_OK && len != (size_t)dim * sizeof(float)) {
         free(data);
         return DB_ERROR;
@@ -430,8 +430,8 @@ enum db_status items_vector_row(struct db *db, int64_t row, int dim, float **vec
 enum db_status items_thumb(struct db *db, int64_t instance, const char *item_id, uint8_t **data,
                            size_t *len)
 {
-    return get_blob(db, "SELECT thumb FROM items WHERE instance_id = ? AND item_id = ?",
-                    instance, item_id, data, len);
+    return get_blob(db, "SELECT thumb FROM items WHERE instance_id = ? AND item_id = ?", instance,
+                    item_id, data, len);
 }
 
 /* Merges `patch` into the stored JSON object text; returns new text. */
@@ -448,9 +448,8 @@ static char *merge_text(const char *stored, json_t *patch)
     return s;
 }
 
-enum db_status items_update(struct db *db, int64_t instance, const char *item_id,
-                            const char *desc, json_t *custom_tags, json_t *num_tags,
-                            int replace_tags)
+enum db_status items_update(struct db *db, int64_t instance, const char *item_id, const char *desc,
+                            json_t *custom_tags, json_t *num_tags, int replace_tags)
 {
     sqlite3 *c = db_conn(db);
     if (!c)
@@ -689,10 +688,9 @@ enum db_status items_list(struct db *db, int64_t instance, const struct item_fil
 }
 
 enum db_status items_keyword_search(struct db *db, int64_t instance, json_t *keywords,
-                                    const struct item_filter *f, int has_cursor,
-                                    double after_score, const char *after_id, int offset,
-                                    int limit, struct item_meta **out, size_t *n,
-                                    long long *total)
+                                    const struct item_filter *f, int has_cursor, double after_score,
+                                    const char *after_id, int offset, int limit,
+                                    struct item_meta **out, size_t *n, long long *total)
 {
     *out = NULL;
     *n = 0;

@@ -55,9 +55,8 @@ enum db_status items_thumb(struct db *db, int64_t instance, const char *item_id,
 /* Updates desc and/or merges tag maps (a given key replaces that key's
  * value; other keys stay). NULL leaves a field alone. With `replace_tags`
  * the custom_tags map is replaced whole (v1 modify). */
-enum db_status items_update(struct db *db, int64_t instance, const char *item_id,
-                            const char *desc, json_t *custom_tags, json_t *num_tags,
-                            int replace_tags);
+enum db_status items_update(struct db *db, int64_t instance, const char *item_id, const char *desc,
+                            json_t *custom_tags, json_t *num_tags, int replace_tags);
 
 /* Deletes one item; *row gets its row id. */
 enum db_status items_delete(struct db *db, int64_t instance, const char *item_id, int64_t *row);
@@ -90,10 +89,9 @@ enum db_status items_list(struct db *db, int64_t instance, const struct item_fil
  * query keywords they carry; ordered by score desc then item_id. The
  * cursor (after_score, after_id) continues a previous page. */
 enum db_status items_keyword_search(struct db *db, int64_t instance, json_t *keywords,
-                                    const struct item_filter *f, int has_cursor,
-                                    double after_score, const char *after_id, int offset,
-                                    int limit, struct item_meta **out, size_t *n,
-                                    long long *total);
+                                    const struct item_filter *f, int has_cursor, double after_score,
+                                    const char *after_id, int offset, int limit,
+                                    struct item_meta **out, size_t *n, long long *total);
 
 /* Row ids of items whose hash equals phash (exact duplicates). */
 enum db_status items_by_phash(struct db *db, int64_t instance, uint64_t phash, int64_t **rows,

@@ -8,11 +8,11 @@
 #include "storage/instances.h"
 #include "storage/jobs.h"
 
-#define JOB_COLS                                                                               \
-    "j.id, j.job_id, j.project_id, j.instance, j.source, j.manifest, j.item_id_from, "       \
-    "j.force, j.status, j.error, j.total, j.created_ms, j.started_ms, j.finished_ms, "        \
-    "j.active_ms, "                                                                            \
-    "(SELECT COUNT(*) FROM import_keys k WHERE k.job = j.id AND k.status = 1), "             \
+#define JOB_COLS                                                                                   \
+    "j.id, j.job_id, j.project_id, j.instance, j.source, j.manifest, j.item_id_from, "             \
+    "j.force, j.status, j.error, j.total, j.created_ms, j.started_ms, j.finished_ms, "             \
+    "j.active_ms, "                                                                                \
+    "(SELECT COUNT(*) FROM import_keys k WHERE k.job = j.id AND k.status = 1), "                   \
     "(SELECT COUNT(*) FROM import_keys k WHERE k.job = j.id AND k.status = 2) "
 
 static char *col_dup(sqlite3_stmt *st, int col)
@@ -178,8 +178,8 @@ enum db_status jobs_get(struct db *db, const char *project_id, const char *insta
 enum db_status jobs_get_row(struct db *db, int64_t id, struct job *out)
 {
     sqlite3 *c = db_conn(db);
-    sqlite3_stmt *st = c ? db_prepare(c, "SELECT " JOB_COLS "FROM import_jobs j WHERE j.id = ?")
-                         : NULL;
+    sqlite3_stmt *st =
+        c ? db_prepare(c, "SELECT " JOB_COLS "FROM import_jobs j WHERE j.id = ?") : NULL;
     if (!st)
         return DB_ERROR;
     sqlite3_bind_int64(st, 1, id);
@@ -312,8 +312,9 @@ enum db_status jobs_claim(struct db *db, struct job *out, int *resumed)
 
 enum db_status jobs_requeue_running(struct db *db)
 {
-    return exec_id(db, "UPDATE import_jobs SET status = 'QUEUED' WHERE status = 'RUNNING'"
-                       " AND ?1 = ?1",
+    return exec_id(db,
+                   "UPDATE import_jobs SET status = 'QUEUED' WHERE status = 'RUNNING'"
+                   " AND ?1 = ?1",
                    0, NULL, NULL);
 }
 
@@ -359,13 +360,13 @@ enum db_status jobs_add_active(struct db *db, int64_t id, long long ms)
 {
     char num[32];
     snprintf(num, sizeof num, "%lld", ms);
-    return exec_id(db, "UPDATE import_jobs SET active_ms = active_ms + CAST(?2 AS INTEGER)"
-                       " WHERE id = ?1",
+    return exec_id(db,
+                   "UPDATE import_jobs SET active_ms = active_ms + CAST(?2 AS INTEGER)"
+                   " WHERE id = ?1",
                    id, num, NULL);
 }
 
-enum db_status jobs_pending(struct db *db, int64_t id, size_t max, struct job_key **out,
-                            size_t *n)
+enum db_status jobs_pending(struct db *db, int64_t id, size_t max, struct job_key **out, size_t *n)
 {
     *out = calloc(max ? max : 1, sizeof **out);
     *n = 0;

@@ -12,16 +12,16 @@
 enum key_status { KEY_PENDING = 0, KEY_DONE = 1, KEY_FAILED = 2 };
 
 struct job {
-    int64_t id;          /* row id, internal */
-    char job_id[40];     /* public id */
+    int64_t id;      /* row id, internal */
+    char job_id[40]; /* public id */
     char *project_id;
-    char *instance;      /* instance name */
-    char *source;        /* obs:// prefix URL as given */
-    char *manifest;      /* NULL: none */
-    char *item_id_from;  /* "key" or "path" */
+    char *instance;     /* instance name */
+    char *source;       /* obs:// prefix URL as given */
+    char *manifest;     /* NULL: none */
+    char *item_id_from; /* "key" or "path" */
     int force;
-    char *status;        /* QUEUED RUNNING SUCCEEDED FAILED CANCELLED */
-    char *error;         /* job-level failure reason, or NULL */
+    char *status; /* QUEUED RUNNING SUCCEEDED FAILED CANCELLED */
+    char *error;  /* job-level failure reason, or NULL */
     long long total, done, failed;
     long long created_ms, started_ms, finished_ms, active_ms;
 };
@@ -67,8 +67,7 @@ enum db_status jobs_status(struct db *db, int64_t id, char *buf, size_t len);
 enum db_status jobs_add_active(struct db *db, int64_t id, long long ms);
 
 /* Up to `max` pending keys in order. */
-enum db_status jobs_pending(struct db *db, int64_t id, size_t max, struct job_key **out,
-                            size_t *n);
+enum db_status jobs_pending(struct db *db, int64_t id, size_t max, struct job_key **out, size_t *n);
 void job_keys_free(struct job_key *k, size_t n);
 /* Durably records a key's result. */
 enum db_status jobs_key_result(struct db *db, int64_t id, int64_t seq, enum key_status st,

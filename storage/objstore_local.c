@@ -167,7 +167,7 @@ enum source_status objstore_local_get(const char *root, const char *key, size_t 
     if ((unsigned long long)sb.st_size > max_bytes) {
         st = SRC_OBS_TOO_BIG;
         source_detail(detail, detail_len, "%s: %lld bytes > %zu", key, (long long)sb.st_size,
-                   max_bytes);
+                      max_bytes);
         goto fail;
     }
     /* +1 so a file that grew since fstat shows up as too big. */

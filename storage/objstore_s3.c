@@ -134,9 +134,9 @@ static enum source_status s3_request(const struct bucket_config *b, const char *
         else if (buf->too_big)
             st = SRC_OBS_TOO_BIG;
         source_detail(detail, detail_len, "%s %s: %s", method, url,
-                   buf->too_big ? "object too big"
-                   : errbuf[0]  ? errbuf
-                                : curl_easy_strerror(rc));
+                      buf->too_big ? "object too big"
+                      : errbuf[0]  ? errbuf
+                                   : curl_easy_strerror(rc));
         goto fail;
     }
     if (buf->status >= 200 && buf->status < 300) {

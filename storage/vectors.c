@@ -52,11 +52,12 @@ int vectors_for_each(struct db *db, int64_t instance_id, int dim, vectors_batch_
     sqlite3 *c = db_conn(db);
     if (!c)
         return -1;
-    if (batches(c, "SELECT id, vector FROM items WHERE instance_id = ? ORDER BY id",
-                instance_id, dim, 0, fn, arg) != 0)
+    if (batches(c, "SELECT id, vector FROM items WHERE instance_id = ? ORDER BY id", instance_id,
+                dim, 0, fn, arg) != 0)
         return -1;
-    return batches(c, "SELECT r.item, r.k, r.vector FROM item_regions r JOIN items i"
-                      " ON i.id = r.item WHERE i.instance_id = ? ORDER BY r.k, r.item",
+    return batches(c,
+                   "SELECT r.item, r.k, r.vector FROM item_regions r JOIN items i"
+                   " ON i.id = r.item WHERE i.instance_id = ? ORDER BY r.k, r.item",
                    instance_id, dim, 1, fn, arg);
 }
 

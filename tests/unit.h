@@ -9,45 +9,45 @@
 
 static int unit_passed, unit_failed, unit_cur_failed;
 
-#define CHECK(cond)                                                                            \
-    do {                                                                                       \
-        if (!(cond)) {                                                                         \
-            fprintf(stderr, "  FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond);                  \
-            unit_cur_failed = 1;                                                               \
-        }                                                                                      \
+#define CHECK(cond)                                                                                \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "  FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond);                      \
+            unit_cur_failed = 1;                                                                   \
+        }                                                                                          \
     } while (0)
 
-#define CHECK_INT(a, b)                                                                        \
-    do {                                                                                       \
-        long long unit_a_ = (long long)(a), unit_b_ = (long long)(b);                          \
-        if (unit_a_ != unit_b_) {                                                              \
-            fprintf(stderr, "  FAIL %s:%d: %s == %s (%lld != %lld)\n", __FILE__, __LINE__, #a, \
-                    #b, unit_a_, unit_b_);                                                     \
-            unit_cur_failed = 1;                                                               \
-        }                                                                                      \
+#define CHECK_INT(a, b)                                                                            \
+    do {                                                                                           \
+        long long unit_a_ = (long long)(a), unit_b_ = (long long)(b);                              \
+        if (unit_a_ != unit_b_) {                                                                  \
+            fprintf(stderr, "  FAIL %s:%d: %s == %s (%lld != %lld)\n", __FILE__, __LINE__, #a, #b, \
+                    unit_a_, unit_b_);                                                             \
+            unit_cur_failed = 1;                                                                   \
+        }                                                                                          \
     } while (0)
 
-#define CHECK_STR(a, b)                                                                        \
-    do {                                                                                       \
-        const char *unit_a_ = (a), *unit_b_ = (b);                                             \
-        if (!unit_a_ || !unit_b_ || strcmp(unit_a_, unit_b_) != 0) {                           \
-            fprintf(stderr, "  FAIL %s:%d: %s == %s (\"%s\" != \"%s\")\n", __FILE__, __LINE__, \
-                    #a, #b, unit_a_ ? unit_a_ : "(null)", unit_b_ ? unit_b_ : "(null)");       \
-            unit_cur_failed = 1;                                                               \
-        }                                                                                      \
+#define CHECK_STR(a, b)                                                                            \
+    do {                                                                                           \
+        const char *unit_a_ = (a), *unit_b_ = (b);                                                 \
+        if (!unit_a_ || !unit_b_ || strcmp(unit_a_, unit_b_) != 0) {                               \
+            fprintf(stderr, "  FAIL %s:%d: %s == %s (\"%s\" != \"%s\")\n", __FILE__, __LINE__, #a, \
+                    #b, unit_a_ ? unit_a_ : "(null)", unit_b_ ? unit_b_ : "(null)");               \
+            unit_cur_failed = 1;                                                                   \
+        }                                                                                          \
     } while (0)
 
-#define RUN(fn)                                                                                \
-    do {                                                                                       \
-        unit_cur_failed = 0;                                                                   \
-        fn();                                                                                  \
-        if (unit_cur_failed) {                                                                 \
-            unit_failed++;                                                                     \
-            fprintf(stderr, "not ok - %s\n", #fn);                                             \
-        } else {                                                                               \
-            unit_passed++;                                                                     \
-            fprintf(stderr, "ok - %s\n", #fn);                                                 \
-        }                                                                                      \
+#define RUN(fn)                                                                                    \
+    do {                                                                                           \
+        unit_cur_failed = 0;                                                                       \
+        fn();                                                                                      \
+        if (unit_cur_failed) {                                                                     \
+            unit_failed++;                                                                         \
+            fprintf(stderr, "not ok - %s\n", #fn);                                                 \
+        } else {                                                                                   \
+            unit_passed++;                                                                         \
+            fprintf(stderr, "ok - %s\n", #fn);                                                     \
+        }                                                                                          \
     } while (0)
 
 static inline int unit_report(void)

@@ -62,8 +62,7 @@ static void test_tampered_body_changes_signature(void)
 
 static void test_missing_signed_header(void)
 {
-    char *creq = signer_canonical_request("POST", path, NULL, 0, "host;x-missing", hdr, NULL,
-                                          "x");
+    char *creq = signer_canonical_request("POST", path, NULL, 0, "host;x-missing", hdr, NULL, "x");
     CHECK(creq == NULL);
 }
 
@@ -72,8 +71,8 @@ static void test_escape_and_query(void)
     struct signer_query q[] = {{"b", "2"}, {"a", "x y"}, {"a", "1"}};
     char *creq = signer_canonical_request("GET", "/v1/p/a b/", q, 3, "host", hdr, NULL, "h");
     CHECK(creq != NULL);
-    CHECK(creq && strstr(creq, "GET\n/v1/p/a%20b/\na=1&a=x%20y&b=2\nhost:127.0.0.1:18080\n\n") ==
-                      creq);
+    CHECK(creq &&
+          strstr(creq, "GET\n/v1/p/a%20b/\na=1&a=x%20y&b=2\nhost:127.0.0.1:18080\n\n") == creq);
     free(creq);
     char *e = signer_escape("a~b_c.d-e/é");
     CHECK_STR(e, "a~b_c.d-e%2F%C3%A9");
