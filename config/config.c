@@ -46,6 +46,7 @@ void config_defaults(struct config *cfg)
     cfg->max_body_bytes = 12u * 1024 * 1024;
     cfg->request_timeout_s = 60;
     cfg->max_connections = 256;
+    cfg->max_connections_per_ip = 64;
     cfg->auth_mode = AUTH_NONE;
     cfg->auth_max_skew_s = 900;
     cfg->fetch.connect_timeout_ms = 5000;
@@ -276,6 +277,12 @@ static int server_key(struct parse_ctx *ctx, const char *k, const char *v)
         cfg->max_connections = (int)x;
         return 0;
     }
+    if (!strcmp(k, "max_connections_per_ip")) {
+        if (parse_long(ctx, v, 1, 100000, &x))
+            return -1;
+        cfg->max_connections_per_ip = (int)x;
+        return 0;
+    }
     snprintf(ctx->err, sizeof ctx->err, "unknown key");
     return -1;
 }
@@ -370,6 +377,13 @@ static int fetch_key(struct parse_ctx *ctx, const char *k, const char *v)
         return parse_long(ctx, v, 1, 3600000, &f->timeout_ms);
     if (!strcmp(k, "max_redirects"))
         return parse_long(ctx, v, 0, 20, &f->max_redirects);
+    if (!strcmp(k, "max_concurrent")) {
+        long x;
+        if (parse_long(ctx, v, 0, 4096, &x))
+            return -1;
+        f->max_concurrent = (int)x;
+        return 0;
+    }
     if (!strcmp(k, "allow"))
         return parse_cidr_list(ctx, v, &f->allow, &f->n_allow);
     if (!strcmp(k, "deny")) {
@@ -608,6 +622,7 @@ void config_usage(FILE *out)
           "  max_body_bytes = SIZE    larger bodies get 413 APIG.0201 (default 12M)\n"
           "  request_timeout = SEC    idle connection timeout (default 60)\n"
           "  max_connections = N      concurrent connections (default 256)\n"
+          "  max_connections_per_ip = N  from one client address (default 64)\n"
           "  model = FILE             extractor weights (default ./models/mnv2_140.bin)\n"
           "  console_dir = DIR        web console files (default ./console)\n"
           "[auth]\n"
@@ -623,6 +638,9 @@ void config_usage(FILE *out)
           "  access_key, secret_key (s3). Without any bucket, \"local\" = objects_dir.\n"
           "[fetch]                    image_url downloads\n"
           "  connect_timeout_ms (5000), timeout_ms (20000), max_redirects (3)\n"
+          "  max_concurrent = N       downloads at once for requests; a request\n"
+          "                           waiting over 1 s gets 429 ModelArts.4401\n"
+          "                           (0 = half the HTTP threads, the default)\n"
           "  allow = CIDR, ...        always allowed ranges\n"
           "  deny = CIDR, ...         refused ranges (default: loopback, private, link-local)\n"
           "[index]\n"

@@ -53,6 +53,7 @@ struct fetch_config {
     struct cidr *deny; /* then: a match is denied (defaults: loopback, private, link-local) */
     size_t n_deny;
     int deny_configured; /* 0: the built-in deny list applies */
+    int max_concurrent;  /* downloads at once from request threads; 0 = half the threads */
 };
 
 struct index_config {
@@ -73,16 +74,17 @@ struct search_config {
 
 struct config {
     /* [server] */
-    char *listen_host;      /* default 127.0.0.1 */
-    int listen_port;        /* default 8080 */
-    char *data_dir;         /* default ./data */
-    int threads;            /* HTTP worker threads; 0 = number of cores */
-    size_t max_body_bytes;  /* default 12 MiB */
-    long request_timeout_s; /* idle connection timeout, default 60 */
-    char *model_path;       /* extractor weights; default ./models/mnv2_140.bin */
-    char *console_dir;      /* static console files; default ./console */
-    char *objects_dir;      /* root of the default local bucket; default ./objects */
-    int max_connections;    /* default 256 */
+    char *listen_host;          /* default 127.0.0.1 */
+    int listen_port;            /* default 8080 */
+    char *data_dir;             /* default ./data */
+    int threads;                /* HTTP worker threads; 0 = number of cores */
+    size_t max_body_bytes;      /* default 12 MiB */
+    long request_timeout_s;     /* idle connection timeout, default 60 */
+    char *model_path;           /* extractor weights; default ./models/mnv2_140.bin */
+    char *console_dir;          /* static console files; default ./console */
+    char *objects_dir;          /* root of the default local bucket; default ./objects */
+    int max_connections;        /* default 256 */
+    int max_connections_per_ip; /* default 64 */
 
     /* [auth] */
     enum auth_mode auth_mode;

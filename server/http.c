@@ -314,6 +314,7 @@ int http_start(struct server *srv, char *errbuf, size_t errlen)
         (struct sockaddr *)&ss, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)srv->n_threads,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)srv->cfg.request_timeout_s,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)srv->cfg.max_connections,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)srv->cfg.max_connections_per_ip,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(MAX_HEADERS_TOTAL + MAX_URI_BYTES + 64 * 1024),
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_LISTENING_ADDRESS_REUSE,
         (unsigned)1, MHD_OPTION_END);

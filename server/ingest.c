@@ -1,5 +1,6 @@
 /* ingest.c: bytes -> image -> vector -> item. Error codes follow the family
  * of the request: v2 answers MMS/ModelArts, v1 answers IS codes. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +14,21 @@
 #include "storage/base64.h"
 #include "storage/source.h"
 #include "storage/vectors.h"
+
+/* A request thread waits at most a second for a download slot (then 429,
+ * which the SDKs retry by themselves); background work just waits. */
+static int fetch_slot_take(struct request *req)
+{
+    if (!req->conn)
+        return sem_wait(&req->srv->fetch_slots);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += 1;
+    int rc;
+    while ((rc = sem_timedwait(&req->srv->fetch_slots, &ts)) != 0 && errno == EINTR)
+        ;
+    return rc;
+}
 
 static enum err source_error(struct request *req, enum source_status s, const char *field)
 {
@@ -52,8 +68,11 @@ enum err image_load(struct request *req, const struct image_input *in, struct im
     } else {
         struct bytes got = {0};
         char detail[256] = "";
+        if (fetch_slot_take(req) != 0)
+            return req_fail(req, E_MA_4401, "download slots busy");
         enum source_status s =
             source_get(req->srv->source, in->url, in->max_bytes, &got, detail, sizeof detail);
+        sem_post(&req->srv->fetch_slots);
         if (s != SRC_OK) {
             if (detail[0])
                 fprintf(stderr, "%s: fetch %s: %s\n", req->request_id, in->url, detail);

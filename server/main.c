@@ -89,6 +89,9 @@ int main(int argc, char **argv)
     }
     srv.metrics = metrics_new();
     sem_init(&srv.extract_slots, 0, (unsigned)srv.n_cores);
+    int fetches =
+        srv.cfg.fetch.max_concurrent > 0 ? srv.cfg.fetch.max_concurrent : srv.n_threads / 2;
+    sem_init(&srv.fetch_slots, 0, (unsigned)(fetches > 0 ? fetches : 1));
     if (extractor_open(srv.cfg.model_path, &srv.extractor, err, sizeof err) != 0) {
         /* Instances and metadata still work; image calls answer 503. */
         log_info("warning: no feature extractor (%s); image operations will fail until the "

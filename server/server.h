@@ -29,6 +29,7 @@ struct server {
     atomic_int in_flight; /* requests between first byte and completion */
     atomic_int stopping;
     sem_t extract_slots; /* one extraction per core at a time */
+    sem_t fetch_slots;   /* downloads at once, so stalled URLs cannot hold every thread */
 };
 
 /* Starts the HTTP front end on cfg.listen_host:listen_port (port 0 picks a
