@@ -77,6 +77,12 @@ enum err params_filter(struct request *req, const struct instance *inst, json_t 
                 return req_fail(req, E_BAD_PARAM, "custom_num_tags");
         }
     }
+    /* An empty map filters nothing: it must not turn a conditional delete
+     * into "delete everything". */
+    if (f->tags && json_object_size(f->tags) == 0)
+        f->tags = NULL;
+    if (f->num_tags && json_object_size(f->num_tags) == 0)
+        f->num_tags = NULL;
     return E_OK;
 }
 

@@ -298,3 +298,23 @@ def test_keyword_only_instance(server):
     assert r.status == 400 and r.json["error_code"] == "MMS.1017"
     r = c.v2("kwonly", "search", {"search_type": "KEYWORD", "keywords": ["cat"]})
     assert r.status == 200 and r.json["data"]["items"][0]["id"] == "a"
+
+
+def test_empty_filters_delete_nothing(server):
+    """Regression: an empty custom_tags/custom_num_tags map once made a
+    conditional delete without any condition."""
+    c = server.client()
+    c.create_instance("emptyfilter", tags=["g"], num_tags=["n"])
+    for i in range(3):
+        c.v2("emptyfilter", "data/add", {"item_id": "e%d" % i, "image_base64": b64(scene(i))})
+    for body in ({"custom_tags": {}}, {"custom_num_tags": {}},
+                 {"custom_tags": {}, "custom_num_tags": {}}):
+        r = c.v2("emptyfilter", "data/delete", body)
+        assert r.status == 400 and r.json["error_msg"] == "Invalid parameter: item_id", r
+        r = c.v2("emptyfilter", "data/check", body)
+        assert r.status == 400, r
+    assert c.admin("GET", "/instances/emptyfilter").json["item_count"] == 3
+    # As a search filter an empty map means no filter.
+    r = c.v2("emptyfilter", "search", {"search_type": "IMAGE", "image_base64": b64(scene(1)),
+                                       "custom_tags": {}, "limit": 5})
+    assert r.status == 200 and len(r.json["data"]["items"]) == 3
