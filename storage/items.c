@@ -141,6 +141,52 @@ static char *dumps_or_null(json_t *j)
     return j ? json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
 }
 
+/* Binds a JSON value: strings as text, numbers as reals. */
+static void bind_json(sqlite3_stmt *st, int col, json_t *v)
+{
+    if (json_is_number(v))
+        sqlite3_bind_double(st, col, json_number_value(v));
+    else
+        sqlite3_bind_text(st, col, json_string_value(v), -1, SQLITE_STATIC);
+}
+
+/* One row per member: (row, key, value) for an object, (row, value) for an
+ * array. */
+static int insert_members(sqlite3 *c, const char *sql, int64_t row, json_t *members)
+{
+    if (!members)
+        return 0;
+    sqlite3_stmt *st = db_prepare(c, sql);
+    if (!st)
+        return -1;
+    int rc = 0;
+    const char *key;
+    json_t *v;
+    size_t i;
+    if (json_is_object(members)) {
+        json_object_foreach(members, key, v)
+        {
+            sqlite3_reset(st);
+            sqlite3_bind_int64(st, 1, row);
+            sqlite3_bind_text(st, 2, key, -1, SQLITE_STATIC);
+            bind_json(st, 3, v);
+            if (sqlite3_step(st) != SQLITE_DONE)
+                rc = -1;
+        }
+    } else {
+        json_array_foreach(members, i, v)
+        {
+            sqlite3_reset(st);
+            sqlite3_bind_int64(st, 1, row);
+            bind_json(st, 2, v);
+            if (sqlite3_step(st) != SQLITE_DONE)
+                rc = -1;
+        }
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
 /* Rewrites the side tables of `row` from the JSON maps. */
 static int write_side_tables(sqlite3 *c, int64_t row, json_t *tags, json_t *num_tags,
                              json_t *keywords)
@@ -158,57 +204,13 @@ static int write_side_tables(sqlite3 *c, int64_t row, json_t *tags, json_t *num_
         if (!ok)
             return -1;
     }
-    const char *key;
-    json_t *v;
-    int rc = 0;
-    if (tags) {
-        sqlite3_stmt *st = db_prepare(c, "INSERT INTO item_tags(item, key, value) VALUES (?,?,?)");
-        if (!st)
-            return -1;
-        json_object_foreach(tags, key, v)
-        {
-            sqlite3_reset(st);
-            sqlite3_bind_int64(st, 1, row);
-            sqlite3_bind_text(st, 2, key, -1, SQLITE_STATIC);
-            sqlite3_bind_text(st, 3, json_string_value(v), -1, SQLITE_STATIC);
-            if (sqlite3_step(st) != SQLITE_DONE)
-                rc = -1;
-        }
-        sqlite3_finalize(st);
-    }
-    if (num_tags) {
-        sqlite3_stmt *st =
-            db_prepare(c, "INSERT INTO item_num_tags(item, key, value) VALUES (?,?,?)");
-        if (!st)
-            return -1;
-        json_object_foreach(num_tags, key, v)
-        {
-            sqlite3_reset(st);
-            sqlite3_bind_int64(st, 1, row);
-            sqlite3_bind_text(st, 2, key, -1, SQLITE_STATIC);
-            sqlite3_bind_double(st, 3, json_number_value(v));
-            if (sqlite3_step(st) != SQLITE_DONE)
-                rc = -1;
-        }
-        sqlite3_finalize(st);
-    }
-    if (keywords) {
-        sqlite3_stmt *st =
-            db_prepare(c, "INSERT OR IGNORE INTO item_keywords(item, keyword) VALUES (?,?)");
-        if (!st)
-            return -1;
-        size_t i;
-        json_array_foreach(keywords, i, v)
-        {
-            sqlite3_reset(st);
-            sqlite3_bind_int64(st, 1, row);
-            sqlite3_bind_text(st, 2, json_string_value(v), -1, SQLITE_STATIC);
-            if (sqlite3_step(st) != SQLITE_DONE)
-                rc = -1;
-        }
-        sqlite3_finalize(st);
-    }
-    return rc;
+    if (insert_members(c, "INSERT INTO item_tags(item, key, value) VALUES (?,?,?)", row, tags) ||
+        insert_members(c, "INSERT INTO item_num_tags(item, key, value) VALUES (?,?,?)", row,
+                       num_tags) ||
+        insert_members(c, "INSERT OR IGNORE INTO item_keywords(item, keyword) VALUES (?,?)", row,
+                       keywords))
+        return -1;
+    return 0;
 }
 
 static int write_regions(sqlite3 *c, const struct item_rec *rec)
