@@ -21,7 +21,39 @@ PHOTO_PACKAGES = ["scratch", "tuxpaint-data", "palapeli-data", "opencv-doc", "py
                   "lomiri-wallpapers-20.04", "plasma-workspace-wallpapers", "ukui-wallpapers"]
 DISTRACTOR_PACKAGE = "stellarium-data"
 MAX_SIDE = 1024
-PREP_VERSION = 3
+PREP_VERSION = 4
+
+# Not camera photos (vector art, renders, paintings, drawn scenes, gradients): datasets.md's
+# "real photos" column excludes them, and the study's set had none. Chosen by looking at every
+# candidate, before any quality number was computed for the new set; see docs/bench/quality.md.
+NOT_PHOTOS = {
+    "lomiri-wallpapers": {"lomiri-default-background.png"},
+    "lomiri-wallpapers-16.04": {"analogpattern_by_Peter_Nerlich.jpg",
+                                "umang_by_Abhishek_Mudgal.jpg"},
+    "lomiri-wallpapers-20.04": {"Fossa_by_Jasper_Roks.jpg",
+                                "Painting-Colors_by__herobrine7gamer.jpg"},
+    "opencv-doc": {"Blender_Suzanne1.jpg", "starry_night.jpg"},
+    "plasma-workspace-wallpapers": {"Altai", "Autumn", "Canopee", "Cascade", "Cluster", "Elarun",
+                                    "Flow", "FlyingKonqui", "Honeywave", "IceCold", "Kay",
+                                    "Kokkini", "MilkyWay", "Opal", "PastelHills", "Patak",
+                                    "SafeLanding", "Shell"},
+    "scratch": {"bedroom1.gif", "bedroom2.gif", "chalkboard.jpg", "party-room.jpg", "room1.jpg",
+                "room2.jpg", "room3.jpg", "spotlight-stage.jpg", "desert.gif", "stars.gif",
+                "underwater.gif", "woods-and-bench.jpg", "woods.gif", "brick-wall1.jpg",
+                "graffiti.jpg", "night-city-with-street.gif", "night-city.gif", "school1.gif",
+                "school2.jpg", "train-tracks3.gif", "basketball-court2.png"},
+}
+# Whole directories of artwork: mate's abstract/ and every ukui wallpaper.
+NOT_PHOTO_DIRS = ("/mate/abstract/", "/ukui-wallpapers/")
+
+
+def is_photo(src, path):
+    if any(d in path for d in NOT_PHOTO_DIRS):
+        return False
+    names = NOT_PHOTOS.get(src, set())
+    if src == "plasma-workspace-wallpapers":  # .../wallpapers/<Name>/contents/images/WxH.ext
+        return path.split("/wallpapers/")[1].split("/")[0] not in names
+    return os.path.basename(path) not in names
 
 # opencv-doc: real photos only (no chessboards, no lena, no synthetic shapes or logos).
 # Pairs of the same scene share a group so they never count as each other's false positives.
@@ -161,6 +193,8 @@ def prepare(cache, log=print):
     log("preparing originals (dedupe, tiles, <= 1024 px) ...")
     cands = []
     for src, path, grp in _candidates(cache):
+        if not is_photo(src, path):
+            continue
         try:
             im = Image.open(path)
             w0, h0 = im.size

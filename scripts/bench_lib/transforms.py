@@ -10,20 +10,29 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageEnhance, ImageFont
 
 TRANSFORMS = ["crop60", "crop35", "rot10", "rot90", "rot180", "jpeg15", "downscale", "colour",
-              "overlay", "flip", "strong"]
+              "overlay", "flip", "strong", "rot10x", "blocky"]
+# rot10x and blocky are harsher variants of our own, reported without a target: rot10x keeps
+# the whole rotated photo on a larger canvas, blocky is the study's pessimistic "scale".
+EXTRA = ("rot10x", "blocky")
 
 DESCRIPTIONS = {
     "crop60": "random crop keeping 60 % of the area (same aspect, seeded position)",
     "crop35": "random crop keeping 36 % of the area (0.6 × 0.6 of the sides, seeded position)",
-    "rot10": "rotation by 10° (canvas expanded, black corners)",
+    "rot10": "rotation by 10° about the centre, same canvas, black corners (PIL's default "
+             "rotate)",
     "rot90": "rotation by 90°",
     "rot180": "rotation by 180°",
     "jpeg15": "JPEG quality 15",
-    "downscale": "\"scale\": 5× down (box filter) then back up with nearest neighbour (blocky)",
+    "downscale": "5× smaller (box filter, e.g. 1024 → 205 px; less when the shortest side "
+                 "would drop below the API's 65 px), sent at that size",
     "colour": "60 % desaturation + warm tint (R×1.10, B×0.85) + contrast 0.8 + brightness +25",
     "overlay": "caption band (bottom 14 %, translucent black + white text) + logo box (top right)",
     "flip": "left-right mirror",
     "strong": "85 % area crop + colour + overlay + JPEG quality 30",
+    "rot10x": "no target: rotation by 10° with the canvas expanded to hold the whole photo "
+              "(black corners; the photo fills less of the frame)",
+    "blocky": "no target: the study's pessimistic \"scale\": 5× down (box filter) then back up "
+              "with nearest neighbour",
 }
 
 
@@ -96,6 +105,8 @@ def apply(name, img, iid):
     if name == "crop35":
         return jpeg(crop_area(img, 0.36, rnd))
     if name == "rot10":
+        return jpeg(img.rotate(10, resample=Image.BICUBIC, fillcolor=(0, 0, 0)))
+    if name == "rot10x":
         return jpeg(img.rotate(10, resample=Image.BICUBIC, expand=True, fillcolor=(0, 0, 0)))
     if name == "rot90":
         return jpeg(img.transpose(Image.ROTATE_90))
@@ -103,7 +114,10 @@ def apply(name, img, iid):
         return jpeg(img.transpose(Image.ROTATE_180))
     if name == "jpeg15":
         return jpeg(img, 15)
-    if name == "downscale":
+    if name == "downscale":  # the API refuses a shortest side <= 64 px
+        f = min(5.0, min(w, h) / 65)
+        return jpeg(img.resize((round(w / f), round(h / f)), Image.BOX))
+    if name == "blocky":
         small = img.resize((max(1, w // 5), max(1, h // 5)), Image.BOX)
         return jpeg(small.resize((w, h), Image.NEAREST))
     if name == "colour":
