@@ -57,6 +57,9 @@ void config_defaults(struct config *cfg)
     cfg->index.nprobe = 0;
     cfg->import_workers = 1;
     cfg->search.rotations = 1;
+    cfg->search.query_views = 1;
+    cfg->search.views_below = 0.9;
+    cfg->index.views = 1;
     cfg->search.rotation_below = 0.9;
     cfg->search.rotation_penalty = 0.1;
 }
@@ -394,6 +397,8 @@ static int fetch_key(struct parse_ctx *ctx, const char *k, const char *v)
     return -1;
 }
 
+static int parse_bool(struct parse_ctx *ctx, const char *v, int *out);
+
 static int index_key(struct parse_ctx *ctx, const char *k, const char *v)
 {
     struct index_config *ix = &ctx->cfg->index;
@@ -403,6 +408,8 @@ static int index_key(struct parse_ctx *ctx, const char *k, const char *v)
         return set_str(&ix->ann_factory, v), 0;
     if (!strcmp(k, "nprobe"))
         return parse_long(ctx, v, 0, 1 << 20, &ix->nprobe);
+    if (!strcmp(k, "views"))
+        return parse_bool(ctx, v, &ix->views);
     snprintf(ctx->err, sizeof ctx->err, "unknown key");
     return -1;
 }
@@ -438,6 +445,10 @@ static int search_key(struct parse_ctx *ctx, const char *k, const char *v)
     struct search_config *sc = &ctx->cfg->search;
     if (!strcmp(k, "rotations"))
         return parse_bool(ctx, v, &sc->rotations);
+    if (!strcmp(k, "query_views"))
+        return parse_bool(ctx, v, &sc->query_views);
+    if (!strcmp(k, "views_below"))
+        return parse_fraction(ctx, v, &sc->views_below);
     if (!strcmp(k, "rotation_below"))
         return parse_fraction(ctx, v, &sc->rotation_below);
     if (!strcmp(k, "rotation_penalty"))
@@ -647,7 +658,12 @@ void config_usage(FILE *out)
           "  exact_max = N            exact search up to N items per instance (100000)\n"
           "  ann_factory = STRING     FAISS index beyond that (IVF1024,SQ8)\n"
           "  nprobe = N               default IVF probes (0: the request's default, 100)\n"
+          "  views = on|off           new instances also index a centre window, a\n"
+          "                           low-resolution and a grey view of each item (on)\n"
           "[search]\n"
+          "  query_views = on|off     also search the centre window and the grey view\n"
+          "                           of a query whose best score is low (default on)\n"
+          "  views_below = X          \"low\" for that: below this score (default 0.9)\n"
           "  rotations = on|off       also search 90/180/270-degree views of a query\n"
           "                           whose best upright score is low (default on)\n"
           "  rotation_below = X       \"low\": below this score (default 0.9)\n"

@@ -60,13 +60,17 @@ struct index_config {
     long exact_max;    /* exact (flat) search up to this many items; default 100000 */
     char *ann_factory; /* FAISS factory string beyond it; default "IVF1024,SQ8" */
     long nprobe;       /* default nprobe when the request has none; 0 = request default */
+    int views;         /* new instances index extra views (vectors.h); default 1 */
 };
 
-/* [search]: query-time orientation search. When the upright query's best
- * score is below rotation_below, the query is also searched rotated by 90,
- * 180 and 270 degrees; rotated hits count with rotation_penalty subtracted,
- * so a rotated view never outranks an equally good upright match. */
+/* [search]: query-time retries of a weak match. When the query's best score
+ * is below views_below, its centre window and then its grey view are
+ * searched too (instances with views); when still below rotation_below, the
+ * query rotated by 90, 180 and 270 degrees. Those hits count with a penalty,
+ * so they never outrank an equally good plain match. */
 struct search_config {
+    int query_views;         /* 1: on (default) */
+    double views_below;      /* default 0.9 */
     int rotations;           /* 1: on (default) */
     double rotation_below;   /* default 0.9 */
     double rotation_penalty; /* default 0.1 */

@@ -106,12 +106,12 @@ static json_t *admin_instance_json(const struct instance *inst)
     gmtime_r(&t, &tm);
     strftime(iso, sizeof iso, "%Y-%m-%dT%H:%M:%SZ", &tm);
     return json_pack(
-        "{s:s, s:s, s:s, s:s, s:o, s:o, s:o, s:s, s:I, s:s, s:I, s:b}", "name", inst->name,
+        "{s:s, s:s, s:s, s:s, s:o, s:o, s:o, s:s, s:I, s:s, s:I, s:b, s:b}", "name", inst->name,
         "project_id", inst->project_id, "description", inst->description, "model", inst->model,
         "custom_tags", str_array(inst->tag_keys, inst->n_tag_keys), "custom_num_tags",
         str_array(inst->num_tag_keys, inst->n_num_tag_keys), "search_types", types, "created_at",
         iso, "created_ms", (json_int_t)inst->created_ms, "status", inst->status, "item_count",
-        (json_int_t)inst->item_count, "regions", inst->regions);
+        (json_int_t)inst->item_count, "regions", inst->regions, "views", inst->views);
 }
 
 /* Stores `inst` and reloads it so the answer shows what was stored. */
@@ -154,6 +154,7 @@ enum err h_v1_instance_create(struct request *req)
     inst.search_types = ST_IMAGE | ST_KEYWORD;
     /* Infringement detection must find an original from a part of it. */
     inst.regions = !strcmp(model, "image-copyright");
+    inst.views = req->srv->cfg.index.views;
     if (tags && (e = key_list(req, tags, "tags", 1, &inst.tag_keys, &inst.n_tag_keys)))
         goto out;
     if ((e = create_and_reload(req, &inst, &stored)) == E_OK)
@@ -199,7 +200,9 @@ enum err h_admin_instance_create(struct request *req)
     json_t *tags = NULL, *num_tags = NULL, *types = NULL;
     struct instance inst = {0}, stored = {0};
     enum err e;
+    inst.views = req->srv->cfg.index.views;
     if ((e = jget_bool(req, req->json, "regions", JOPT, &inst.regions)) ||
+        (e = jget_bool(req, req->json, "views", JOPT, &inst.views)) ||
         (e = jget_string(req, req->json, "name", JREQ, 1, 64, &name)) ||
         (e = jget_string(req, req->json, "description", JOPT, 0, 100000, &desc)) ||
         (e = jget_array(req, req->json, "custom_tags", JOPT, 0, 100, &tags)) ||

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <time.h>
 #include "index/thumb.h"
+#include "index/views.h"
 #include "index/vindex.h"
 #include "server/ingest.h"
 #include "server/metrics.h"
@@ -128,31 +129,56 @@ enum err image_embed(struct request *req, const struct image *img, float *vec, u
     return E_OK;
 }
 
-/* The five regional windows: 0.6 x 0.6 of the sides at the centre and the
- * four corners, so a query that is a crop of an item still meets a vector
- * made from about the same part of it. */
-static enum err embed_regions(struct request *req, const struct image *img, float *out)
+int instance_view_kinds(const struct instance *inst, int ks[VEC_KINDS])
+{
+    int n = 0;
+    ks[n++] = 0;
+    if (inst->regions || inst->views)
+        ks[n++] = VEC_K_CENTRE;
+    for (int k = 2; inst->regions && k <= VEC_REGIONS; k++)
+        ks[n++] = k;
+    if (inst->views) {
+        ks[n++] = VEC_K_LOWRES;
+        ks[n++] = VEC_K_GREY;
+    }
+    return n;
+}
+
+/* View k of storage/vectors.h. The windows are 0.6 x 0.6 of the sides at
+ * the centre (k = 1) and the corners (k = 2..5), so a query that is a crop
+ * of an item still meets a vector made from about the same part of it. */
+static int make_view(const struct image *img, int k, struct image *out)
 {
     static const int pos[VEC_REGIONS][2] = {{1, 1}, {0, 0}, {2, 0}, {0, 2}, {2, 2}};
+    if (k == VEC_K_LOWRES)
+        return image_lowres(img, VIEW_LOWRES_SIDE, out);
+    if (k == VEC_K_GREY)
+        return image_grey_stretch(img, out);
     int w = img->orig_width, h = img->orig_height;
     int cw = (w * 3 + 2) / 5, ch = (h * 3 + 2) / 5;
-    for (int k = 0; k < VEC_REGIONS; k++) {
-        int x = (w - cw) * pos[k][0] / 2, y = (h - ch) * pos[k][1] / 2;
-        struct image crop;
-        if (image_crop(img, x, y, x + cw, y + ch, &crop) != 0)
-            return req_fail(req, E_INTERNAL, "region crop");
-        enum err e = image_embed(req, &crop, out + (size_t)k * EXTRACT_DIM, NULL);
-        image_free(&crop);
+    int x = (w - cw) * pos[k - 1][0] / 2, y = (h - ch) * pos[k - 1][1] / 2;
+    return image_crop(img, x, y, x + cw, y + ch, out);
+}
+
+static enum err embed_views(struct request *req, const struct image *img, const int *ks, int n,
+                            float *out)
+{
+    for (int i = 0; i < n; i++) {
+        struct image view;
+        if (make_view(img, ks[i], &view) != 0)
+            return req_fail(req, E_INTERNAL, "image view");
+        enum err e = image_embed(req, &view, out + (size_t)i * EXTRACT_DIM, NULL);
+        image_free(&view);
         if (e)
             return e;
     }
     return E_OK;
 }
 
-/* All index ids an item may have (whole image and regions). */
-static void item_ids(int64_t row, int64_t ids[VEC_REGIONS + 1])
+/* All index ids an item may have (whole image and every view). */
+static void item_ids(int64_t row, int64_t ids[VEC_KINDS])
 {
-    for (int k = 0; k <= VEC_REGIONS; k++)
+    for (int k = 0; k < VEC_KINDS; k++)
         ids[k] = vec_id(row, k);
 }
 
@@ -160,11 +186,12 @@ static int index_item(struct vindex *vi, const struct item_rec *rec)
 {
     if (vindex_add(vi, 1, &rec->row, rec->vector) != 0)
         return -1;
-    if (rec->n_regions <= 0)
+    if (rec->n_extra <= 0)
         return 0;
-    int64_t ids[VEC_REGIONS + 1];
-    item_ids(rec->row, ids);
-    if (vindex_add(vi, (size_t)rec->n_regions, ids + 1, rec->regions) != 0) {
+    int64_t ids[VEC_KINDS];
+    for (int i = 0; i < rec->n_extra; i++)
+        ids[i] = vec_id(rec->row, rec->extra_k[i]);
+    if (vindex_add(vi, (size_t)rec->n_extra, ids, rec->extra) != 0) {
         vindex_remove(vi, 1, &rec->row);
         return -1;
     }
@@ -178,17 +205,20 @@ enum err item_store(struct request *req, const struct instance *inst, struct ite
     uint8_t *thumb = NULL;
     size_t thumb_len = 0;
     float *regions = NULL;
-    if (inst->regions && img) {
-        regions = malloc((size_t)VEC_REGIONS * EXTRACT_DIM * sizeof *regions);
+    int kinds[VEC_KINDS];
+    int n_kinds = instance_view_kinds(inst, kinds);
+    if (n_kinds > 1 && img) {
+        regions = malloc((size_t)(n_kinds - 1) * EXTRACT_DIM * sizeof *regions);
         if (!regions)
             return req_fail(req, E_INTERNAL, "out of memory");
-        enum err e = embed_regions(req, img, regions);
+        enum err e = embed_views(req, img, kinds + 1, n_kinds - 1, regions);
         if (e) {
             free(regions);
             return e;
         }
-        rec->regions = regions;
-        rec->n_regions = VEC_REGIONS;
+        rec->extra = regions;
+        rec->extra_k = kinds + 1;
+        rec->n_extra = n_kinds - 1;
     }
     if (img && thumb_jpeg(img, THUMB_SIDE, &thumb, &thumb_len) == 0) {
         rec->thumb = thumb;
@@ -212,9 +242,9 @@ enum err item_store(struct request *req, const struct instance *inst, struct ite
         e = req_fail(req, E_STORE_FAILED, "item write");
     } else {
         if (old_row) {
-            int64_t ids[VEC_REGIONS + 1];
+            int64_t ids[VEC_KINDS];
             item_ids(old_row, ids);
-            vindex_remove(rt->vi, VEC_REGIONS + 1, ids);
+            vindex_remove(rt->vi, VEC_KINDS, ids);
         }
         if (index_item(rt->vi, rec) != 0) {
             /* Undo the row so SQLite and the index agree. */
@@ -228,8 +258,9 @@ enum err item_store(struct request *req, const struct instance *inst, struct ite
     free(thumb);
     free(regions);
     rec->thumb = NULL;
-    rec->regions = NULL;
-    rec->n_regions = 0;
+    rec->extra = NULL;
+    rec->extra_k = NULL;
+    rec->n_extra = 0;
     return e;
 }
 
@@ -246,9 +277,9 @@ enum err item_remove(struct request *req, const struct instance *inst, const cha
     enum db_status s = items_delete(srv->db, inst->id, item_id, &row);
     *found = s == DB_OK;
     if (s == DB_OK) {
-        int64_t ids[VEC_REGIONS + 1];
+        int64_t ids[VEC_KINDS];
         item_ids(row, ids);
-        vindex_remove(rt->vi, VEC_REGIONS + 1, ids);
+        vindex_remove(rt->vi, VEC_KINDS, ids);
     } else if (s != DB_NOT_FOUND)
         e = req_fail(req, E_STORE_FAILED, "item delete");
     pthread_mutex_unlock(&rt->write_lock);

@@ -10,6 +10,7 @@
 #include "server/request.h"
 #include "storage/instances.h"
 #include "storage/items.h"
+#include "storage/vectors.h"
 
 #define V2_MAX_IMAGE_BYTES (5u * 1024 * 1024)
 #define V1_MAX_IMAGE_BYTES (5u * 1024 * 1024)
@@ -32,6 +33,10 @@ enum err image_load(struct request *req, const struct image_input *in, struct im
 
 /* Vector (EXTRACT_DIM floats) and perceptual hash; waits for a free core. */
 enum err image_embed(struct request *req, const struct image *img, float *vec, uint64_t *phash);
+
+/* The kinds k (storage/vectors.h) of the vectors an item of `inst` has,
+ * k = 0 first then ascending; returns how many. */
+int instance_view_kinds(const struct instance *inst, int ks[VEC_KINDS]);
 
 /* Stores the item and indexes its vector, durably, under the instance's
  * write lock. rec->vector etc. filled by the caller; the thumbnail is made

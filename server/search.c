@@ -2,6 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "index/extract.h"
+#include "index/views.h"
 #include "index/vindex.h"
 #include "server/ingest.h"
 #include "server/registry.h"
@@ -85,22 +86,30 @@ enum err search_vector(struct request *req, const struct instance *inst, const f
             goto out;
         }
     }
-    /* Regional instances hold up to 1 + VEC_REGIONS vectors per item: ask
-     * for that many more, and let the filter name every id of an item (the
-     * blocks stay sorted: k = 0 ids first, then k = 1, ...). */
-    int per_item = inst->regions ? 1 + VEC_REGIONS : 1;
+    /* Instances with regions or views hold several vectors per item: ask
+     * for that many more, and let the filter name every id of an item this
+     * query may meet (the blocks stay sorted: k = 0 ids first, then k = 1,
+     * ...). A grey query meets grey views only, other queries never do. */
+    int kinds[VEC_KINDS];
+    int per_item = instance_view_kinds(inst, kinds);
+    unsigned meet = 0;
+    for (int i = 0; i < per_item; i++)
+        if ((kinds[i] == VEC_K_GREY) == !!o->grey)
+            meet |= 1u << kinds[i];
     if (allowed && per_item > 1) {
         int64_t *all = malloc(n_allowed * (size_t)per_item * sizeof *all);
         if (!all) {
             e = req_fail(req, E_INTERNAL, "out of memory");
             goto out;
         }
+        size_t na = 0;
         for (int kk = 0; kk < per_item; kk++)
-            for (size_t i = 0; i < n_allowed; i++)
-                all[(size_t)kk * n_allowed + i] = vec_id(allowed[i], kk);
+            if (meet & (1u << kinds[kk]))
+                for (size_t i = 0; i < n_allowed; i++)
+                    all[na++] = vec_id(allowed[i], kinds[kk]);
         free(allowed);
         allowed = all;
-        n_allowed *= (size_t)per_item;
+        n_allowed = na;
     }
     int k = o->k * per_item;
     size_t count = vindex_count(rt->vi);
@@ -130,6 +139,8 @@ enum err search_vector(struct request *req, const struct instance *inst, const f
     /* Best first: the first time a row appears is its best view; a regional
      * view counts with a small penalty so the whole image wins ties. */
     for (int i = 0; i < found; i++) {
+        if (!(meet & (1u << vec_k(ids[i]))))
+            continue;
         int64_t row = vec_row(ids[i]);
         double sc = search_score(scores[i]) - (vec_k(ids[i]) ? REGION_PENALTY : 0);
         size_t j;
@@ -142,7 +153,7 @@ enum err search_vector(struct request *req, const struct instance *inst, const f
         }
         (*hits)[(*n)++] = (struct hit){row, sc < 0 ? 0 : sc};
     }
-    if (o->use_phash && !(allowed && n_allowed == 0))
+    if (o->use_phash && !o->grey && !(allowed && n_allowed == 0))
         add_phash_hits(req, inst, query, o, allowed, n_allowed, *hits, n, cap);
     qsort(*hits, *n, sizeof **hits, cmp_hit);
     if (*n > (size_t)o->k)
@@ -189,6 +200,56 @@ static int merge_hits(struct hit **acc, size_t *n, size_t *cap, const struct hit
     return 0;
 }
 
+static double best_score(const struct hit *h, size_t n)
+{
+    double b = -1;
+    for (size_t i = 0; i < n; i++)
+        if (h[i].score > b)
+            b = h[i].score;
+    return b;
+}
+
+/* Embeds `view` (freed here), searches it and folds its hits into *hits. */
+static enum err search_view(struct request *req, const struct instance *inst, struct image *view,
+                            const struct search_opts *o, double penalty, float *vec,
+                            struct hit **hits, size_t *n, size_t *cap)
+{
+    struct hit *vh = NULL;
+    size_t vn = 0;
+    enum err e = image_embed(req, view, vec, NULL);
+    image_free(view);
+    if (e == E_OK)
+        e = search_vector(req, inst, vec, o, &vh, &vn);
+    if (e == E_OK && merge_hits(hits, n, cap, vh, vn, penalty) != 0)
+        e = req_fail(req, E_INTERNAL, "out of memory");
+    free(vh);
+    return e;
+}
+
+/* A weak match may be a copy with a caption, logo or border (the centre
+ * window leaves those out) or with its colours changed (the grey view). */
+static enum err search_query_views(struct request *req, const struct instance *inst,
+                                   const struct image *img, const struct search_opts *o, float *vec,
+                                   struct hit **hits, size_t *n, size_t *cap)
+{
+    double below = req->srv->cfg.search.views_below;
+    struct search_opts vo = *o;
+    vo.use_phash = 0;
+    int w = img->orig_width, h = img->orig_height;
+    int cw = w * QUERY_WINDOW_TENTHS / 10, ch = h * QUERY_WINDOW_TENTHS / 10;
+    struct image view;
+    if (image_crop(img, (w - cw) / 2, (h - ch) / 2, (w - cw) / 2 + cw, (h - ch) / 2 + ch, &view) ==
+        0) {
+        enum err e = search_view(req, inst, &view, &vo, QUERY_VIEW_PENALTY, vec, hits, n, cap);
+        if (e)
+            return e;
+    }
+    if (best_score(*hits, *n) >= below || image_grey_stretch(img, &view) != 0)
+        return E_OK;
+    vo.grey = 1;
+    return search_view(req, inst, &view, &vo, QUERY_VIEW_PENALTY, vec, hits, n, cap);
+}
+
 enum err search_image(struct request *req, const struct instance *inst, const struct image *img,
                       const float *upright, const struct search_opts *o, struct hit **hits,
                       size_t *n, int *rotated)
@@ -196,29 +257,29 @@ enum err search_image(struct request *req, const struct instance *inst, const st
     const struct search_config *sc = &req->srv->cfg.search;
     *rotated = 0;
     enum err e = search_vector(req, inst, upright, o, hits, n);
-    if (e || !sc->rotations || !img || (*n > 0 && (*hits)[0].score >= sc->rotation_below))
+    if (e || !img)
         return e;
-    /* A weak upright match may be a rotated copy: try the other three
-     * orientations (cost: three more extractions, only for such queries). */
+    int views = sc->query_views && inst->views && best_score(*hits, *n) < sc->views_below;
+    if (!views && (!sc->rotations || best_score(*hits, *n) >= sc->rotation_below))
+        return E_OK;
     float *vec = malloc(EXTRACT_DIM * sizeof *vec);
     size_t cap = *n;
     if (!vec)
-        return E_OK; /* the upright answer stands */
-    struct search_opts ro = *o;
-    ro.use_phash = 0;
-    for (int q = 1; q <= 3 && e == E_OK; q++) {
-        struct image rimg;
-        struct hit *rh = NULL;
-        size_t rn = 0;
-        if (image_rotate(img, q, &rimg) != 0)
-            break;
-        e = image_embed(req, &rimg, vec, NULL);
-        image_free(&rimg);
-        if (e == E_OK)
-            e = search_vector(req, inst, vec, &ro, &rh, &rn);
-        if (e == E_OK && merge_hits(hits, n, &cap, rh, rn, sc->rotation_penalty) != 0)
-            e = req_fail(req, E_INTERNAL, "out of memory");
-        free(rh);
+        return E_OK; /* the plain answer stands */
+    if (views)
+        e = search_query_views(req, inst, img, o, vec, hits, n, &cap);
+    /* A weak upright match may be a rotated copy: try the other three
+     * orientations (cost: three more extractions, only for such queries). */
+    if (e == E_OK && sc->rotations && best_score(*hits, *n) < sc->rotation_below) {
+        struct search_opts ro = *o;
+        ro.use_phash = 0;
+        for (int q = 1; q <= 3 && e == E_OK; q++) {
+            struct image rimg;
+            if (image_rotate(img, q, &rimg) != 0)
+                break;
+            e = search_view(req, inst, &rimg, &ro, sc->rotation_penalty, vec, hits, n, &cap);
+        }
+        *rotated = 1;
     }
     free(vec);
     if (e != E_OK) {
@@ -227,7 +288,6 @@ enum err search_image(struct request *req, const struct instance *inst, const st
         *n = 0;
         return e;
     }
-    *rotated = 1;
     qsort(*hits, *n, sizeof **hits, cmp_hit);
     if (*n > (size_t)o->k)
         *n = (size_t)o->k;

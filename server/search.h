@@ -10,8 +10,12 @@
 #include "storage/items.h"
 
 #define SEARCH_MAX_K 1000
-/* Subtracted from a regional view's score (measured: docs/benchmarks.md). */
+/* Subtracted from the score of a stored extra view (k != 0), and of a
+ * query's centre window or grey view (measured: docs/bench/quality.md). */
 #define REGION_PENALTY 0.02
+#define QUERY_VIEW_PENALTY 0.02
+/* The query's centre window: 0.7 x 0.7 of its sides. */
+#define QUERY_WINDOW_TENTHS 7
 
 struct hit {
     int64_t row;
@@ -25,6 +29,7 @@ struct search_opts {
     int k;                            /* how many best hits, <= SEARCH_MAX_K */
     int use_phash;
     uint64_t phash;
+    int grey; /* a grey query: compared with grey views only (others never are) */
 };
 
 /* Cosine similarity of L2-normalised descriptors to a score in [0, 1]:
@@ -37,10 +42,11 @@ enum err search_vector(struct request *req, const struct instance *inst, const f
 
 struct image;
 
-/* Searches with the upright query vector, then (per [search] rotations) with
- * the image rotated 90/180/270 degrees when the best upright score is below
- * rotation_below; a row's score is its best over the views, rotated views
- * less rotation_penalty. *rotated says whether the extra views were used. */
+/* Searches with the query vector; while the best score stays low, also
+ * with the image's centre window and grey view (per [search] query_views,
+ * instances with views) and then rotated 90/180/270 degrees (per [search]
+ * rotations). A row's score is its best over the views, less each view's
+ * penalty. *rotated says whether the rotated views were used. */
 enum err search_image(struct request *req, const struct instance *inst, const struct image *img,
                       const float *upright, const struct search_opts *o, struct hit **hits,
                       size_t *n, int *rotated);

@@ -109,8 +109,8 @@ enum db_status instances_create(struct db *db, struct instance *inst)
         goto out;
     sqlite3_finalize(st);
     st = db_prepare(c, "INSERT INTO instances(project_id, name, description, model, level,"
-                       " search_types, custom_tags, custom_num_tags, created_ms, status, regions)"
-                       " VALUES (?,?,?,?,?,?,?,?,?,'NORMAL',?)");
+                       " search_types, custom_tags, custom_num_tags, created_ms, status, regions,"
+                       " views) VALUES (?,?,?,?,?,?,?,?,?,'NORMAL',?,?)");
     if (!st)
         goto out;
     sqlite3_bind_text(st, 1, inst->project_id, -1, SQLITE_STATIC);
@@ -123,6 +123,7 @@ enum db_status instances_create(struct db *db, struct instance *inst)
     sqlite3_bind_text(st, 8, nks, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 9, inst->created_ms);
     sqlite3_bind_int(st, 10, inst->regions ? 1 : 0);
+    sqlite3_bind_int(st, 11, inst->views ? 1 : 0);
     int s = sqlite3_step(st);
     if (s == SQLITE_CONSTRAINT) {
         rc = DB_EXISTS;
@@ -148,7 +149,7 @@ out:
 #define INSTANCE_COLS                                                                              \
     "i.id, i.project_id, i.name, i.description, i.model, i.level, i.search_types,"                 \
     " i.custom_tags, i.custom_num_tags, i.created_ms, i.status,"                                   \
-    " (SELECT count(*) FROM items WHERE instance_id = i.id), i.regions"
+    " (SELECT count(*) FROM items WHERE instance_id = i.id), i.regions, i.views"
 
 static int row_to_instance(sqlite3_stmt *st, struct instance *out)
 {
@@ -167,6 +168,7 @@ static int row_to_instance(sqlite3_stmt *st, struct instance *out)
     out->status = dup_col(st, 10);
     out->item_count = sqlite3_column_int64(st, 11);
     out->regions = sqlite3_column_int(st, 12);
+    out->views = sqlite3_column_int(st, 13);
     if (rc || !out->project_id || !out->name || !out->description || !out->model || !out->status) {
         instance_free(out);
         return -1;

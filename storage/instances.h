@@ -30,6 +30,7 @@ struct instance {
     char *status;
     long long item_count; /* filled by get/list */
     int regions;          /* also index 5 regional descriptors per item */
+    int views;            /* also index the centre, low-res and grey views */
 };
 
 /* Creates the project row if needed. DB_EXISTS when the name is taken. */

@@ -213,19 +213,19 @@ static int write_side_tables(sqlite3 *c, int64_t row, json_t *tags, json_t *num_
     return 0;
 }
 
-static int write_regions(sqlite3 *c, const struct item_rec *rec)
+static int write_views(sqlite3 *c, const struct item_rec *rec)
 {
-    if (!rec->regions || rec->n_regions <= 0)
+    if (!rec->extra || rec->n_extra <= 0)
         return 0;
     sqlite3_stmt *st = db_prepare(c, "INSERT INTO item_regions(item, k, vector) VALUES (?,?,?)");
     if (!st)
         return -1;
     int rc = 0;
-    for (int k = 0; k < rec->n_regions && rc == 0; k++) {
+    for (int k = 0; k < rec->n_extra && rc == 0; k++) {
         sqlite3_reset(st);
         sqlite3_bind_int64(st, 1, rec->row);
-        sqlite3_bind_int(st, 2, k + 1);
-        sqlite3_bind_blob(st, 3, rec->regions + (size_t)k * (size_t)rec->dim,
+        sqlite3_bind_int(st, 2, rec->extra_k[k]);
+        sqlite3_bind_blob(st, 3, rec->extra + (size_t)k * (size_t)rec->dim,
                           rec->dim * (int)sizeof(float), SQLITE_STATIC);
         if (sqlite3_step(st) != SQLITE_DONE)
             rc = -1;
@@ -312,7 +312,7 @@ enum db_status items_put(struct db *db, int64_t instance, struct item_rec *rec, 
         goto out;
     rec->row = sqlite3_last_insert_rowid(c);
     if (write_side_tables(c, rec->row, rec->custom_tags, rec->num_tags, rec->keywords) != 0 ||
-        write_regions(c, rec) != 0 || bump_seq(c, instance) != 0)
+        write_views(c, rec) != 0 || bump_seq(c, instance) != 0)
         goto out;
     if (db_commit(c) == 0)
         rc = DB_OK;

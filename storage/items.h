@@ -18,8 +18,9 @@ struct item_rec {
     json_t *keywords;    /* array of strings, or NULL (borrowed) */
     const float *vector; /* dim floats */
     int dim;
-    const float *regions; /* n_regions * dim floats (regional descriptors k = 1..n), or NULL */
-    int n_regions;
+    const float *extra; /* n_extra * dim floats: extra views (vectors.h), or NULL */
+    const int *extra_k; /* their kinds k */
+    int n_extra;
     uint64_t phash;
     int width, height;
     const char *box; /* region used, "x1,y1,x2,y2", or NULL */

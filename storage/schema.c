@@ -99,6 +99,10 @@ static const char *const migrations[] = {
     "  k INTEGER NOT NULL,"
     "  vector BLOB NOT NULL,"
     "  PRIMARY KEY (item, k)) WITHOUT ROWID;",
+    /* 4: extra views (storage/vectors.h: centre window, low resolution,
+     * grey) for instances created with views on; they live in item_regions
+     * too, k = 1, 6, 7. Older instances keep views = 0. */
+    "ALTER TABLE instances ADD COLUMN views INTEGER NOT NULL DEFAULT 0;",
 };
 
 size_t schema_count(void)

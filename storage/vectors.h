@@ -6,10 +6,18 @@
 #include <stdint.h>
 #include "storage/db.h"
 
-/* Index ids: an item's whole-image vector has its row id; its regional
- * vectors k = 1..5 have row | k << 56, so instances without regions keep
- * plain row ids. */
+/* Index ids: an item's whole-image vector has its row id; its extra views
+ * have row | k << 56, so whole-image ids stay plain row ids:
+ *   k = 1      centre window (0.6 x 0.6 of the sides): "views" and "regions"
+ *   k = 2..5   the four corner windows: "regions" only
+ *   k = 6      low-resolution copy: "views"
+ *   k = 7      grey contrast-stretched copy: "views"; only grey queries
+ *              are compared with it */
 #define VEC_REGIONS 5
+#define VEC_K_CENTRE 1
+#define VEC_K_LOWRES 6
+#define VEC_K_GREY 7
+#define VEC_KINDS 8 /* k = 0..7 */
 #define VEC_K_SHIFT 56
 static inline int64_t vec_id(int64_t row, int k)
 {
