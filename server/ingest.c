@@ -131,17 +131,7 @@ enum err image_embed(struct request *req, const struct image *img, float *vec, u
 
 int instance_view_kinds(const struct instance *inst, int ks[VEC_KINDS])
 {
-    int n = 0;
-    ks[n++] = 0;
-    if (inst->regions || inst->views)
-        ks[n++] = VEC_K_CENTRE;
-    for (int k = 2; inst->regions && k <= VEC_REGIONS; k++)
-        ks[n++] = k;
-    if (inst->views) {
-        ks[n++] = VEC_K_LOWRES;
-        ks[n++] = VEC_K_GREY;
-    }
-    return n;
+    return vectors_kinds(inst->regions, inst->views, ks);
 }
 
 /* View k of storage/vectors.h. The windows are 0.6 x 0.6 of the sides at

@@ -91,15 +91,19 @@ static struct vindex *load_index(struct registry *reg, int64_t id)
     char faiss[4096], seq[4096], err[256];
     paths(reg, id, faiss, seq, sizeof faiss);
     struct vindex *vi = NULL;
+    /* exact_max counts items: an instance with views or regions holds
+     * several vectors per item and stays exact just as long. */
+    struct vindex_options opt = reg->opt;
+    opt.exact_max *= vectors_per_item(reg->db, id);
     long long want = vectors_change_seq(reg->db, id);
     if (want >= 0 && read_seq(seq) == want && access(faiss, R_OK) == 0) {
-        if (vindex_load(faiss, &reg->opt, &vi, err, sizeof err) == 0)
+        if (vindex_load(faiss, &opt, &vi, err, sizeof err) == 0)
             return vi;
         log_info("index %lld: snapshot unusable (%s), rebuilding", (long long)id, err);
     }
     /* Whatever happens next, the old snapshot is stale. */
     unlink(seq);
-    if (vindex_create(&reg->opt, &vi, err, sizeof err) != 0) {
+    if (vindex_create(&opt, &vi, err, sizeof err) != 0) {
         log_info("index %lld: %s", (long long)id, err);
         return NULL;
     }
@@ -238,6 +242,13 @@ int registry_render_metrics(struct registry *reg, char **buf, size_t *len, size_
     for (size_t i = 0; i < reg->n && rc == 0; i++)
         rc = metrics_printf(buf, len, cap, "imgsearch_index_vectors{instance_id=\"%lld\"} %zu\n",
                             (long long)reg->items[i]->id, vindex_count(reg->items[i]->vi));
+    if (rc == 0)
+        rc = metrics_printf(buf, len, cap,
+                            "# HELP imgsearch_index_exact 1: exact search, 0: ANN index.\n"
+                            "# TYPE imgsearch_index_exact gauge\n");
+    for (size_t i = 0; i < reg->n && rc == 0; i++)
+        rc = metrics_printf(buf, len, cap, "imgsearch_index_exact{instance_id=\"%lld\"} %d\n",
+                            (long long)reg->items[i]->id, vindex_is_exact(reg->items[i]->vi));
     pthread_mutex_unlock(&reg->lock);
     return rc;
 }

@@ -61,6 +61,36 @@ int vectors_for_each(struct db *db, int64_t instance_id, int dim, vectors_batch_
                    instance_id, dim, 1, fn, arg);
 }
 
+int vectors_kinds(int regions, int views, int ks[VEC_KINDS])
+{
+    int n = 0;
+    ks[n++] = 0;
+    if (regions || views)
+        ks[n++] = VEC_K_CENTRE;
+    for (int k = 2; regions && k <= VEC_REGIONS; k++)
+        ks[n++] = k;
+    if (views) {
+        ks[n++] = VEC_K_LOWRES;
+        ks[n++] = VEC_K_GREY;
+    }
+    return n;
+}
+
+int vectors_per_item(struct db *db, int64_t instance_id)
+{
+    sqlite3 *c = db_conn(db);
+    sqlite3_stmt *st =
+        c ? db_prepare(c, "SELECT regions, views FROM instances WHERE id = ?") : NULL;
+    int ks[VEC_KINDS], n = 1;
+    if (!st)
+        return 1;
+    sqlite3_bind_int64(st, 1, instance_id);
+    if (sqlite3_step(st) == SQLITE_ROW)
+        n = vectors_kinds(sqlite3_column_int(st, 0), sqlite3_column_int(st, 1), ks);
+    sqlite3_finalize(st);
+    return n;
+}
+
 long long vectors_change_seq(struct db *db, int64_t instance_id)
 {
     sqlite3 *c = db_conn(db);

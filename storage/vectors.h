@@ -38,6 +38,13 @@ static inline int vec_k(int64_t id)
 typedef int (*vectors_batch_fn)(void *arg, size_t n, const int64_t *ids, const float *vecs);
 int vectors_for_each(struct db *db, int64_t instance_id, int dim, vectors_batch_fn fn, void *arg);
 
+/* The kinds k of an item's vectors for an instance with these flags, k = 0
+ * first then ascending; returns how many. */
+int vectors_kinds(int regions, int views, int ks[VEC_KINDS]);
+
+/* How many vectors an item of the instance has (1 when unknown). */
+int vectors_per_item(struct db *db, int64_t instance_id);
+
 /* The instance's change_seq, or -1. */
 long long vectors_change_seq(struct db *db, int64_t instance_id);
 

@@ -176,3 +176,36 @@ def test_retries_only_for_weak_matches(make_server):
         top = search(c, "r", weak)
         assert not top or top[0]["score"] < 0.9
         assert extractions(c) == n + 1 + weak_cost, extra
+
+
+def exact(c):
+    m = c.request("GET", "/metrics").body.decode()
+    return {int(i): int(v) for i, v in
+            re.findall(r'^imgsearch_index_exact\{instance_id="(\d+)"\} (\d)$', m, re.M)}
+
+
+def test_exact_max_counts_items_not_vectors(make_server):
+    # 12 items: 48 vectors with views, 12 without; exact up to 20 items.
+    s = make_server(extra="[index]\nexact_max = 20\nann_factory = IVF4,Flat\n")
+    c = s.client()
+    c.admin("POST", "/instances", {"name": "v"})
+    c.admin("POST", "/instances", {"name": "nv", "views": False})
+    for name in ("v", "nv"):
+        for i in range(12):
+            assert c.v2(name, "data/add", {"item_id": "i%d" % i, "image_base64":
+                                           b64(scene(4400 + i, 320, 240))}).status == 200
+    assert vectors(c) == 12 * 4 + 12
+    assert sorted(exact(c).values()) == [1, 1]
+    for i in range(12, 24):  # past 20 items: both switch to the ANN index
+        for name in ("v", "nv"):
+            assert c.v2(name, "data/add", {"item_id": "i%d" % i, "image_base64":
+                                           b64(scene(4400 + i, 320, 240))}).status == 200
+    assert sorted(exact(c).values()) == [0, 0]
+    top = search(c, "v", scene(4405, 320, 240).resize((160, 120), Image.BOX))
+    assert top[0]["id"] == "i5"
+    # The rebuild after a restart applies the same rule.
+    s.kill9()
+    s.start()
+    c = s.client()
+    assert search(c, "v", scene(4405, 320, 240))[0]["id"] == "i5"
+    assert list(exact(c).values()) == [0]
