@@ -179,21 +179,23 @@ def _load(path):
     return img.convert("RGB")
 
 
-def prepare(cache, log=print):
-    """Returns (originals, distractors): lists of dicts {id, group, src, path, w, h}."""
-    man = os.path.join(cache, "prepared", "manifest.json")
+def prepare(cache, log=print, artwork=False):
+    """Returns (originals, distractors): lists of dicts {id, group, src, path, w, h, dir}.
+    artwork=True keeps the non-photos too (in <cache>/prepared-art/), for comparison."""
+    sub = "prepared-art" if artwork else "prepared"
+    man = os.path.join(cache, sub, "manifest.json")
     if os.path.exists(man):
         m = json.load(open(man))
         if m.get("version") == PREP_VERSION:
             return m["originals"], m["distractors"]
     for p in PHOTO_PACKAGES + [DISTRACTOR_PACKAGE]:
         fetch(p, cache, log)
-    pdir = os.path.join(cache, "prepared")
+    pdir = os.path.join(cache, sub)
     os.makedirs(pdir, exist_ok=True)
     log("preparing originals (dedupe, tiles, <= 1024 px) ...")
     cands = []
     for src, path, grp in _candidates(cache):
-        if not is_photo(src, path):
+        if not artwork and not is_photo(src, path):
             continue
         try:
             im = Image.open(path)
@@ -235,7 +237,7 @@ def prepare(cache, log=print):
                 t.save(fp, quality=95)
                 originals.append({"id": tid, "group": group, "src": src,
                                   "path": os.path.relpath(path, cache), "w": t.size[0],
-                                  "h": t.size[1]})
+                                  "h": t.size[1], "dir": sub})
     log(f"{len(cands)} candidate photos, {len(keep)} after dedupe, {len(originals)} originals "
         f"with tiles")
     distractors = []
@@ -257,7 +259,8 @@ def prepare(cache, log=print):
         t = _shrink(img)
         t.save(os.path.join(pdir, did + ".jpg"), quality=95)
         distractors.append({"id": did, "group": did, "src": DISTRACTOR_PACKAGE,
-                            "path": os.path.relpath(path, cache), "w": t.size[0], "h": t.size[1]})
+                            "path": os.path.relpath(path, cache), "w": t.size[0], "h": t.size[1],
+                            "dir": sub})
     log(f"{len(distractors)} distractors")
     json.dump({"version": PREP_VERSION, "originals": originals, "distractors": distractors},
               open(man, "w"), indent=0)
@@ -265,6 +268,6 @@ def prepare(cache, log=print):
 
 
 def load_prepared(cache, rec):
-    with open(os.path.join(cache, "prepared", rec["id"] + ".jpg"), "rb") as f:
+    with open(os.path.join(cache, rec.get("dir", "prepared"), rec["id"] + ".jpg"), "rb") as f:
         data = f.read()
     return data, Image.open(io.BytesIO(data)).convert("RGB")
