@@ -309,6 +309,7 @@ static void bench_one(const struct gen *g, const struct run *r, const float *q, 
 int main(int argc, char **argv)
 {
     int quick = 0, skip_exact = 0;
+    long exact_only = 0; // one exact run of this many vectors, nothing else
     const char *factories = "IVF1024,SQ8"; // each extra factory adds 5-10 min at 1M
     long big = 1000000;
     for (int i = 1; i < argc; i++) {
@@ -318,6 +319,8 @@ int main(int argc, char **argv)
             skip_exact = 1;
         else if (!strcmp(argv[i], "--factories") && i + 1 < argc)
             factories = argv[++i];
+        else if (!strcmp(argv[i], "--exact-only") && i + 1 < argc)
+            exact_only = atol(argv[++i]);
         else if (!strcmp(argv[i], "--big") && i + 1 < argc)
             big = atol(argv[++i]);
         else if (!strcmp(argv[i], "--noise") && i + 1 < argc)
@@ -326,8 +329,8 @@ int main(int argc, char **argv)
             dim = atoi(argv[++i]);
         else {
             fprintf(stderr,
-                    "usage: %s [--quick] [--ann-only] [--factories 'F1;F2'] [--big N] [--dim D] "
-                    "[--noise S]\n",
+                    "usage: %s [--quick] [--ann-only] [--exact-only N] [--factories 'F1;F2'] "
+                    "[--big N] [--dim D] [--noise S]\n",
                     argv[0]);
             return 2;
         }
@@ -342,6 +345,13 @@ int main(int argc, char **argv)
         big = big < 100000 ? big : 100000;
 
     printf("dim %d, k %d, %d queries one at a time (1 OpenMP thread per search)\n", dim, K, nq);
+    if (exact_only > 0) {
+        struct run r = {exact_only, exact_only, "IVF1024,SQ8", nq};
+        bench_one(&g, &r, q, 1);
+        free(q);
+        free(g.sub);
+        return 0;
+    }
     struct run exact_runs[] = {{10000, exact_max, "IVF1024,SQ8", nq},
                                {exact_max, exact_max, "IVF1024,SQ8", nq}};
     for (int i = 0; i < 2 && !skip_exact; i++)
