@@ -24,6 +24,28 @@ static int cmp_hit(const void *a, const void *b)
     return x->row < y->row ? -1 : x->row > y->row;
 }
 
+static int cmp_row_best(const void *a, const void *b)
+{
+    const struct hit *x = a, *y = b;
+    if (x->row != y->row)
+        return x->row < y->row ? -1 : 1;
+    return x->score < y->score ? 1 : x->score > y->score ? -1 : 0;
+}
+
+/* Keeps one hit per row, its best score. O(n log n): an item may come back
+ * through several views, and k runs to thousands. */
+static void fold_rows(struct hit *h, size_t *n)
+{
+    if (*n < 2)
+        return;
+    qsort(h, *n, sizeof *h, cmp_row_best);
+    size_t m = 1;
+    for (size_t i = 1; i < *n; i++)
+        if (h[i].row != h[m - 1].row)
+            h[m++] = h[i];
+    *n = m;
+}
+
 static int in_sorted(const int64_t *a, size_t n, int64_t v)
 {
     size_t lo = 0, hi = n;
@@ -136,23 +158,16 @@ enum err search_vector(struct request *req, const struct instance *inst, const f
             goto out;
         }
     }
-    /* Best first: the first time a row appears is its best view; a regional
-     * view counts with a small penalty so the whole image wins ties. */
+    /* A view counts with a small penalty so the whole image wins ties; each
+     * row keeps its best view. */
     for (int i = 0; i < found; i++) {
         if (!(meet & (1u << vec_k(ids[i]))))
             continue;
-        int64_t row = vec_row(ids[i]);
         double sc = search_score(scores[i]) - (vec_k(ids[i]) ? REGION_PENALTY : 0);
-        size_t j;
-        for (j = 0; per_item > 1 && j < *n && (*hits)[j].row != row; j++)
-            ;
-        if (per_item > 1 && j < *n) {
-            if (sc > (*hits)[j].score)
-                (*hits)[j].score = sc;
-            continue;
-        }
-        (*hits)[(*n)++] = (struct hit){row, sc < 0 ? 0 : sc};
+        (*hits)[(*n)++] = (struct hit){vec_row(ids[i]), sc < 0 ? 0 : sc};
     }
+    if (per_item > 1)
+        fold_rows(*hits, n);
     if (o->use_phash && !o->grey && !(allowed && n_allowed == 0))
         add_phash_hits(req, inst, query, o, allowed, n_allowed, *hits, n, cap);
     qsort(*hits, *n, sizeof **hits, cmp_hit);
@@ -171,32 +186,23 @@ out:
     return e;
 }
 
-/* Folds `add` into `acc` (best score per row), growing acc. */
+/* Folds `add`, less `penalty`, into `acc` (best score per row), growing acc. */
 static int merge_hits(struct hit **acc, size_t *n, size_t *cap, const struct hit *add, size_t n_add,
                       double penalty)
 {
+    if (*n + n_add > *cap) {
+        size_t c = *n + n_add + 64;
+        struct hit *g = realloc(*acc, c * sizeof *g);
+        if (!g)
+            return -1;
+        *acc = g;
+        *cap = c;
+    }
     for (size_t i = 0; i < n_add; i++) {
         double sc = add[i].score - penalty;
-        if (sc < 0)
-            sc = 0;
-        size_t j;
-        for (j = 0; j < *n && (*acc)[j].row != add[i].row; j++)
-            ;
-        if (j < *n) {
-            if (sc > (*acc)[j].score)
-                (*acc)[j].score = sc;
-            continue;
-        }
-        if (*n == *cap) {
-            size_t c = *cap ? *cap * 2 : 64;
-            struct hit *g = realloc(*acc, c * sizeof *g);
-            if (!g)
-                return -1;
-            *acc = g;
-            *cap = c;
-        }
-        (*acc)[(*n)++] = (struct hit){add[i].row, sc};
+        (*acc)[(*n)++] = (struct hit){add[i].row, sc < 0 ? 0 : sc};
     }
+    fold_rows(*acc, n);
     return 0;
 }
 
