@@ -119,7 +119,7 @@ enum err search_vector(struct request *req, const struct instance *inst, const f
         if ((kinds[i] == VEC_K_GREY) == !!o->grey)
             meet |= 1u << kinds[i];
     if (allowed && per_item > 1) {
-        int64_t *all = malloc(n_allowed * (size_t)per_item * sizeof *all);
+        int64_t *all = malloc((n_allowed ? n_allowed : 1) * (size_t)per_item * sizeof *all);
         if (!all) {
             e = req_fail(req, E_INTERNAL, "out of memory");
             goto out;

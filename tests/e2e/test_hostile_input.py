@@ -28,7 +28,7 @@ FIELDS = ["item_id", "image_base64", "image_url", "desc", "custom_tags", "custom
           "keywords", "force", "search_type", "limit", "offset", "min_score", "last_item",
           "optional_params", "text", "file", "path", "tags", "is_crop", "box", "name", "model",
           "level", "description", "search_types", "source", "manifest", "item_id_from",
-          "regions"]
+          "regions", "views"]
 BAD = [None, True, 0, -1, 1e308, -1e308, 2 ** 63, "", "\u0000", "x" * 5000, [], [1, "a"], {},
        {"from": "a", "to": []}, {"a": {"b": {"c": [None]}}}, "obs://../x", "http://[::1",
        "data:image/png;base64,@@", "0,0,1,1", {"x": -5, "y": "a", "width": 0}]
