@@ -8,6 +8,10 @@
 static const char *const help =
     "usage: imgsearch instance create NAME [--desc TEXT] [--tags k1,k2] [--num-tags n1,n2]\n"
     "                                      [--search-types IMAGE,KEYWORD]\n"
+    "                                      [--no-views] [--regions]\n"
+    "         --no-views: one vector per item (4x less memory and add time, weaker on\n"
+    "                     captions, thumbnails and colour changes); --regions: also the\n"
+    "                     corner windows, for strong crops\n"
     "       imgsearch instance list\n"
     "       imgsearch instance show NAME\n"
     "       imgsearch instance delete NAME\n";
@@ -39,6 +43,7 @@ static int create(const struct client *cl, struct args *a)
 {
     const char *desc = arg_take(a, "--desc"), *tags = arg_take(a, "--tags");
     const char *num = arg_take(a, "--num-tags"), *types = arg_take(a, "--search-types");
+    int no_views = arg_flag(a, "--no-views"), regions = arg_flag(a, "--regions");
     if (arg_unknown(a) || a->n != 1) {
         fputs(help, stderr);
         return CLI_USAGE;
@@ -52,6 +57,10 @@ static int create(const struct client *cl, struct args *a)
         json_object_set_new(body, "custom_num_tags", csv_array(num));
     if (types)
         json_object_set_new(body, "search_types", csv_array(types));
+    if (no_views)
+        json_object_set_new(body, "views", json_false());
+    if (regions)
+        json_object_set_new(body, "regions", json_true());
     char *path = inst_path(cl, NULL);
     json_t *r = NULL;
     int rc = client_api(cl, "POST", path, body, &r);

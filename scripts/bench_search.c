@@ -309,7 +309,7 @@ static void bench_one(const struct gen *g, const struct run *r, const float *q, 
 int main(int argc, char **argv)
 {
     int quick = 0, skip_exact = 0;
-    long exact_only = 0; // one exact run of this many vectors, nothing else
+    long exact_only = 0;                   // one exact run of this many vectors, nothing else
     const char *factories = "IVF1024,SQ8"; // each extra factory adds 5-10 min at 1M
     long big = 1000000;
     for (int i = 1; i < argc; i++) {

@@ -49,6 +49,11 @@ def test_every_command(make_server, mode, tmp_path):
     assert '"custom_tags": [\n    "color"' in p.stdout or '"color"' in p.stdout
     p = run(base + ["instance", "create", "cli"], check=1)
     assert "MMS.1004" in p.stderr
+    assert "created lean" in run(base + ["instance", "create", "lean", "--no-views",
+                                         "--regions"], check=0).stdout
+    p = run(base + ["instance", "show", "lean"], check=0)
+    assert '"views": false' in p.stdout and '"regions": true' in p.stdout, p.stdout
+    assert '"views": true' in run(base + ["instance", "show", "cli"], check=0).stdout
 
     # import start --wait: a folder becomes searchable.
     d = os.path.join(srv.objects_dir, "cli")
