@@ -44,7 +44,9 @@ async function loadInstances() {
     rows.append(el("tr", { dataset: { name: i.name } }, el("td", { textContent: i.name }),
       el("td", { textContent: i.item_count, className: "count" }),
       el("td", { textContent: i.custom_tags.join(", ") }),
-      el("td", { textContent: i.custom_num_tags.join(", ") }), el("td", {}, del)));
+      el("td", { textContent: i.custom_num_tags.join(", ") }),
+      el("td", { textContent: (i.views ? "on" : "off") + (i.regions ? " + regions" : ""),
+                 className: "views" }), el("td", {}, del)));
   }
   for (const sel of document.querySelectorAll(".instance-select")) {
     const keep = sel.value;
@@ -173,7 +175,8 @@ $("create-instance").onsubmit = (ev) => {
   ev.preventDefault();
   guard(async () => {
     await api("POST", adm("/instances"), { name: $("new-name").value.trim(),
-      custom_tags: csv($("new-tags").value), custom_num_tags: csv($("new-num-tags").value) });
+      custom_tags: csv($("new-tags").value), custom_num_tags: csv($("new-num-tags").value),
+      views: $("new-views").checked });
     $("new-name").value = "";
     await loadInstances();
   });

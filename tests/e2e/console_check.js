@@ -38,6 +38,8 @@ async function main() {
     await page.fill("#new-tags", "color");
     await page.click("#create-instance button");
     await page.waitForSelector(`tr[data-name="${cfg.instance}"]`);
+    const views = await page.textContent(`tr[data-name="${cfg.instance}"] td.views`);
+    if (views !== "on") throw new Error("views cell: " + views);
 
     // Imports: start one; watch the bar reach 100% and the job succeed.
     await page.selectOption("#import-instance", cfg.instance);
