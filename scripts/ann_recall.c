@@ -3,7 +3,7 @@
  * the same vindex the server uses. The first N vectors are the database, the
  * next Q the queries.
  *
- * With VIEWS set to a file of scripts/embed_views.c (3 vectors per database
+ * With VIEWS set to a file of scripts/embed_dump.c --views (3 vectors per
  * item: centre window, 96 px copy, grey copy), each item is indexed 4 times
  * as on an instance with views, and recall is measured on items: both
  * indexes are asked for 4 x 10 vectors, views count 0.02 less, grey views

@@ -3,17 +3,24 @@
  * line; decodes each exactly like the server's v2 path (decode_image with
  * limits {65, 4095, EXTRACT_SIDE}) and writes its EXTRACT_DIM float32
  * descriptor (L2-normalised, the server's) to stdout, in input order. A file
- * that fails to decode gives a zero vector and a message on stderr.
+ * that fails to decode gives zero vectors and a message on stderr.
+ *
+ * With --views it writes instead the three extra views an instance with
+ * views stores (storage/vectors.h, in kind order): centre window k = 1
+ * (0.6 x 0.6 of the sides), 96 px copy k = 6, grey contrast-stretched copy
+ * k = 7: 3 x EXTRACT_DIM floats a line, made as server/ingest.c makes them.
  *
  * build: cc -O2 -I. scripts/embed_dump.c build/release/libimgsearch.a \
  *          $(LIBS of the Makefile) -o build/embed_dump
- * usage: build/embed_dump < list.txt > vectors.f32   (model: IMGSEARCH_MODEL or default) */
+ * usage: build/embed_dump [--views] < list.txt > vectors.f32
+ *        (model: IMGSEARCH_MODEL or default) */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "index/extract.h"
 #include "index/image.h"
+#include "index/views.h"
 
 static unsigned char *slurp(const char *path, size_t *len)
 {
@@ -33,16 +40,44 @@ static unsigned char *slurp(const char *path, size_t *len)
     return buf;
 }
 
-int main(void)
+/* View k of an image, as make_view in server/ingest.c (k = 1, 6 or 7). */
+static int view(const struct image *img, int k, struct image *out)
+{
+    if (k == 1) {
+        int w = img->orig_width, h = img->orig_height;
+        int cw = (w * 3 + 2) / 5, ch = (h * 3 + 2) / 5;
+        int x = (w - cw) / 2, y = (h - ch) / 2;
+        return image_crop(img, x, y, x + cw, y + ch, out);
+    }
+    return k == 6 ? image_lowres(img, VIEW_LOWRES_SIDE, out) : image_grey_stretch(img, out);
+}
+
+static int embed_views(const struct extractor *ex, const struct image *img, float *out)
+{
+    static const int kinds[3] = {1, 6, 7};
+    for (int i = 0; i < 3; i++) {
+        struct image v;
+        int ok =
+            view(img, kinds[i], &v) == 0 && extractor_embed(ex, &v, out + i * EXTRACT_DIM) == 0;
+        image_free(&v);
+        if (!ok)
+            return -1;
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
 {
     char err[256], line[4096];
+    int views = argc > 1 && !strcmp(argv[1], "--views");
+    int nvec = views ? 3 : 1;
     struct extractor *ex = NULL;
     if (extractor_open(getenv("IMGSEARCH_MODEL"), &ex, err, sizeof err) != 0) {
         fprintf(stderr, "embed_dump: %s\n", err);
         return 1;
     }
     struct decode_limits lim = {65, 4095, EXTRACT_SIDE};
-    static float vec[EXTRACT_DIM];
+    static float vec[3 * EXTRACT_DIM];
     while (fgets(line, sizeof line, stdin)) {
         line[strcspn(line, "\n")] = 0;
         size_t len = 0;
@@ -50,11 +85,11 @@ int main(void)
         struct image img = {0};
         memset(vec, 0, sizeof vec);
         if (!buf || decode_image(buf, len, &lim, &img) != DECODE_OK ||
-            extractor_embed(ex, &img, vec) != 0)
+            (views ? embed_views(ex, &img, vec) : extractor_embed(ex, &img, vec)) != 0)
             fprintf(stderr, "embed_dump: cannot embed %s\n", line);
         image_free(&img);
         free(buf);
-        fwrite(vec, sizeof(float), EXTRACT_DIM, stdout);
+        fwrite(vec, sizeof(float), (size_t)nvec * EXTRACT_DIM, stdout);
     }
     fflush(stdout);
     extractor_close(ex);
