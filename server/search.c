@@ -163,7 +163,7 @@ enum err search_vector(struct request *req, const struct instance *inst, const f
     for (int i = 0; i < found; i++) {
         if (!(meet & (1u << vec_k(ids[i]))))
             continue;
-        double sc = search_score(scores[i]) - (vec_k(ids[i]) ? REGION_PENALTY : 0);
+        double sc = search_score(scores[i]) - (vec_k(ids[i]) ? VIEW_PENALTY : 0);
         (*hits)[(*n)++] = (struct hit){vec_row(ids[i]), sc < 0 ? 0 : sc};
     }
     if (per_item > 1)

@@ -12,7 +12,7 @@
 #define SEARCH_MAX_K 1000
 /* Subtracted from the score of a stored extra view (k != 0), and of a
  * query's centre window or grey view (measured: docs/bench/quality.md). */
-#define REGION_PENALTY 0.02
+#define VIEW_PENALTY 0.02
 #define QUERY_VIEW_PENALTY 0.02
 /* The query's centre window: 0.7 x 0.7 of its sides. */
 #define QUERY_WINDOW_TENTHS 7
