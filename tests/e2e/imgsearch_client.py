@@ -4,6 +4,7 @@ import hashlib
 import hmac
 import http.client
 import json
+import re
 import time
 import urllib.parse
 
@@ -98,6 +99,12 @@ class Client:
 
     def admin(self, method, suffix, body=None, **kw):
         return self.request(method, f"/admin/v1/{self.project}{suffix}", body, **kw)
+
+    def metric(self, name):
+        """Sum of every series of a /metrics counter or gauge (0 when absent)."""
+        text = self.request("GET", "/metrics").body.decode()
+        return sum(float(v) for v in
+                   re.findall(r"^%s(?:\{[^}]*\})? (\S+)$" % re.escape(name), text, re.M))
 
     def create_instance(self, name, tags=(), num_tags=(), search_types=None):
         body = {"name": name, "custom_tags": list(tags), "custom_num_tags": list(num_tags)}

@@ -2,15 +2,12 @@
 instances of model image-copyright) also index five 0.6 x 0.6 crops of every
 image, so a query that is a crop of an item finds it. With views on (the
 default) a regional item has 8 vectors: whole, 5 windows, low-res, grey."""
-import re
-
 from images import b64, scene
 
 
 def vectors(c):
     """The loaded indexes' vector counts, from /metrics."""
-    m = c.request("GET", "/metrics").body.decode()
-    return sum(int(v) for v in re.findall(r'^imgsearch_index_vectors\{[^}]*\} (\d+)$', m, re.M))
+    return int(c.metric("imgsearch_index_vectors"))
 
 
 def crop(img, fx, fy, side=0.6):

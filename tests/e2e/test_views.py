@@ -11,13 +11,11 @@ from PIL import Image, ImageDraw, ImageOps
 
 
 def vectors(c):
-    m = c.request("GET", "/metrics").body.decode()
-    return sum(int(v) for v in re.findall(r'^imgsearch_index_vectors\{[^}]*\} (\d+)$', m, re.M))
+    return int(c.metric("imgsearch_index_vectors"))
 
 
 def extractions(c):
-    m = c.request("GET", "/metrics").body.decode()
-    return int(re.search(r'^imgsearch_extract_seconds_count\{\} (\d+)$', m, re.M).group(1))
+    return int(c.metric("imgsearch_extract_seconds_count"))
 
 
 def grey_stretch(img):
