@@ -8,7 +8,7 @@
  * With --views it writes instead the three extra views an instance with
  * views stores (storage/vectors.h, in kind order): centre window k = 1
  * (0.6 x 0.6 of the sides), 96 px copy k = 6, grey contrast-stretched copy
- * k = 7: 3 x EXTRACT_DIM floats a line, made as server/ingest.c makes them.
+ * k = 7: 3 x EXTRACT_DIM floats a line, made by the server's item_view.
  *
  * build: cc -O2 -I. scripts/embed_dump.c build/release/libimgsearch.a \
  *          $(LIBS of the Makefile) -o build/embed_dump
@@ -20,7 +20,7 @@
 
 #include "index/extract.h"
 #include "index/image.h"
-#include "index/views.h"
+#include "server/ingest.h"
 
 static unsigned char *slurp(const char *path, size_t *len)
 {
@@ -40,25 +40,13 @@ static unsigned char *slurp(const char *path, size_t *len)
     return buf;
 }
 
-/* View k of an image, as make_view in server/ingest.c (k = 1, 6 or 7). */
-static int view(const struct image *img, int k, struct image *out)
-{
-    if (k == 1) {
-        int w = img->orig_width, h = img->orig_height;
-        int cw = (w * 3 + 2) / 5, ch = (h * 3 + 2) / 5;
-        int x = (w - cw) / 2, y = (h - ch) / 2;
-        return image_crop(img, x, y, x + cw, y + ch, out);
-    }
-    return k == 6 ? image_lowres(img, VIEW_LOWRES_SIDE, out) : image_grey_stretch(img, out);
-}
-
 static int embed_views(const struct extractor *ex, const struct image *img, float *out)
 {
-    static const int kinds[3] = {1, 6, 7};
+    static const int kinds[3] = {VEC_K_CENTRE, VEC_K_LOWRES, VEC_K_GREY};
     for (int i = 0; i < 3; i++) {
         struct image v;
-        int ok =
-            view(img, kinds[i], &v) == 0 && extractor_embed(ex, &v, out + i * EXTRACT_DIM) == 0;
+        int ok = item_view(img, kinds[i], &v) == 0 &&
+                 extractor_embed(ex, &v, out + i * EXTRACT_DIM) == 0;
         image_free(&v);
         if (!ok)
             return -1;

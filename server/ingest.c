@@ -137,7 +137,7 @@ int instance_view_kinds(const struct instance *inst, int ks[VEC_KINDS])
 /* View k of storage/vectors.h. The windows are 0.6 x 0.6 of the sides at
  * the centre (k = 1) and the corners (k = 2..5), so a query that is a crop
  * of an item still meets a vector made from about the same part of it. */
-static int make_view(const struct image *img, int k, struct image *out)
+int item_view(const struct image *img, int k, struct image *out)
 {
     static const int pos[VEC_REGIONS][2] = {{1, 1}, {0, 0}, {2, 0}, {0, 2}, {2, 2}};
     if (k == VEC_K_LOWRES)
@@ -155,7 +155,7 @@ static enum err embed_views(struct request *req, const struct image *img, const 
 {
     for (int i = 0; i < n; i++) {
         struct image view;
-        if (make_view(img, ks[i], &view) != 0)
+        if (item_view(img, ks[i], &view) != 0)
             return req_fail(req, E_INTERNAL, "image view");
         enum err e = image_embed(req, &view, out + (size_t)i * EXTRACT_DIM, NULL);
         image_free(&view);

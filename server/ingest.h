@@ -38,6 +38,10 @@ enum err image_embed(struct request *req, const struct image *img, float *vec, u
  * k = 0 first then ascending; returns how many. */
 int instance_view_kinds(const struct instance *inst, int ks[VEC_KINDS]);
 
+/* View k (1..7, storage/vectors.h) of a decoded image, as stored for an
+ * item: a window, the low-resolution copy or the grey copy. 0 ok. */
+int item_view(const struct image *img, int k, struct image *out);
+
 /* Stores the item and indexes its vector, durably, under the instance's
  * write lock. rec->vector etc. filled by the caller; the thumbnail is made
  * here. E_MMS_ITEM_EXISTS when it exists and !force. */
