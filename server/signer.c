@@ -187,6 +187,12 @@ void signer_signature(const char *secret_key, const char *sdk_date, const char *
     sha256_hex(canonical_request, strlen(canonical_request), creq_hash);
     char sts[256];
     int n = snprintf(sts, sizeof sts, "%s\n%s\n%s", SIGNER_ALGORITHM, sdk_date, creq_hash);
+    if (n < 0 || (size_t)n >= sizeof sts) {
+        /* No valid date is this long (it is 16 bytes). HMAC must not read
+         * past sts, and all-NUL matches no hex signature. */
+        memset(out, 0, 65);
+        return;
+    }
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int md_len = 0;
     HMAC(EVP_sha256(), secret_key, (int)strlen(secret_key), (const unsigned char *)sts, (size_t)n,
@@ -194,35 +200,38 @@ void signer_signature(const char *secret_key, const char *sdk_date, const char *
     hex(md, md_len, out);
 }
 
-/* Copies the value after `key` up to the next ',' (or the end). */
-static char *field(const char *s, const char *key)
+/* `name` then a non-empty value up to the next ',' (or the end): the value
+ * and its length, or NULL. */
+static const char *part(const char *p, const char *name, size_t *len)
 {
-    const char *p = strstr(s, key);
-    if (!p)
+    size_t n = strlen(name);
+    if (strncmp(p, name, n) != 0)
         return NULL;
-    p += strlen(key);
-    const char *end = strchr(p, ',');
-    size_t n = end ? (size_t)(end - p) : strlen(p);
-    while (n && p[n - 1] == ' ')
-        n--;
-    return n ? strndup(p, n) : NULL;
+    p += n;
+    *len = strcspn(p, ",");
+    return *len ? p : NULL;
 }
 
+/* Exactly the spec's (§2.2) ^SDK-HMAC-SHA256 Access=([^,]+),
+ * SignedHeaders=([^,]+), Signature=([0-9a-f]{64})$: a looser strstr() parse
+ * let one field's value swallow the next ones (found by fuzz_auth). */
 int signer_parse_authorization(const char *value, char **access, char **signed_headers,
                                char **signature)
 {
+    const char *a, *h, *s;
+    size_t al, hl, sl;
     *access = *signed_headers = *signature = NULL;
-    size_t alen = strlen(SIGNER_ALGORITHM);
-    if (strncmp(value, SIGNER_ALGORITHM, alen) != 0 || value[alen] != ' ')
+    if (!(a = part(value, SIGNER_ALGORITHM " Access=", &al)) ||
+        !(h = part(a + al, ", SignedHeaders=", &hl)) || !(s = part(h + hl, ", Signature=", &sl)) ||
+        sl != 64 || s[sl])
         return -1;
-    const char *rest = value + alen + 1;
-    *access = field(rest, "Access=");
-    *signed_headers = field(rest, "SignedHeaders=");
-    *signature = field(rest, "Signature=");
-    int ok = *access && *signed_headers && *signature && strlen(*signature) == 64;
-    for (const char *c = ok ? *signature : ""; *c && ok; c++)
-        ok = isxdigit((unsigned char)*c) && !isupper((unsigned char)*c);
-    if (!ok) {
+    for (size_t i = 0; i < sl; i++)
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+            return -1;
+    *access = strndup(a, al);
+    *signed_headers = strndup(h, hl);
+    *signature = strndup(s, sl);
+    if (!*access || !*signed_headers || !*signature) {
         free(*access);
         free(*signed_headers);
         free(*signature);

@@ -28,7 +28,9 @@ char *signer_canonical_request(const char *method, const char *path,
                                const char *signed_headers, signer_header_fn get, void *ctx,
                                const char *payload_hash);
 
-/* Signature = hex(HMAC-SHA256(sk, "SDK-HMAC-SHA256\n" date "\n" hex(sha256(creq)))). */
+/* Signature = hex(HMAC-SHA256(sk, "SDK-HMAC-SHA256\n" date "\n" hex(sha256(creq)))).
+ * A date too long to be one (over 174 bytes) gives "" (64 NULs), never a
+ * signature that could match. */
 void signer_signature(const char *secret_key, const char *sdk_date, const char *canonical_request,
                       char out[65]);
 

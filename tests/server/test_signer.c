@@ -79,6 +79,8 @@ static void test_escape_and_query(void)
     free(e);
 }
 
+#define HEX64 "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+
 static void test_parse_authorization(void)
 {
     char *ak, *sh, *sig;
@@ -98,6 +100,32 @@ static void test_parse_authorization(void)
                                          &ak, &sh, &sig),
               -1);
     CHECK_INT(signer_parse_authorization("AWS4-HMAC-SHA256 Credential=x", &ak, &sh, &sig), -1);
+    /* Found by fuzz_auth: without the ", " separators the Access value used
+     * to swallow the other fields. The layout is exact (spec §2.2). */
+    static const char *const loose[] = {
+        "SDK-HMAC-SHA256 Access=A SignedHeaders=h Signature=" HEX64,
+        "SDK-HMAC-SHA256 XAccess=A, SignedHeaders=h, Signature=" HEX64,
+        "SDK-HMAC-SHA256 SignedHeaders=h, Access=A, Signature=" HEX64,
+        "SDK-HMAC-SHA256 Access=A,SignedHeaders=h,Signature=" HEX64,
+        "SDK-HMAC-SHA256 Access=A, SignedHeaders=h, Signature=" HEX64 " ",
+        "SDK-HMAC-SHA256 Access=, SignedHeaders=h, Signature=" HEX64,
+        "SDK-HMAC-SHA256 Access=A, SignedHeaders=, Signature=" HEX64,
+        "SDK-HMAC-SHA256  Access=A, SignedHeaders=h, Signature=" HEX64,
+    };
+    for (size_t i = 0; i < sizeof loose / sizeof *loose; i++) {
+        CHECK_INT(signer_parse_authorization(loose[i], &ak, &sh, &sig), -1);
+        CHECK(!ak && !sh && !sig);
+    }
+    CHECK_INT(signer_parse_authorization("SDK-HMAC-SHA256 Access=A B, SignedHeaders=h;x, "
+                                         "Signature=" HEX64,
+                                         &ak, &sh, &sig),
+              0);
+    CHECK_STR(ak, "A B");
+    CHECK_STR(sh, "h;x");
+    CHECK_STR(sig, HEX64);
+    free(ak);
+    free(sh);
+    free(sig);
     CHECK_INT(signer_parse_authorization("SDK-HMAC-SHA256 Access=A, SignedHeaders=h, Signature="
                                          "AA11D176F99461AD9873C49893250B540B11CF803BC16E8C35C3351D"
                                          "319400CB",
@@ -113,6 +141,23 @@ static void test_parse_date(void)
     CHECK_INT(signer_parse_date(NULL), -1);
 }
 
+/* Found by fuzz_auth: a long date made HMAC read past the 256-byte
+ * string-to-sign (snprintf's would-be length was passed on). */
+static void test_long_date(void)
+{
+    char date[400], out[65];
+    memset(date, '7', sizeof date - 1);
+    date[sizeof date - 1] = 0;
+    memset(out, 'x', sizeof out);
+    signer_signature("SK", date, "creq", out);
+    CHECK_INT(out[0], 0);
+    CHECK_INT(out[64], 0);
+    /* The longest date that fits still signs. */
+    date[170] = 0;
+    signer_signature("SK", date, "creq", out);
+    CHECK_INT(strlen(out), 64);
+}
+
 int main(void)
 {
     RUN(test_vector);
@@ -121,5 +166,6 @@ int main(void)
     RUN(test_escape_and_query);
     RUN(test_parse_authorization);
     RUN(test_parse_date);
+    RUN(test_long_date);
     return unit_report();
 }
