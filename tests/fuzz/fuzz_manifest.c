@@ -48,11 +48,28 @@ static void open_db(void)
     jobs_made = 0;
 }
 
+/* At exit, so long runs leave nothing in /dev/shm. */
+static void cleanup(void)
+{
+    char p[128];
+    static const char *const files[] = {"meta.db", "meta.db-wal", "meta.db-shm", "m.jsonl"};
+    db_close(srv.db);
+    source_free(srv.source);
+    json_decref(bodies[0]);
+    json_decref(bodies[1]);
+    for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
+        snprintf(p, sizeof p, "%s/%s", dir, files[i]);
+        unlink(p);
+    }
+    rmdir(dir);
+}
+
 static void setup(void)
 {
     snprintf(dir, sizeof dir, "/dev/shm/fuzz_manifest.XXXXXX");
     if (!mkdtemp(dir))
         abort();
+    atexit(cleanup);
     snprintf(db_path, sizeof db_path, "%s/meta.db", dir);
     snprintf(manifest_path, sizeof manifest_path, "%s/m.jsonl", dir);
 

@@ -28,12 +28,30 @@ static void put_file(const char *path, const char *text)
         abort();
 }
 
+static char dir[] = "/tmp/fuzz_objurl.XXXXXX";
+
+/* At exit, so long runs leave no scratch trees behind. */
+static void cleanup(void)
+{
+    static const char *const files[] = {"root/a.jpg", "root/d/b.jpg", "root/link",
+                                        "secret",     "root/d",       "root"};
+    char p[128];
+    source_free(src);
+    for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
+        snprintf(p, sizeof p, "%s/%s", dir, files[i]);
+        if (unlink(p) != 0)
+            rmdir(p);
+    }
+    rmdir(dir);
+}
+
 /* tmp/secret (must stay unreachable) and tmp/root/{a.jpg,d/b.jpg,link}. */
 static void setup(void)
 {
-    char dir[] = "/tmp/fuzz_objurl.XXXXXX", p[128];
+    char p[128];
     if (!mkdtemp(dir))
         abort();
+    atexit(cleanup);
     snprintf(p, sizeof p, "%s/secret", dir);
     put_file(p, OUTSIDE);
     snprintf(root, sizeof root, "%s/root", dir);
