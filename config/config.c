@@ -241,6 +241,18 @@ static int valid_name(const char *s)
     return 1;
 }
 
+/* An empty path would silently mean the file-system root ("/imgsearch.db",
+ * "/index", a bucket at "/"): refused (found by fuzz_config). */
+static int set_path(struct parse_ctx *ctx, char **dst, const char *v)
+{
+    if (!*v) {
+        snprintf(ctx->err, sizeof ctx->err, "expected a path, got an empty value");
+        return -1;
+    }
+    set_str(dst, v);
+    return 0;
+}
+
 static int server_key(struct parse_ctx *ctx, const char *k, const char *v)
 {
     struct config *cfg = ctx->cfg;
@@ -253,13 +265,13 @@ static int server_key(struct parse_ctx *ctx, const char *k, const char *v)
         return 0;
     }
     if (!strcmp(k, "data_dir"))
-        return set_str(&cfg->data_dir, v), 0;
+        return set_path(ctx, &cfg->data_dir, v);
     if (!strcmp(k, "objects_dir"))
-        return set_str(&cfg->objects_dir, v), 0;
+        return set_path(ctx, &cfg->objects_dir, v);
     if (!strcmp(k, "model"))
-        return set_str(&cfg->model_path, v), 0;
+        return set_path(ctx, &cfg->model_path, v);
     if (!strcmp(k, "console_dir"))
-        return set_str(&cfg->console_dir, v), 0;
+        return set_path(ctx, &cfg->console_dir, v);
     if (!strcmp(k, "threads")) {
         if (parse_long(ctx, v, 0, 256, &x))
             return -1;
@@ -717,6 +729,10 @@ int config_load(int argc, char **argv, struct config *cfg, char *errbuf, size_t 
         return -1;
     if (listen && config_parse_listen(listen, &cfg->listen_host, &cfg->listen_port) != 0) {
         snprintf(errbuf, errlen, "--listen: expected HOST:PORT, got \"%s\"", listen);
+        return -1;
+    }
+    if (data_dir && !*data_dir) {
+        snprintf(errbuf, errlen, "--data-dir: expected a directory, got an empty value");
         return -1;
     }
     if (data_dir)

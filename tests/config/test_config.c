@@ -669,6 +669,25 @@ static void test_error_missing_file(void)
 }
 
 /* A repeated section adds to the same entry; a repeated key replaces. */
+/* Found by fuzz_config: "objects_dir =" gave the default bucket the root
+ * "" and "data_dir =" put the database at /imgsearch.db. */
+static void test_error_empty_paths(void)
+{
+    static const char *const keys[] = {"data_dir", "objects_dir", "model", "console_dir"};
+    const char *const needles[] = {"[server]", "empty", NULL};
+    char text[64];
+    for (size_t i = 0; i < sizeof keys / sizeof *keys; i++) {
+        snprintf(text, sizeof text, "[server]\n%s =\n", keys[i]);
+        expect_error(text, 2, needles);
+    }
+    struct config cfg;
+    char err[512] = "";
+    char *argv[] = {"imgsearchd", "--data-dir", "", NULL};
+    CHECK_INT(config_load(3, argv, &cfg, err, sizeof err), -1);
+    CHECK(strstr(err, "--data-dir") != NULL);
+    config_free(&cfg);
+}
+
 static void test_repeated_sections(void)
 {
     struct config cfg;
@@ -712,5 +731,6 @@ int main(void)
     RUN(test_error_validation);
     RUN(test_error_missing_file);
     RUN(test_repeated_sections);
+    RUN(test_error_empty_paths);
     return unit_report();
 }
