@@ -280,6 +280,18 @@ static int server_key(struct parse_ctx *ctx, const char *k, const char *v)
         cfg->max_connections = (int)x;
         return 0;
     }
+    if (!strcmp(k, "image_workers")) {
+        if (parse_long(ctx, v, 0, 256, &x))
+            return -1;
+        cfg->image_workers = (int)x;
+        return 0;
+    }
+    if (!strcmp(k, "image_queue")) {
+        if (parse_long(ctx, v, 0, 100000, &x))
+            return -1;
+        cfg->image_queue = (int)x;
+        return 0;
+    }
     if (!strcmp(k, "max_connections_per_ip")) {
         if (parse_long(ctx, v, 1, 100000, &x))
             return -1;
@@ -634,6 +646,10 @@ void config_usage(FILE *out)
           "  request_timeout = SEC    idle connection timeout (default 60)\n"
           "  max_connections = N      concurrent connections (default 256)\n"
           "  max_connections_per_ip = N  from one client address (default 64)\n"
+          "  image_workers = N        threads running image calls (add, search),\n"
+          "                           0 = 2 per core (default 0)\n"
+          "  image_queue = N          image calls waiting for a worker; past that\n"
+          "                           429 ModelArts.4401 at once (0 = 4 per core)\n"
           "  model = FILE             extractor weights (default ./models/mnv2_140.bin)\n"
           "  console_dir = DIR        web console files (default ./console)\n"
           "[auth]\n"

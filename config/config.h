@@ -89,6 +89,8 @@ struct config {
     char *objects_dir;          /* root of the default local bucket; default ./objects */
     int max_connections;        /* default 256 */
     int max_connections_per_ip; /* default 64 */
+    int image_workers;          /* threads running image calls; 0 = 2 per core */
+    int image_queue;            /* image calls waiting for one; 0 = 4 per core */
 
     /* [auth] */
     enum auth_mode auth_mode;

@@ -15,6 +15,7 @@
 #include "server/metrics.h"
 #include "server/registry.h"
 #include "server/server.h"
+#include "server/workpool.h"
 #include "storage/db.h"
 #include "storage/source.h"
 
@@ -106,6 +107,12 @@ int main(int argc, char **argv)
         fprintf(stderr, "imgsearchd: %s\n", err);
         return 1;
     }
+    int workers = srv.cfg.image_workers > 0 ? srv.cfg.image_workers : 2 * srv.n_cores;
+    int queue = srv.cfg.image_queue > 0 ? srv.cfg.image_queue : 4 * srv.n_cores;
+    if (workpool_new(workers, queue, &srv.pool) != 0) {
+        fprintf(stderr, "imgsearchd: cannot start %d image workers\n", workers);
+        return 1;
+    }
     if (http_start(&srv, err, sizeof err) != 0) {
         fprintf(stderr, "imgsearchd: %s\n", err);
         return 1;
@@ -117,6 +124,7 @@ int main(int argc, char **argv)
     sigwait(&stop, &sig);
     log_info("signal %d: shutting down", sig);
     http_stop(&srv, 30);
+    workpool_free(srv.pool);
     imports_stop(srv.imports); /* after the current image; the rest resumes at start */
     registry_free(srv.registry);
     extractor_close(srv.extractor);

@@ -147,6 +147,8 @@ static const char full_ini[] = "; every key of config_usage\n"
                                "max_body_bytes = 1K\n"
                                "request_timeout = 30\n"
                                "max_connections = 100\n"
+                               "image_workers = 3\n"
+                               "image_queue = 5\n"
                                "model = /opt/model.bin\n"
                                "console_dir = /opt/console\n"
                                "[auth]\n"
@@ -210,6 +212,8 @@ static void test_every_key(void)
     CHECK_INT(cfg.max_body_bytes, 1024);
     CHECK_INT(cfg.request_timeout_s, 30);
     CHECK_INT(cfg.max_connections, 100);
+    CHECK_INT(cfg.image_workers, 3);
+    CHECK_INT(cfg.image_queue, 5);
     CHECK_STR(cfg.model_path, "/opt/model.bin");
     CHECK_STR(cfg.console_dir, "/opt/console");
 
@@ -301,6 +305,8 @@ static void test_usage_lists_every_key(void)
                                        "max_body_bytes",
                                        "request_timeout",
                                        "max_connections",
+                                       "image_workers",
+                                       "image_queue",
                                        "model",
                                        "console_dir",
                                        "[auth]",
