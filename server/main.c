@@ -3,6 +3,7 @@
  * SIGTERM/SIGINT and shuts down in the reverse order, letting in-flight
  * requests finish. */
 #include <errno.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,6 +47,14 @@ static void set_thread_env(struct server *srv)
     setenv("OMP_NUM_THREADS", "1", 0);
     setenv("OMP_WAIT_POLICY", "PASSIVE", 0);
     setenv("OPENBLAS_NUM_THREADS", "1", 0);
+    /* Request bodies, decoded images and feature maps are large and short-
+     * lived, allocated by many threads. glibc's default raises its mmap
+     * threshold after the first such free and gives each thread an arena,
+     * so freed buffers stayed in up to 16 heaps and RSS crept up for
+     * minutes under a steady load (scripts/bench-soak: +22 % against +5 %
+     * with these). Large blocks are mmapped and returned on free. */
+    mallopt(M_MMAP_THRESHOLD, 256 * 1024);
+    mallopt(M_ARENA_MAX, 2 * srv->n_cores);
 }
 
 int main(int argc, char **argv)
