@@ -96,6 +96,12 @@ static struct vindex *load_index(struct registry *reg, int64_t id)
      * several vectors per item and stays exact just as long. */
     struct vindex_options opt = reg->opt;
     opt.exact_max *= vectors_per_item(reg->db, id);
+    /* Temp files of a save a crash cut short: never read, and they hold space. */
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp", faiss);
+    unlink(tmp);
+    snprintf(tmp, sizeof tmp, "%s.tmp", seq);
+    unlink(tmp);
     long long want = vectors_change_seq(reg->db, id);
     if (want >= 0 && read_seq(seq) == want && access(faiss, R_OK) == 0) {
         if (vindex_load(faiss, &opt, &vi, err, sizeof err) == 0)

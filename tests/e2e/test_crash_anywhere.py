@@ -7,6 +7,7 @@ absent; the index holds exactly the vectors of the rows; and the next
 round's adds work. At the end, offline: PRAGMA integrity_check is "ok"."""
 import os
 import random
+import signal
 import sqlite3
 import threading
 import time
@@ -42,11 +43,17 @@ class Round:
             with self.lock:
                 (self.acked if r.status == 200 else self.refused)[name] = seed
 
-    def run(self, server, delay):
+    def run(self, server, delay, term_delay=None):
+        """kill -9 after `delay`; with `term_delay`, a SIGTERM first and the
+        kill -9 that much later, somewhere in the shutdown (draining
+        requests, writing index snapshots)."""
         threads = [threading.Thread(target=self.writer, args=(t,)) for t in range(THREADS)]
         for t in threads:
             t.start()
         time.sleep(delay)
+        if term_delay is not None:
+            server.proc.send_signal(signal.SIGTERM)
+            time.sleep(term_delay)
         server.kill9()
         self.stop.set()
         for t in threads:
@@ -108,10 +115,13 @@ def crash_rounds(make_server, kills, delay_range):
     present = {}  # every item known to be stored (acked + whole unanswered)
     for k in range(kills):
         delay = rnd.uniform(*delay_range)
+        # Every third round the kill lands in a shutdown instead.
+        term_delay = rnd.uniform(0, 1.0) if k % 3 == 2 else None
         rd = Round(c, "crash", k)
-        rd.run(s, delay)
-        print("round %d: killed after %.3f s: %d acked, %d unanswered, %d refused"
-              % (k, delay, len(rd.acked), len(rd.unanswered), len(rd.refused)))
+        rd.run(s, delay, term_delay)
+        how = "killed" if term_delay is None else "SIGTERM, killed %.3f s later" % term_delay
+        print("round %d: after %.3f s %s: %d acked, %d unanswered, %d refused"
+              % (k, delay, how, len(rd.acked), len(rd.unanswered), len(rd.refused)))
         assert not rd.refused, rd.refused  # nothing but the kill may stop an add
         acked.update(rd.acked)
         present.update(rd.acked)
@@ -133,6 +143,8 @@ def crash_rounds(make_server, kills, delay_range):
         assert n == len(present), (k, n, len(present))
         # The only instance: the index holds exactly the rows' vectors.
         assert c.metric("imgsearch_index_vectors") == n * per_item, k
+        idx = os.path.join(s.data_dir, "index")
+        assert not [f for f in os.listdir(idx) if f.endswith(".tmp")], k
     # The ingest keeps working after the last crash.
     r = c.v2("crash", "data/add", {"item_id": "after", "image_base64": IMAGES.get(1)})
     assert r.status == 200, r

@@ -137,6 +137,13 @@ def test_full_disk_refuses_adds_and_recovers(make_server, kind):
         assert (r.status, r.json.get("error_code")) == (500, "IS.0009"), r
         refused[v1] = 99
 
+        # Every other write is refused the same way and changes nothing.
+        r = c.v2("full", "data/update", {"item_id": "a1", "desc": "changed"})
+        assert_store_failed(r)
+        r = c.admin("POST", "/instances", {"name": "late", "custom_tags": []})
+        assert_store_failed(r)
+        assert c.admin("GET", "/instances/late").json["error_code"] == "MMS.1001"
+
         # Reads keep answering while the disk is full.
         assert c.request("GET", "/healthz").status == 200
         for name, seed in acked.items():
@@ -164,6 +171,8 @@ def test_full_disk_refuses_adds_and_recovers(make_server, kind):
             assert top_id(c, "full", seed) == [name]
         for name in refused:
             assert not existed(c, "full", name)
+        r = c.v2("full", "data/check", {"item_id": "a1"})
+        assert "desc" not in r.json["data"]["item_info"], r
         assert c.admin("GET", "/instances/full").json["item_count"] == len(acked)
         s.stop()
         assert check_db(data, acked, refused) == set(acked)
