@@ -4,17 +4,19 @@ the store error (HTTP 500, MMS.1015), searches and checks keep answering, and
 once the filler is gone the same process takes adds again; afterwards
 PRAGMA integrity_check is "ok", every acknowledged item is there and no
 refused one is. A snapshot written at shutdown onto the full disk fails
-without touching the previous one. Needs root (mount); skipped otherwise."""
+without touching the previous one; an import job waits the full disk out.
+Needs root (mount); skipped otherwise."""
 import contextlib
 import os
 import shutil
 import sqlite3
 import subprocess
 import tempfile
+import time
 
 import pytest
 
-from images import b64, scene
+from images import b64, encode, scene
 
 STORE_FAILED = (500, "MMS.1015", "Process BIZ failed.")
 
@@ -146,6 +148,8 @@ def test_full_disk_refuses_adds_and_recovers(make_server, kind):
 
         # Reads keep answering while the disk is full.
         assert c.request("GET", "/healthz").status == 200
+        r = c.admin("GET", "/instances/full/items/a1/thumbnail")
+        assert r.status == 200 and r.body[:2] == b"\xff\xd8", r
         for name, seed in acked.items():
             assert top_id(c, "full", seed) == [name]
             assert existed(c, "full", name)
@@ -221,3 +225,39 @@ def test_snapshot_on_full_disk_keeps_previous(make_server):
         db.close()
         with open(os.path.join(idx, "%d.seq" % seq[0])) as f:
             assert int(f.read()) == seq[1]  # snapshot 2 is current
+
+
+def test_import_waits_out_a_full_disk(make_server):
+    """An import running into a full disk neither fails its images nor
+    ends: it waits, and finishes by itself once space is freed."""
+    with small_fs("tmpfs", 16) as mnt:
+        s = make_server(data_dir=os.path.join(mnt, "data"))
+        c = s.client()
+        c.create_instance("imp")
+        d = os.path.join(s.objects_dir, "imp")  # the source is not on the small fs
+        os.makedirs(d)
+        n = 24
+        for i in range(n):
+            with open(os.path.join(d, "img%03d.jpg" % i), "wb") as f:
+                f.write(encode(scene(600 + i)))
+        r = c.admin("POST", "/instances/imp/imports", {"source": "obs://local/imp/"})
+        assert r.status == 202, r
+        job = "/instances/imp/imports/" + r.json["job_id"]
+        deadline = time.time() + 120
+        while c.admin("GET", job).json["done"] < 2:
+            assert time.time() < deadline
+            time.sleep(0.05)
+        filler = fill(mnt)
+        time.sleep(3)  # long enough for several refused stores
+        j = c.admin("GET", job).json
+        assert (j["status"], j["failed"]) == ("RUNNING", 0), j
+        assert j["done"] < n, j
+        os.unlink(filler)
+        while j["status"] == "RUNNING":
+            assert time.time() < deadline, j
+            time.sleep(0.2)
+            j = c.admin("GET", job).json
+        assert (j["status"], j["done"], j["failed"]) == ("SUCCEEDED", n, 0), j
+        assert c.admin("GET", "/instances/imp").json["item_count"] == n
+        for i in (0, n // 2, n - 1):
+            assert top_id(c, "imp", 600 + i) == ["imp/img%03d.jpg" % i]
