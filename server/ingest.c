@@ -8,6 +8,7 @@
 #include "index/thumb.h"
 #include "index/views.h"
 #include "index/vindex.h"
+#include "server/http_log.h"
 #include "server/ingest.h"
 #include "server/metrics.h"
 #include "server/registry.h"
@@ -188,23 +189,6 @@ static int index_item(struct vindex *vi, const struct item_rec *rec)
     return 0;
 }
 
-/* items_put's before-commit hook: the vectors go into the index while the
- * row is still uncommitted. A search meanwhile may meet the new id but finds
- * no committed row for it and skips it, so nothing half-written is seen. */
-struct index_hook {
-    struct vindex *vi;
-    int ran;     /* the hook was called: every row was written */
-    int indexed; /* the new row's vectors are in the index */
-};
-
-static int index_before_commit(void *arg, const struct item_rec *rec)
-{
-    struct index_hook *h = arg;
-    h->ran = 1;
-    h->indexed = index_item(h->vi, rec) == 0;
-    return h->indexed ? 0 : -1;
-}
-
 enum err item_store(struct request *req, const struct instance *inst, struct item_rec *rec,
                     const struct image *img, int force)
 {
@@ -239,34 +223,33 @@ enum err item_store(struct request *req, const struct instance *inst, struct ite
     }
     enum err e = E_OK;
     int64_t old_row = 0;
-    struct index_hook hook = {.vi = rt->vi, .ran = 0, .indexed = 0};
     /* The write lock keeps SQLite and the index in the same order for this
-     * instance; searches do not take it. The index is updated before COMMIT
-     * (undone if COMMIT fails, e.g. on a full disk) so that a failure on
-     * either side never leaves a row the index lacks, or the reverse. */
+     * instance; searches do not take it. COMMIT first: on a full disk it is
+     * what fails, and then nothing was stored and the index is untouched.
+     * (Indexing inside the transaction would hold SQLite's write lock, for
+     * every instance, through a retrain into the ANN index.) */
     pthread_mutex_lock(&rt->write_lock);
-    enum db_status s =
-        items_put(srv->db, inst->id, rec, force, &old_row, index_before_commit, &hook);
-    if (s == DB_OK) {
+    enum db_status s = items_put(srv->db, inst->id, rec, force, &old_row);
+    if (s == DB_EXISTS) {
+        e = req_fail(req, E_MMS_ITEM_EXISTS, rec->item_id);
+    } else if (s != DB_OK) {
+        char detail[300];
+        snprintf(detail, sizeof detail, "item write: %s", db_last_error());
+        e = req_fail(req, E_STORE_FAILED, detail);
+    } else {
         if (old_row) {
             int64_t ids[VEC_KINDS];
             item_ids(old_row, ids);
             vindex_remove(rt->vi, VEC_KINDS, ids);
         }
-    } else {
-        if (hook.indexed) {
-            int64_t ids[VEC_KINDS];
-            item_ids(rec->row, ids);
-            vindex_remove(rt->vi, VEC_KINDS, ids);
-        }
-        if (s == DB_EXISTS) {
-            e = req_fail(req, E_MMS_ITEM_EXISTS, rec->item_id);
-        } else if (hook.ran && !hook.indexed) {
+        if (index_item(rt->vi, rec) != 0) {
+            /* Undo the row so SQLite and the index agree. */
+            int64_t row;
+            if (items_delete(srv->db, inst->id, rec->item_id, &row) != DB_OK)
+                log_info("%s: item %s stored but not indexed, and removing it failed (%s): "
+                         "it is searchable after the next restart",
+                         req->request_id, rec->item_id, db_last_error());
             e = req_fail(req, E_INDEX_FAILED, vindex_last_error());
-        } else {
-            char detail[300];
-            snprintf(detail, sizeof detail, "item write: %s", db_last_error());
-            e = req_fail(req, E_STORE_FAILED, detail);
         }
     }
     pthread_mutex_unlock(&rt->write_lock);

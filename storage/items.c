@@ -261,7 +261,7 @@ static int delete_row(sqlite3 *c, int64_t row)
 }
 
 enum db_status items_put(struct db *db, int64_t instance, struct item_rec *rec, int force,
-                         int64_t *old_row, items_put_hook before_commit, void *arg)
+                         int64_t *old_row)
 {
     sqlite3 *c = db_conn(db);
     if (!c)
@@ -313,8 +313,6 @@ enum db_status items_put(struct db *db, int64_t instance, struct item_rec *rec, 
     rec->row = sqlite3_last_insert_rowid(c);
     if (write_side_tables(c, rec->row, rec->custom_tags, rec->num_tags, rec->keywords) != 0 ||
         write_views(c, rec) != 0 || bump_seq(c, instance) != 0)
-        goto out;
-    if (before_commit && before_commit(arg, rec) != 0)
         goto out;
     if (db_commit(c) == 0)
         rc = DB_OK;

@@ -36,19 +36,11 @@ struct item_filter {
     json_t *num_tags; /* object key -> {"from": x, "to": y} */
 };
 
-/* Called inside the write transaction, after every row is written and just
- * before COMMIT, with rec->row set; non-zero rolls the transaction back. */
-typedef int (*items_put_hook)(void *arg, const struct item_rec *rec);
-
 /* Inserts the item. When item_id exists: DB_EXISTS unless `force`, in which
  * case the old row is replaced (its row id in *old_row, else 0). rec->row
- * gets the new row id. `before_commit` (or NULL) runs as described above: a
- * caller that must mirror the row elsewhere (the vector index) does it there,
- * so a failed mirror costs only a ROLLBACK, which needs no disk space. If
- * the hook succeeded but the result is not DB_OK, the COMMIT failed (full
- * disk) and nothing was stored: the caller undoes its mirror. */
+ * gets the new row id. */
 enum db_status items_put(struct db *db, int64_t instance, struct item_rec *rec, int force,
-                         int64_t *old_row, items_put_hook before_commit, void *arg);
+                         int64_t *old_row);
 
 /* Metadata as the API's ItemSource object ({desc, custom_tags,
  * custom_num_tags, keywords}, absent fields omitted); *source new ref. */
