@@ -131,6 +131,21 @@ static int instance_gone(struct server *srv, const struct job *job, int64_t id)
     return gone;
 }
 
+/* A failed store (a full disk) is the server's fault, not the image's: the
+ * worker waits a second (or until stop) and retries, so the job neither
+ * lists good images as failed nor dies with its status unwritable, and goes
+ * on by itself once there is room. */
+static void store_pause(struct imports *im)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += 1;
+    pthread_mutex_lock(&im->mu);
+    if (!atomic_load(&im->stop))
+        pthread_cond_timedwait(&im->cv, &im->mu, &ts);
+    pthread_mutex_unlock(&im->mu);
+}
+
 /* Runs a claimed job until it ends, is cancelled, or the pool stops. */
 static void run_job(struct imports *im, struct job *job, int resumed)
 {
@@ -145,7 +160,7 @@ static void run_job(struct imports *im, struct job *job, int resumed)
     }
     log_info("import %s: %s into %s/%s (%lld keys%s)", job->job_id, job->source, job->project_id,
              job->instance, job->total, resumed ? ", resumed" : "");
-    int first = 1;
+    int first = 1, unmarked = 0; /* unmarked: last key stored, its marker not */
     const char *end = NULL, *end_error = NULL;
     while (!end && !atomic_load(&im->stop)) {
         struct job_key *keys = NULL;
@@ -172,8 +187,15 @@ static void run_job(struct imports *im, struct job *job, int resumed)
                      (long long)keys[i].seq);
             req.path = keys[i].url;
             req.project_id = job->project_id;
-            enum err e = import_one(srv, job, &inst, &keys[i], resumed && first, &req);
+            /* exists_ok: a resumed or re-tried key may be stored already. */
+            enum err e =
+                import_one(srv, job, &inst, &keys[i], (resumed && first) || unmarked, &req);
             first = 0;
+            unmarked = 0;
+            if (e == E_STORE_FAILED) { /* the key stays pending: re-read, retry */
+                store_pause(im);
+                break;
+            }
             char code[32] = "", msg[512] = "";
             if (e != E_OK) {
                 enum err r = err_resolve(e, API_V2);
@@ -183,7 +205,8 @@ static void run_job(struct imports *im, struct job *job, int resumed)
             /* Durable before it counts: resume starts after the last marker. */
             if (jobs_key_result(srv->db, job->id, keys[i].seq, e ? KEY_FAILED : KEY_DONE,
                                 e ? code : NULL, e ? msg : NULL) != DB_OK) {
-                end = "FAILED", end_error = "database error";
+                unmarked = e == E_OK;
+                store_pause(im);
                 break;
             }
             atomic_fetch_add(e ? &im->images_failed : &im->images_done, 1);
@@ -197,7 +220,8 @@ static void run_job(struct imports *im, struct job *job, int resumed)
     }
     jobs_add_active(srv->db, job->id, mono_ms() - flushed);
     if (end && strcmp(end, "CANCELLED"))
-        jobs_finish(srv->db, job->id, end, end_error);
+        while (jobs_finish(srv->db, job->id, end, end_error) != DB_OK && !atomic_load(&im->stop))
+            store_pause(im);
     log_info("import %s: %s", job->job_id, end ? end : "paused (shutdown)");
     instance_free(&inst);
 }
