@@ -27,8 +27,9 @@ enum source_status objstore_s3_get(const struct bucket_config *b, const char *ke
 enum source_status objstore_s3_put(const struct bucket_config *b, const char *key,
                                    const uint8_t *data, size_t len, char *detail,
                                    size_t detail_len);
+/* start_after (or NULL): list only keys after it (S3's start-after). */
 enum source_status objstore_s3_list(const struct bucket_config *b, const char *prefix,
-                                    objstore_list_fn fn, void *arg, char *detail,
-                                    size_t detail_len);
+                                    const char *start_after, objstore_list_fn fn, void *arg,
+                                    char *detail, size_t detail_len);
 
 #endif
