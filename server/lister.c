@@ -1,6 +1,6 @@
 /* lister.c: the background listing of import sources (see lister.h). Keys
- * reach SQLite in batches of at most BATCH_KEYS, or sooner when a slow
- * store has kept some waiting BATCH_MS; each batch commits the keys and the
+ * reach SQLite in batches of BATCH_KEYS (a page of S3's), or sooner when
+ * the oldest has waited BATCH_MS for a slow store; each batch commits the keys and the
  * new total together, so a kill -9 leaves a prefix of the listing that the
  * next start continues after its last key. A failed listing is retried a
  * few times from where it stopped, then ends the job FAILED with the
@@ -36,10 +36,10 @@ struct lister {
 /* Keys gathered from the listing and not yet appended. */
 struct batch {
     struct lister *l;
-    int64_t job;
+    const struct job *job;
     struct job_key *k;
     size_t n, cap;
-    long long flushed_ms;
+    long long first_ms; /* when the oldest gathered key was listed */
     enum { B_OK, B_GONE, B_DB_ERROR, B_NOMEM } state;
 };
 
@@ -68,7 +68,6 @@ static void batch_clear(struct batch *b)
 /* Appends the gathered keys; -1 when the listing must stop. */
 static int flush(struct batch *b)
 {
-    b->flushed_ms = mono_ms();
     if (b->n == 0)
         return 0;
     enum db_status s = jobs_append(b->l->srv->db, b->job, b->k, b->n);
@@ -97,6 +96,8 @@ static int on_key(void *arg, const char *url, const char *key, size_t size)
         b->k = g;
         b->cap = cap;
     }
+    if (b->n == 0)
+        b->first_ms = mono_ms();
     struct job_key *k = &b->k[b->n];
     memset(k, 0, sizeof *k);
     k->key = strdup(key);
@@ -104,7 +105,7 @@ static int on_key(void *arg, const char *url, const char *key, size_t size)
     b->n++;
     if (!k->key || !k->url)
         return b->state = B_NOMEM, 1;
-    if (b->n >= BATCH_KEYS || mono_ms() - b->flushed_ms >= BATCH_MS)
+    if (b->n >= BATCH_KEYS || mono_ms() - b->first_ms >= BATCH_MS)
         return flush(b) ? 1 : 0;
     return 0;
 }
@@ -140,7 +141,7 @@ static int list_job(struct lister *l, const struct job *job)
              after ? after : "");
     for (int attempt = 1;; attempt++) {
         char detail[256] = "";
-        struct batch b = {.l = l, .job = job->id, .flushed_ms = mono_ms()};
+        struct batch b = {.l = l, .job = job};
         enum source_status st = source_list_after(l->srv->source, job->source, after, on_key, &b,
                                                   detail, sizeof detail);
         /* What was listed before a failure is in order: keep it. */
@@ -157,14 +158,14 @@ static int list_job(struct lister *l, const struct job *job)
             return 0;
         }
         if (b.state != B_OK) {
-            jobs_finish(db, job->id, "FAILED",
-                        b.state == B_NOMEM ? "listing the source: out of memory"
-                                           : "listing the source: database error");
+            jobs_listing_fail(db, job,
+                              b.state == B_NOMEM ? "listing the source: out of memory"
+                                                 : "listing the source: database error");
             l->on_keys(l->arg);
             return 0;
         }
         if (st == SRC_OK) {
-            enum db_status s = jobs_listing_finish(db, job->id);
+            enum db_status s = jobs_listing_finish(db, job);
             l->on_keys(l->arg);
             if (s == DB_ERROR)
                 return -1;
@@ -177,7 +178,7 @@ static int list_job(struct lister *l, const struct job *job)
             snprintf(err, sizeof err, "listing the source failed: %s",
                      *detail ? detail : "object store unreachable or refused");
             log_info("import %s: %s", job->job_id, err);
-            jobs_finish(db, job->id, "FAILED", err);
+            jobs_listing_fail(db, job, err);
             l->on_keys(l->arg);
             return 0;
         }

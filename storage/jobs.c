@@ -367,33 +367,55 @@ enum db_status jobs_last_key(struct db *db, int64_t id, char **out)
     return rc == SQLITE_ROW || rc == SQLITE_DONE ? DB_OK : DB_ERROR;
 }
 
+#define STILL_LISTING                                                                              \
+    " id = ?1 AND job_id = ?2 AND listing_done = 0 AND status IN ('QUEUED', 'RUNNING')"
+
+/* Runs `sql` (?1 row id, ?2 public id, ?3 text or NULL); *changes as in
+ * exec_id. */
+static enum db_status exec_job(sqlite3 *c, const char *sql, const struct job *j, const char *text,
+                               int *changes)
+{
+    sqlite3_stmt *st = c ? db_prepare(c, sql) : NULL;
+    if (!st)
+        return DB_ERROR;
+    sqlite3_bind_int64(st, 1, j->id);
+    sqlite3_bind_text(st, 2, j->job_id, -1, SQLITE_STATIC);
+    if (text)
+        sqlite3_bind_text(st, 3, text, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (changes)
+        *changes = sqlite3_changes(c);
+    return rc == SQLITE_DONE ? DB_OK : DB_ERROR;
+}
+
 /* Inside a transaction: the job's total when it is still listing, else -1
  * (gone, ended, or listed) or -2 (error). */
-static long long listing_total(sqlite3 *c, int64_t id)
+static long long listing_total(sqlite3 *c, const struct job *j)
 {
-    sqlite3_stmt *st = db_prepare(c, "SELECT total FROM import_jobs WHERE id = ?"
-                                     " AND listing_done = 0 AND status IN ('QUEUED', 'RUNNING')");
+    sqlite3_stmt *st = db_prepare(c, "SELECT total FROM import_jobs WHERE" STILL_LISTING);
     if (!st)
         return -2;
-    sqlite3_bind_int64(st, 1, id);
+    sqlite3_bind_int64(st, 1, j->id);
+    sqlite3_bind_text(st, 2, j->job_id, -1, SQLITE_STATIC);
     int rc = sqlite3_step(st);
     long long total = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : rc == SQLITE_DONE ? -1 : -2;
     sqlite3_finalize(st);
     return total;
 }
 
-enum db_status jobs_append(struct db *db, int64_t id, const struct job_key *keys, size_t n)
+enum db_status jobs_append(struct db *db, const struct job *j, const struct job_key *keys, size_t n)
 {
     sqlite3 *c = db_conn(db);
     if (!c || db_begin(c) != 0)
         return DB_ERROR;
-    long long total = listing_total(c, id);
+    long long total = listing_total(c, j);
     char num[32];
     snprintf(num, sizeof num, "%zu", n);
     /* seq continues at total: seqs are 0..total-1, as jobs_create made them. */
-    if (total < 0 || insert_keys(c, id, total, keys, n) != 0 ||
-        exec_id(db, "UPDATE import_jobs SET total = total + CAST(?2 AS INTEGER) WHERE id = ?1", id,
-                num, NULL) != DB_OK ||
+    if (total < 0 || insert_keys(c, j->id, total, keys, n) != 0 ||
+        exec_job(c, "UPDATE import_jobs SET total = total + CAST(?3 AS INTEGER) WHERE id = ?1", j,
+                 num, NULL) != DB_OK ||
         db_commit(c) != 0) {
         db_rollback(c);
         return total == -1 ? DB_NOT_FOUND : DB_ERROR;
@@ -401,14 +423,33 @@ enum db_status jobs_append(struct db *db, int64_t id, const struct job_key *keys
     return DB_OK;
 }
 
-enum db_status jobs_listing_finish(struct db *db, int64_t id)
+enum db_status jobs_listing_finish(struct db *db, const struct job *j)
 {
     int changes = 0;
-    enum db_status s = exec_id(db,
-                               "UPDATE import_jobs SET listing_done = 1 WHERE id = ?1 AND"
-                               " listing_done = 0 AND status IN ('QUEUED', 'RUNNING')",
-                               id, NULL, &changes);
+    enum db_status s =
+        exec_job(db_conn(db),
+                 "UPDATE import_jobs SET listing_done = 1 WHERE" STILL_LISTING " AND ?3 IS NULL", j,
+                 NULL, &changes);
     return s != DB_OK ? s : changes ? DB_OK : DB_NOT_FOUND;
+}
+
+enum db_status jobs_listing_fail(struct db *db, const struct job *j, const char *error)
+{
+    sqlite3 *c = db_conn(db);
+    sqlite3_stmt *st = c ? db_prepare(c, "UPDATE import_jobs SET status = 'FAILED', error = ?3,"
+                                         " finished_ms = ?4 WHERE" STILL_LISTING)
+                         : NULL;
+    if (!st)
+        return DB_ERROR;
+    sqlite3_bind_int64(st, 1, j->id);
+    sqlite3_bind_text(st, 2, j->job_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, error, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 4, now_ms());
+    int rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE)
+        return DB_ERROR;
+    return sqlite3_changes(c) ? DB_OK : DB_NOT_FOUND;
 }
 
 enum db_status jobs_requeue_running(struct db *db)

@@ -50,12 +50,17 @@ enum db_status jobs_next_unlisted(struct db *db, struct job *out);
 /* The last key appended (listings run in byte order, so the listing
  * resumes after it), or *out = NULL when none; malloc'd. */
 enum db_status jobs_last_key(struct db *db, int64_t id, char **out);
-/* Appends keys after the existing ones and grows total, in one transaction.
+/* These take the job as jobs_next_unlisted gave it: row id and public id
+ * both match, since a row id is reused once its instance deleted the job.
+ * Appends keys after the existing ones and grows total, in one transaction.
  * DB_NOT_FOUND (nothing written) when the job is gone, finished or
  * cancelled, or its listing is already done: the lister stops. */
-enum db_status jobs_append(struct db *db, int64_t id, const struct job_key *keys, size_t n);
+enum db_status jobs_append(struct db *db, const struct job *j, const struct job_key *keys,
+                           size_t n);
 /* Marks the listing complete (total is final); DB_NOT_FOUND as above. */
-enum db_status jobs_listing_finish(struct db *db, int64_t id);
+enum db_status jobs_listing_finish(struct db *db, const struct job *j);
+/* Ends the job FAILED with `error` because its listing failed. */
+enum db_status jobs_listing_fail(struct db *db, const struct job *j, const char *error);
 
 /* By public id, within a project (and instance, when not NULL). */
 enum db_status jobs_get(struct db *db, const char *project_id, const char *instance,
