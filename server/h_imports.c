@@ -150,10 +150,9 @@ static json_t *job_json(const struct job *j)
     double rate =
         j->active_ms > 0 ? (double)(j->done + j->failed) * 1000.0 / (double)j->active_ms : 0.0;
     json_t *o = json_pack(
-        "{s:s, s:s, s:s, s:s, s:s, s:b, s:s, s:I, s:b, s:I, s:I, s:f, s:o, s:o,"
-        " s:o}",
-        "job_id", j->job_id, "project_id", j->project_id, "instance", j->instance, "source",
-        j->source, "item_id_from", j->item_id_from, "force", j->force, "status", j->status, "total",
+        "{s:s, s:s, s:s, s:s, s:s, s:b, s:s, s:I, s:b, s:I, s:I, s:f, s:o, s:o, s:o}", "job_id",
+        j->job_id, "project_id", j->project_id, "instance", j->instance, "source", j->source,
+        "item_id_from", j->item_id_from, "force", j->force, "status", j->status, "total",
         (json_int_t)j->total, "listing_done", j->listing_done, "done", (json_int_t)j->done,
         "failed", (json_int_t)j->failed, "images_per_second",
         (double)(long long)(rate * 10 + 0.5) / 10, "created_at", iso_or_null(j->created_ms),

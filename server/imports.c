@@ -180,10 +180,10 @@ static void out_of_keys(struct imports *im, const struct job *job, int *listed, 
     }
     if (strcmp(now.status, "RUNNING"))
         *end = "CANCELLED"; /* cancelled, or failed by the lister: already marked */
-    else if (*listed)
-        *end = now.total ? "SUCCEEDED" : "FAILED",
+    else if (*listed) {
+        *end = now.total ? "SUCCEEDED" : "FAILED";
         *end_error = now.total ? NULL : "no objects under the source";
-    else if (now.listing_done)
+    } else if (now.listing_done)
         *listed = 1; /* look at the pending keys once more */
     else
         wait_keys(im);

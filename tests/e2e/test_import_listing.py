@@ -280,6 +280,18 @@ def test_s3_listing_errors_and_cancel(fake_s3):
             assert "listing the source failed" in j["error"], j
             assert "HTTP %d %s" % (status, code) in j["error"], j
             assert 0 < j["total"] < N_FAKE, j
+        # Objects gone between the POST's probe and the listing: the job
+        # ends FAILED rather than SUCCEEDED with nothing imported.
+        keys, fake_s3.page_delay = fake_s3.keys, 1.0
+        job = post(c, "e", "obs://fb/big/")
+        fake_s3.keys = []  # the lister's first page is built after its delay
+        try:
+            j = poll(c, "e", job, lambda j: j["status"] not in ("QUEUED", "RUNNING"),
+                     timeout=30, every=0.1)[-1]
+        finally:
+            fake_s3.keys, fake_s3.page_delay = keys, 0.02
+        assert (j["status"], j["total"], j["listing_done"]) == ("FAILED", 0, True), j
+        assert j["error"] == "no objects under the source", j
         # Cancel stops the lister: no more pages are fetched, total stays.
         job = post(c, "e", "obs://fb/big/")
         poll(c, "e", job, lambda j: j["total"] >= 3000 or j["listing_done"])
