@@ -75,7 +75,7 @@ N_FAKE = 100000 + N_IMAGES
 def fake_s3():
     keys = ["big/k%06d.bin" % i for i in range(N_FAKE - N_IMAGES)]
     objects = dict(zip(image_keys("big/"), image_bytes()))
-    with FakeS3("fb", keys + list(objects), objects, page_delay=0.02) as fake:
+    with FakeS3("fb", keys + list(objects), objects, page_delay=0.03) as fake:
         yield fake
 
 
@@ -289,7 +289,7 @@ def test_s3_listing_errors_and_cancel(fake_s3):
             j = poll(c, "e", job, lambda j: j["status"] not in ("QUEUED", "RUNNING"),
                      timeout=30, every=0.1)[-1]
         finally:
-            fake_s3.keys, fake_s3.page_delay = keys, 0.02
+            fake_s3.keys, fake_s3.page_delay = keys, 0.03
         assert (j["status"], j["total"], j["listing_done"]) == ("FAILED", 0, True), j
         assert j["error"] == "no objects under the source", j
         # Cancel stops the lister: no more pages are fetched, total stays.
