@@ -268,8 +268,8 @@ static int list_one(void *arg, const char *key, size_t size)
     char *url;
     int rc;
 
-    /* Both back ends list in byte order; the local walk has no start-after
-     * of its own, and a server ignoring it must not repeat keys. */
+    /* Both back ends list in byte order and skip what comes before
+     * start_after themselves; a server ignoring it must not repeat keys. */
     if (ctx->after && strcmp(key, ctx->after) <= 0)
         return 0;
     url = objurl_join(ctx->base, key);
@@ -306,7 +306,7 @@ enum source_status source_list_after(const struct source *src, const char *prefi
     else if (b->kind == BUCKET_S3)
         st = objstore_s3_list(b, u.key, start_after, list_one, &ctx, detail, detail_len);
     else
-        st = objstore_local_list(b->root, u.key, list_one, &ctx, detail, detail_len);
+        st = objstore_local_list(b->root, u.key, start_after, list_one, &ctx, detail, detail_len);
     if (st == SRC_OK && ctx.nomem)
         st = SRC_NOMEM;
     objurl_free(&u);

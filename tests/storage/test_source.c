@@ -291,6 +291,20 @@ static void test_local(void)
     memset(&s, 0, sizeof s);
     CHECK_INT(source_list_after(src, "obs://local/", "top", collect, &s, NULL, 0), SRC_OK);
     CHECK_INT(s.n, 0);
+    /* Folders before the start key are passed over whole; the one holding
+     * it is entered. */
+    memset(&s, 0, sizeof s);
+    CHECK_INT(source_list_after(src, "obs://local/", "d/z", collect, &s, NULL, 0), SRC_OK);
+    CHECK_INT(s.n, 1);
+    CHECK_STR(s.keys[0], "top");
+    memset(&s, 0, sizeof s);
+    CHECK_INT(source_list_after(src, "obs://local/", "d/e/", collect, &s, NULL, 0), SRC_OK);
+    CHECK_INT(s.n, 2);
+    CHECK_STR(s.keys[0], "d/e/a.jpg");
+    memset(&s, 0, sizeof s);
+    CHECK_INT(source_list_after(src, "obs://local/", "d/e/a.jpg", collect, &s, NULL, 0), SRC_OK);
+    CHECK_INT(s.n, 1);
+    CHECK_STR(s.keys[0], "top");
     char why[128] = "";
     CHECK_INT(source_list_after(src, "obs://nope/", NULL, collect, &s, why, sizeof why),
               SRC_OBS_BAD_URL);
