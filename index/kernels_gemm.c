@@ -159,7 +159,9 @@ static void gemm_avx512(const struct kern_conv *c, const float *a, int m, int kd
 void kern_gemm_bias(const struct kern_conv *c, const float *a, int m, int kdim, const float *skip,
                     float *out)
 {
-    if (!c->portable && c->cout % 8 == 0 && __builtin_cpu_supports("avx512f"))
+    if (c->q8 && kdim == c->q8->k)
+        kern_gemm_q8(c, a, m, skip, out);
+    else if (!c->portable && c->cout % 8 == 0 && __builtin_cpu_supports("avx512f"))
         gemm_avx512(c, a, m, kdim, skip, out);
     else
         gemm_openblas(c, a, m, kdim, skip, out);

@@ -245,8 +245,31 @@ fail:
     return -1;
 }
 
+static void free_int8(struct mnv2 *net)
+{
+    for (int li = 0; li < net->nlayers; li++)
+        kern_q8_free(&net->layers[li].q8);
+}
+
+int mnv2_prepare_int8(struct mnv2 *net)
+{
+    if (!kern_q8_supported())
+        return -1;
+    for (int li = 0; li < net->nlayers; li++) {
+        struct mnv2_layer *l = &net->layers[li];
+        if (l->op != MNV2_CONV || !kern_q8_eligible(&l->conv) || l->q8.mem)
+            continue;
+        if (kern_q8_pack(&l->conv, &l->q8) != 0) {
+            free_int8(net);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 void mnv2_unload(struct mnv2 *net)
 {
+    free_int8(net);
     if (net->map)
         munmap(net->map, net->map_len);
     memset(net, 0, sizeof *net);
@@ -261,6 +284,7 @@ void mnv2_forward(const struct mnv2 *net, const float *input, enum mnv2_path pat
                   float *gap)
 {
     int fast = path != MNV2_REF;
+    int int8 = path == MNV2_INT8;
     float *buf[3] = {scratch, scratch + net->max_act, scratch + 2 * net->max_act};
     float *col = scratch + 3 * net->max_act;
     size_t n_in = (size_t)net->side * net->side * 3;
@@ -279,10 +303,12 @@ void mnv2_forward(const struct mnv2 *net, const float *input, enum mnv2_path pat
         struct kern_conv c = l->conv;
         c.skip = l->add_skip ? buf[skip] : NULL;
         c.portable = path == MNV2_FAST_BLAS;
+        c.q8 = int8 && l->q8.mem ? &l->q8 : NULL;
         if (fast && fusable_at(net, li)) {
             struct kern_conv p = l[2].conv;
             p.skip = l[2].add_skip ? buf[skip] : NULL;
             p.portable = c.portable;
+            p.q8 = int8 && l[2].q8.mem ? &l[2].q8 : NULL;
             struct kern_conv d = l[1].conv;
             d.portable = c.portable;
             kern_block_fast(&c, &d, &p, buf[cur], buf[out], col);

@@ -1,0 +1,249 @@
+/* kernels_int8.c: 1x1 convolutions in int8 with AVX-512 VNNI (vpdpbusd: 64
+ * u8 x s8 multiply-adds per instruction, four times an fp32 FMA's 16), for
+ * the expand/project layers that hold ~90 % of the network's work.
+ *
+ * Weights: requantised per tensor to w = scale * (q - 128) + off, q in
+ * [0, 255]. The weight file's floats were dequantised from exactly such a
+ * grid (TF.js uint8 with a per-tensor {min, scale}), so for this model the
+ * int8 weights are the original ones, bit for bit; the constant `off` costs
+ * one per-row term in the epilogue instead of a per-channel rounding error.
+ *
+ * Activations: each input row (one pixel's channels) is quantised to uint8
+ * with its own scale and zero point as the GEMM reads it (dynamic, per
+ * pixel: no calibration data, and the precision follows each pixel's range).
+ * Accumulation in int32, then a float epilogue, so every tensor between
+ * layers stays float and the depthwise, stem and pooling code is shared with
+ * the float path:
+ *
+ *   out[p][c] = sa_p * scale * (acc[p][c] - za_p * bsum[c])
+ *             + sa_p * off * (rowsum_p - za_p * K) + bias[c]
+ *
+ * with acc = sum_k qa[p][k] * (q[k][c] - 128), x = sa_p * (qa - za_p). */
+#pragma GCC optimize("O3")
+
+#include <immintrin.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "index/kernels.h"
+
+#define Q8 __attribute__((target("avx512f,avx512bw,avx512vnni,fma")))
+#define INLINE static inline __attribute__((always_inline))
+
+#define PANEL 64         /* output channels per weight panel: 4 zmm of int32 per row */
+#define TILE_M 6         /* rows per tile: 6 x 4 accumulators + 4 weight vectors */
+#define CHUNK 192        /* rows quantised per pass at most */
+#define CODE_BYTES 49152 /* their codes, on the stack: stay in L1/L2 */
+#define MAX_K (CODE_BYTES / TILE_M)
+
+int kern_q8_supported(void)
+{
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512vnni");
+}
+
+int kern_q8_eligible(const struct kern_conv *c)
+{
+    return c->k == 1 && c->stride == 1 && c->cin % 4 == 0 && c->cin <= MAX_K && c->cout > 0;
+}
+
+void kern_q8_free(struct kern_q8 *q)
+{
+    free(q->mem);
+    memset(q, 0, sizeof *q);
+}
+
+int kern_q8_pack(const struct kern_conv *c, struct kern_q8 *q)
+{
+    memset(q, 0, sizeof *q);
+    int k = c->cin, cout = c->cout, cpad = (cout + 15) / 16 * 16;
+    size_t n = (size_t)k * cout;
+    float lo = c->w[0], hi = c->w[0];
+    for (size_t i = 1; i < n; i++) {
+        lo = c->w[i] < lo ? c->w[i] : lo;
+        hi = c->w[i] > hi ? c->w[i] : hi;
+    }
+    double scale = hi > lo ? ((double)hi - lo) / 255.0 : 1.0;
+    size_t bsum_bytes = ((size_t)cpad * sizeof(float) + 63) / 64 * 64;
+    size_t w_bytes = ((size_t)k * cpad + 63) / 64 * 64;
+    unsigned char *mem = aligned_alloc(64, bsum_bytes + w_bytes);
+    if (!mem)
+        return -1;
+    memset(mem, 0, bsum_bytes + w_bytes);
+    float *bsum = (float *)(void *)mem;
+    signed char *w = (signed char *)(mem + bsum_bytes);
+    for (int co = 0; co < cpad; co += PANEL) {
+        int width = cpad - co < PANEL ? cpad - co : PANEL;
+        signed char *panel = w + (size_t)co * k;
+        for (int kk = 0; kk < k; kk++)
+            for (int ch = 0; ch < width && co + ch < cout; ch++) {
+                double v = ((double)c->w[(size_t)kk * cout + co + ch] - lo) / scale;
+                long qv = lrint(v);
+                qv = qv < 0 ? 0 : qv > 255 ? 255 : qv;
+                panel[((size_t)(kk / 4) * width + ch) * 4 + kk % 4] = (signed char)(qv - 128);
+                bsum[co + ch] += (float)(qv - 128);
+            }
+    }
+    q->k = k;
+    q->cout = cout;
+    q->cpad = cpad;
+    q->scale = (float)scale;
+    q->off = (float)(lo + 128.0 * scale);
+    q->bsum = bsum;
+    q->w = w;
+    q->mem = mem;
+    return 0;
+}
+
+/* Per-row quantisation of m rows of k floats to uint8: range [min(x,0),
+ * max(x,0)] over 255 steps, zero point rounded to an integer (exact zero, so
+ * ReLU outputs' zeros cost nothing). Writes the row's scale, zero point and
+ * the sum of its codes (for the weights' constant offset). */
+Q8 static void quant_rows(const float *a, int m, int k, unsigned char *qa, float *sa, int *za,
+                          int *sum)
+{
+    int tail = k % 16;
+    __mmask16 tmask = (__mmask16)((1u << tail) - 1);
+    for (int r = 0; r < m; r++) {
+        const float *x = a + (size_t)r * k;
+        __m512 mn = _mm512_setzero_ps(), mx = mn;
+        int i = 0;
+        for (; i + 16 <= k; i += 16) {
+            __m512 v = _mm512_loadu_ps(x + i);
+            mn = _mm512_min_ps(mn, v);
+            mx = _mm512_max_ps(mx, v);
+        }
+        if (tail) {
+            __m512 v = _mm512_maskz_loadu_ps(tmask, x + i);
+            mn = _mm512_min_ps(mn, v);
+            mx = _mm512_max_ps(mx, v);
+        }
+        float lo = _mm512_reduce_min_ps(mn), hi = _mm512_reduce_max_ps(mx);
+        float range = hi - lo;
+        float inv = range > 1e-30f ? 255.0f / range : 0.0f;
+        int z = (int)lrintf(-lo * inv);
+        sa[r] = range > 1e-30f ? range / 255.0f : 0.0f;
+        za[r] = z;
+        __m512 vinv = _mm512_set1_ps(inv);
+        __m512i vz = _mm512_set1_epi32(z), v0 = _mm512_setzero_si512();
+        __m512i v255 = _mm512_set1_epi32(255), s = v0;
+        unsigned char *o = qa + (size_t)r * k;
+        for (i = 0; i < k; i += 16) {
+            __mmask16 msk = i + 16 <= k ? (__mmask16)0xffff : tmask;
+            __m512 v = _mm512_maskz_loadu_ps(msk, x + i);
+            __m512i qv = _mm512_add_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(v, vinv)), vz);
+            qv = _mm512_min_epi32(_mm512_max_epi32(qv, v0), v255);
+            qv = _mm512_maskz_mov_epi32(msk, qv);
+            s = _mm512_add_epi32(s, qv);
+            _mm512_mask_cvtusepi32_storeu_epi8(o + i, msk, qv);
+        }
+        sum[r] = _mm512_reduce_add_epi32(s);
+    }
+}
+
+/* Rows' quantisation parameters, as the epilogue uses them. */
+struct rows_q {
+    const unsigned char *a; /* [m][k] codes */
+    const float *sa;
+    const int *za, *sum;
+};
+
+/* mr x nv tile: mr rows, nv 16-channel vectors of one panel. mr and nv are
+ * constants at every call site, so the loops unroll and the accumulators
+ * stay in registers. */
+Q8 INLINE void tile(const int mr, const int nv, const struct kern_conv *c, const struct rows_q *rq,
+                    const signed char *panel, int width, int co, const float *skip, float *out)
+{
+    const struct kern_q8 *q = c->q8;
+    const int k = q->k;
+    __m512i acc[TILE_M][4], wv[4];
+    for (int i = 0; i < mr; i++)
+        for (int j = 0; j < nv; j++)
+            acc[i][j] = _mm512_setzero_si512();
+    for (int k4 = 0; k4 < k / 4; k4++) {
+        const signed char *wp = panel + (size_t)k4 * width * 4;
+        for (int j = 0; j < nv; j++)
+            wv[j] = _mm512_loadu_si512(wp + 64 * j);
+        for (int i = 0; i < mr; i++) {
+            int32_t av;
+            memcpy(&av, rq->a + (size_t)i * k + 4 * k4, sizeof av);
+            __m512i b = _mm512_set1_epi32(av);
+            for (int j = 0; j < nv; j++)
+                acc[i][j] = _mm512_dpbusd_epi32(acc[i][j], b, wv[j]);
+        }
+    }
+    __m512 zero = _mm512_setzero_ps(), six = _mm512_set1_ps(6.0f);
+    for (int j = 0; j < nv; j++) {
+        int ch = co + 16 * j, valid = q->cout - ch;
+        __mmask16 msk = valid >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << valid) - 1);
+        __m512 bias = _mm512_maskz_loadu_ps(msk, c->b + ch);
+        __m512 bs = _mm512_loadu_ps(q->bsum + ch);
+        for (int i = 0; i < mr; i++) {
+            float alpha = rq->sa[i] * q->scale;
+            float beta = rq->sa[i] * q->off * (float)(rq->sum[i] - rq->za[i] * k);
+            __m512 base = _mm512_fmadd_ps(_mm512_set1_ps(-alpha * (float)rq->za[i]), bs,
+                                          _mm512_add_ps(bias, _mm512_set1_ps(beta)));
+            __m512 v = _mm512_fmadd_ps(_mm512_set1_ps(alpha), _mm512_cvtepi32_ps(acc[i][j]), base);
+            if (c->relu6)
+                v = _mm512_min_ps(_mm512_max_ps(v, zero), six);
+            size_t off = (size_t)i * q->cout + ch;
+            if (skip)
+                v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(msk, skip + off));
+            _mm512_mask_storeu_ps(out + off, msk, v);
+        }
+    }
+}
+
+#define TILE_CASE(m, v)                                                                            \
+    case (m)*8 + (v):                                                                              \
+        tile(m, v, c, rq, panel, width, co, skip, out);                                            \
+        break;
+#define TILE_ROW(m) TILE_CASE(m, 1) TILE_CASE(m, 2) TILE_CASE(m, 3) TILE_CASE(m, 4)
+
+Q8 static void tile_dispatch(int mr, int nv, const struct kern_conv *c, const struct rows_q *rq,
+                             const signed char *panel, int width, int co, const float *skip,
+                             float *out)
+{
+    switch (mr * 8 + nv) {
+        TILE_ROW(1)
+        TILE_ROW(2)
+        TILE_ROW(3)
+        TILE_ROW(4)
+        TILE_ROW(5)
+        TILE_ROW(6)
+    default:
+        break;
+    }
+}
+
+/* Rows in chunks (quantised once each), panels outside, row tiles inside:
+ * a panel (k x 64 bytes) stays in L1/L2 while the chunk's tiles stream over
+ * it. */
+Q8 void kern_gemm_q8(const struct kern_conv *c, const float *a, int m, const float *skip,
+                     float *out)
+{
+    const struct kern_q8 *q = c->q8;
+    int k = q->k;
+    unsigned char codes[CODE_BYTES] __attribute__((aligned(64)));
+    float sa[CHUNK];
+    int za[CHUNK], sum[CHUNK];
+    int chunk = CODE_BYTES / k / TILE_M * TILE_M; /* >= TILE_M: k <= MAX_K */
+    chunk = chunk < CHUNK ? chunk : CHUNK;
+    for (int p0 = 0; p0 < m; p0 += chunk) {
+        int rows = m - p0 < chunk ? m - p0 : chunk;
+        quant_rows(a + (size_t)p0 * k, rows, k, codes, sa, za, sum);
+        for (int co = 0; co < q->cpad; co += PANEL) {
+            int width = q->cpad - co < PANEL ? q->cpad - co : PANEL;
+            const signed char *panel = q->w + (size_t)co * k;
+            for (int p = 0; p < rows; p += TILE_M) {
+                int mr = rows - p < TILE_M ? rows - p : TILE_M;
+                struct rows_q rq = {codes + (size_t)p * k, sa + p, za + p, sum + p};
+                size_t off = (size_t)(p0 + p) * q->cout;
+                tile_dispatch(mr, width / 16, c, &rq, panel, width, co, skip ? skip + off : NULL,
+                              out + off);
+            }
+        }
+    }
+}
