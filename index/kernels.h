@@ -66,6 +66,7 @@ struct kern_q8 {
     float scale, off;     /* w = scale * (q - 128) + off */
     const float *bsum;    /* [cpad]: sum over k of (q - 128), per output channel */
     const signed char *w; /* panels of <= 64 channels: [cpad/.. panel][k/4][width][4] */
+    int nonneg;           /* inputs are >= 0 (ReLU6 outputs): no zero point */
     void *mem;            /* owns bsum and w */
 };
 

@@ -32,11 +32,15 @@
 #define Q8 __attribute__((target("avx512f,avx512bw,avx512vnni,fma")))
 #define INLINE static inline __attribute__((always_inline))
 
-#define PANEL 64         /* output channels per weight panel: 4 zmm of int32 per row */
-#define TILE_M 6         /* rows per tile: 6 x 4 accumulators + 4 weight vectors */
+#define PANEL 64 /* output channels per weight panel: 4 zmm of int32 per row */
+#define TILE_M 6 /* rows per tile: 6 x 4 accumulators + 4 weight vectors */
+/* Rows per tile when a panel is only 1-2 vectors wide (24-32 channel
+ * projects at 112x112 and 56x56): 12 x 2 accumulators, so each weight load
+ * and the loop overhead serve twice the rows. */
+#define TILE_M_NARROW 12
 #define CHUNK 192        /* rows quantised per pass at most */
 #define CODE_BYTES 49152 /* their codes, on the stack: stay in L1/L2 */
-#define MAX_K (CODE_BYTES / TILE_M)
+#define MAX_K (CODE_BYTES / TILE_M_NARROW)
 
 int kern_q8_supported(void)
 {
@@ -104,14 +108,21 @@ int kern_q8_pack(const struct kern_conv *c, struct kern_q8 *q)
     return 0;
 }
 
+/* Per-row epilogue constants: out = alpha * acc + gamma * bsum + beta + bias. */
+struct rows_q {
+    const unsigned char *a; /* [m][k] codes */
+    const float *alpha, *gamma, *beta;
+};
+
 /* Per-row quantisation of m rows of k floats to uint8: range [min(x,0),
  * max(x,0)] over 255 steps, zero point rounded to an integer (exact zero, so
- * ReLU outputs' zeros cost nothing). Writes the row's scale, zero point and
- * the sum of its codes (for the weights' constant offset). */
-Q8 static void quant_rows(const float *a, int m, int k, unsigned char *qa, float *sa, int *za,
-                          int *sum)
+ * ReLU outputs' zeros cost nothing); `nonneg` rows (ReLU6 outputs) skip the
+ * minimum. Writes the codes and the row's epilogue constants for weights
+ * w = scale * (q - 128) + off. */
+Q8 static void quant_rows(const struct kern_q8 *q, const float *a, int m, unsigned char *qa,
+                          float *alpha, float *gamma, float *beta)
 {
-    int tail = k % 16;
+    int k = q->k, tail = k % 16;
     __mmask16 tmask = (__mmask16)((1u << tail) - 1);
     for (int r = 0; r < m; r++) {
         const float *x = a + (size_t)r * k;
@@ -127,12 +138,10 @@ Q8 static void quant_rows(const float *a, int m, int k, unsigned char *qa, float
             mn = _mm512_min_ps(mn, v);
             mx = _mm512_max_ps(mx, v);
         }
-        float lo = _mm512_reduce_min_ps(mn), hi = _mm512_reduce_max_ps(mx);
+        float lo = q->nonneg ? 0.0f : _mm512_reduce_min_ps(mn), hi = _mm512_reduce_max_ps(mx);
         float range = hi - lo;
         float inv = range > 1e-30f ? 255.0f / range : 0.0f;
         int z = (int)lrintf(-lo * inv);
-        sa[r] = range > 1e-30f ? range / 255.0f : 0.0f;
-        za[r] = z;
         /* x * inv + z lies in [-0.5, 255.5] by construction and rounds into
          * [0, 255] (vpmovusdb saturates the one tie that could reach 256). */
         __m512 vinv = _mm512_set1_ps(inv), vz = _mm512_set1_ps((float)z);
@@ -149,16 +158,13 @@ Q8 static void quant_rows(const float *a, int m, int k, unsigned char *qa, float
             s = _mm512_mask_add_epi32(s, tmask, s, qv);
             _mm512_mask_cvtusepi32_storeu_epi8(o + i, tmask, qv);
         }
-        sum[r] = _mm512_reduce_add_epi32(s);
+        float sa = range > 1e-30f ? range / 255.0f : 0.0f;
+        int sum = _mm512_reduce_add_epi32(s);
+        alpha[r] = sa * q->scale;
+        gamma[r] = -alpha[r] * (float)z;
+        beta[r] = sa * q->off * (float)(sum - z * k);
     }
 }
-
-/* Rows' quantisation parameters, as the epilogue uses them. */
-struct rows_q {
-    const unsigned char *a; /* [m][k] codes */
-    const float *sa;
-    const int *za, *sum;
-};
 
 /* acc += u8 x s8 dot products of each 4-byte group (vpdpbusd). Inline asm:
  * GCC 12 compiles the intrinsic with a copy of the accumulator per call,
@@ -177,7 +183,7 @@ Q8 INLINE void tile(const int mr, const int nv, const struct kern_conv *c, const
 {
     const struct kern_q8 *q = c->q8;
     const int k = q->k;
-    __m512i acc[TILE_M][4], wv[4];
+    __m512i acc[TILE_M_NARROW][4], wv[4];
     for (int i = 0; i < mr; i++)
         for (int j = 0; j < nv; j++)
             acc[i][j] = _mm512_setzero_si512();
@@ -200,11 +206,10 @@ Q8 INLINE void tile(const int mr, const int nv, const struct kern_conv *c, const
         __m512 bias = _mm512_maskz_loadu_ps(msk, c->b + ch);
         __m512 bs = _mm512_loadu_ps(q->bsum + ch);
         for (int i = 0; i < mr; i++) {
-            float alpha = rq->sa[i] * q->scale;
-            float beta = rq->sa[i] * q->off * (float)(rq->sum[i] - rq->za[i] * k);
-            __m512 base = _mm512_fmadd_ps(_mm512_set1_ps(-alpha * (float)rq->za[i]), bs,
-                                          _mm512_add_ps(bias, _mm512_set1_ps(beta)));
-            __m512 v = _mm512_fmadd_ps(_mm512_set1_ps(alpha), _mm512_cvtepi32_ps(acc[i][j]), base);
+            __m512 base = _mm512_fmadd_ps(_mm512_set1_ps(rq->gamma[i]), bs,
+                                          _mm512_add_ps(bias, _mm512_set1_ps(rq->beta[i])));
+            __m512 v =
+                _mm512_fmadd_ps(_mm512_set1_ps(rq->alpha[i]), _mm512_cvtepi32_ps(acc[i][j]), base);
             if (c->relu6)
                 v = _mm512_min_ps(_mm512_max_ps(v, zero), six);
             size_t off = (size_t)i * q->cout + ch;
@@ -220,6 +225,7 @@ Q8 INLINE void tile(const int mr, const int nv, const struct kern_conv *c, const
         tile(m, v, c, rq, panel, width, co, skip, out);                                            \
         break;
 #define TILE_ROW(m) TILE_CASE(m, 1) TILE_CASE(m, 2) TILE_CASE(m, 3) TILE_CASE(m, 4)
+#define TILE_ROW_NARROW(m) TILE_CASE(m, 1) TILE_CASE(m, 2)
 
 Q8 static void tile_dispatch(int mr, int nv, const struct kern_conv *c, const struct rows_q *rq,
                              const signed char *panel, int width, int co, const float *skip,
@@ -232,6 +238,12 @@ Q8 static void tile_dispatch(int mr, int nv, const struct kern_conv *c, const st
         TILE_ROW(4)
         TILE_ROW(5)
         TILE_ROW(6)
+        TILE_ROW_NARROW(7)
+        TILE_ROW_NARROW(8)
+        TILE_ROW_NARROW(9)
+        TILE_ROW_NARROW(10)
+        TILE_ROW_NARROW(11)
+        TILE_ROW_NARROW(12)
     default:
         break;
     }
@@ -246,19 +258,19 @@ Q8 void kern_gemm_q8(const struct kern_conv *c, const float *a, int m, const flo
     const struct kern_q8 *q = c->q8;
     int k = q->k;
     unsigned char codes[CODE_BYTES] __attribute__((aligned(64)));
-    float sa[CHUNK];
-    int za[CHUNK], sum[CHUNK];
-    int chunk = CODE_BYTES / k / TILE_M * TILE_M; /* >= TILE_M: k <= MAX_K */
+    float alpha[CHUNK], gamma[CHUNK], beta[CHUNK];
+    int chunk = CODE_BYTES / k / TILE_M_NARROW * TILE_M_NARROW; /* >= 12: k <= MAX_K */
     chunk = chunk < CHUNK ? chunk : CHUNK;
     for (int p0 = 0; p0 < m; p0 += chunk) {
         int rows = m - p0 < chunk ? m - p0 : chunk;
-        quant_rows(a + (size_t)p0 * k, rows, k, codes, sa, za, sum);
+        quant_rows(q, a + (size_t)p0 * k, rows, codes, alpha, gamma, beta);
         for (int co = 0; co < q->cpad; co += PANEL) {
             int width = q->cpad - co < PANEL ? q->cpad - co : PANEL;
             const signed char *panel = q->w + (size_t)co * k;
-            for (int p = 0; p < rows; p += TILE_M) {
-                int mr = rows - p < TILE_M ? rows - p : TILE_M;
-                struct rows_q rq = {codes + (size_t)p * k, sa + p, za + p, sum + p};
+            int mt = width <= 32 ? TILE_M_NARROW : TILE_M;
+            for (int p = 0; p < rows; p += mt) {
+                int mr = rows - p < mt ? rows - p : mt;
+                struct rows_q rq = {codes + (size_t)p * k, alpha + p, gamma + p, beta + p};
                 size_t off = (size_t)(p0 + p) * q->cout;
                 tile_dispatch(mr, width / 16, c, &rq, panel, width, co, skip ? skip + off : NULL,
                               out + off);

@@ -263,6 +263,9 @@ int mnv2_prepare_int8(struct mnv2 *net)
             free_int8(net);
             return -1;
         }
+        /* The input is the previous layer's output: ReLU6'd unless a skip is
+         * added after the clamp. */
+        l->q8.nonneg = li > 0 && l[-1].conv.relu6 && !l[-1].add_skip;
     }
     return 0;
 }
