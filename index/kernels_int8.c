@@ -141,7 +141,7 @@ Q8 static void quant_rows(const struct kern_q8 *q, const float *a, int m, unsign
         float lo = q->nonneg ? 0.0f : _mm512_reduce_min_ps(mn), hi = _mm512_reduce_max_ps(mx);
         float range = hi - lo;
         float inv = range > 1e-30f ? 255.0f / range : 0.0f;
-        int z = (int)lrintf(-lo * inv);
+        int z = _mm_cvtss_si32(_mm_set_ss(-lo * inv)); /* nearest, no libm call */
         /* x * inv + z lies in [-0.5, 255.5] by construction and rounds into
          * [0, 255] (vpmovusdb saturates the one tie that could reach 256). */
         __m512 vinv = _mm512_set1_ps(inv), vz = _mm512_set1_ps((float)z);
