@@ -32,8 +32,8 @@
 #define Q8 __attribute__((target("avx512f,avx512bw,avx512vnni,fma")))
 #define INLINE static inline __attribute__((always_inline))
 
-#define PANEL 64 /* output channels per weight panel: 4 zmm of int32 per row */
-#define TILE_M 6 /* rows per tile: 6 x 4 accumulators + 4 weight vectors */
+#define PANEL_V 4 /* 16-channel vectors per weight panel at most: 4 zmm per row */
+#define TILE_M 6  /* rows per tile: 6 x 4 accumulators + 4 weight vectors */
 /* Rows per tile when a panel is only 1-2 vectors wide (24-32 channel
  * projects at 112x112 and 56x56): 12 x 2 accumulators, so each weight load
  * and the loop overhead serve twice the rows. */
@@ -41,6 +41,23 @@
 #define CHUNK 192        /* rows quantised per pass at most */
 #define CODE_BYTES 49152 /* their codes, on the stack: stay in L1/L2 */
 #define MAX_K (CODE_BYTES / TILE_M_NARROW)
+
+/* The cpad / 16 output vectors split into panels of at most PANEL_V, as
+ * evenly as possible: 9 vectors go 3 + 3 + 3, not 4 + 4 + 1, whose 1-vector
+ * tiles load as many bytes as they multiply. Panel p is channels
+ * [*co, *co + *width). */
+static int panel_count(int cpad)
+{
+    return (cpad / 16 + PANEL_V - 1) / PANEL_V;
+}
+
+static void panel_at(int cpad, int p, int *co, int *width)
+{
+    int nvec = cpad / 16, np = panel_count(cpad);
+    int v0 = p * nvec / np, v1 = (p + 1) * nvec / np;
+    *co = 16 * v0;
+    *width = 16 * (v1 - v0);
+}
 
 int kern_q8_supported(void)
 {
@@ -85,8 +102,9 @@ int kern_q8_pack(const struct kern_conv *c, struct kern_q8 *q)
     memset(mem, 0, bsum_bytes + w_bytes);
     float *bsum = (float *)(void *)mem;
     signed char *w = (signed char *)(mem + bsum_bytes);
-    for (int co = 0; co < cpad; co += PANEL) {
-        int width = cpad - co < PANEL ? cpad - co : PANEL;
+    for (int pi = 0; pi < panel_count(cpad); pi++) {
+        int co, width;
+        panel_at(cpad, pi, &co, &width);
         signed char *panel = w + (size_t)co * k;
         for (int kk = 0; kk < k; kk++)
             for (int ch = 0; ch < width && co + ch < cout; ch++) {
@@ -264,8 +282,9 @@ Q8 void kern_gemm_q8(const struct kern_conv *c, const float *a, int m, const flo
     for (int p0 = 0; p0 < m; p0 += chunk) {
         int rows = m - p0 < chunk ? m - p0 : chunk;
         quant_rows(q, a + (size_t)p0 * k, rows, codes, alpha, gamma, beta);
-        for (int co = 0; co < q->cpad; co += PANEL) {
-            int width = q->cpad - co < PANEL ? q->cpad - co : PANEL;
+        for (int pi = 0; pi < panel_count(q->cpad); pi++) {
+            int co, width;
+            panel_at(q->cpad, pi, &co, &width);
             const signed char *panel = q->w + (size_t)co * k;
             int mt = width <= 32 ? TILE_M_NARROW : TILE_M;
             for (int p = 0; p < rows; p += mt) {
