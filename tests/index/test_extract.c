@@ -269,15 +269,17 @@ struct job {
     int rc;
 };
 
+static struct extractor *ex_threads; /* the extractor test_threads shares */
+
 static void *worker(void *arg)
 {
     struct job *j = arg;
     for (int i = 0; i < 3 && j->rc == 0; i++)
-        j->rc = extractor_embed(ex_fast, j->img, j->out);
+        j->rc = extractor_embed(ex_threads, j->img, j->out);
     return NULL;
 }
 
-static void test_threads(void)
+static void threads_case(struct extractor *ex)
 {
     struct image im[2];
     struct job jobs[2];
@@ -285,10 +287,11 @@ static void test_threads(void)
     pthread_t th[2];
     for (int i = 0; i < 2; i++) {
         render(10 + i, 400 + 80 * i, 300, &im[i]);
-        CHECK_INT(extractor_embed(ex_fast, &im[i], want[i]), 0);
+        CHECK_INT(extractor_embed(ex, &im[i], want[i]), 0);
         jobs[i].img = &im[i];
         jobs[i].rc = 0;
     }
+    ex_threads = ex;
     for (int i = 0; i < 2; i++)
         CHECK_INT(pthread_create(&th[i], NULL, worker, &jobs[i]), 0);
     for (int i = 0; i < 2; i++) {
@@ -297,6 +300,14 @@ static void test_threads(void)
         CHECK(cosine(jobs[i].out, want[i], EXTRACT_DIM) > 0.999999);
         free(im[i].rgb);
     }
+}
+
+/* Float and int8 extractors, each shared by two threads. */
+static void test_threads(void)
+{
+    threads_case(ex_fast);
+    if (ex_int8)
+        threads_case(ex_int8);
 }
 
 static void test_resized_and_flipped(void)
