@@ -60,6 +60,7 @@ void config_defaults(struct config *cfg)
     cfg->search.query_views = 1;
     cfg->search.views_below = 0.9;
     cfg->index.views = 1;
+    cfg->index.int8 = 1;
     cfg->search.rotation_below = 0.9;
     cfg->search.rotation_penalty = 0.1;
 }
@@ -422,6 +423,8 @@ static int index_key(struct parse_ctx *ctx, const char *k, const char *v)
         return parse_long(ctx, v, 0, 1 << 20, &ix->nprobe);
     if (!strcmp(k, "views"))
         return parse_bool(ctx, v, &ix->views);
+    if (!strcmp(k, "int8"))
+        return parse_bool(ctx, v, &ix->int8);
     snprintf(ctx->err, sizeof ctx->err, "unknown key");
     return -1;
 }
@@ -677,6 +680,8 @@ void config_usage(FILE *out)
           "  nprobe = N               default IVF probes (0: the request's default, 100)\n"
           "  views = on|off           new instances also index a centre window, a\n"
           "                           low-resolution and a grey view of each item (on)\n"
+          "  int8 = on|off            run the CNN's 1x1 convolutions in int8 on CPUs\n"
+          "                           with AVX-512 VNNI (on; float elsewhere or off)\n"
           "[search]\n"
           "  query_views = on|off     also search the centre window and the grey view\n"
           "                           of a query whose best score is low (default on)\n"

@@ -61,6 +61,7 @@ struct index_config {
     char *ann_factory; /* FAISS factory string beyond it; default "IVF1024,SQ8" */
     long nprobe;       /* default nprobe when the request has none; 0 = request default */
     int views;         /* new instances index extra views (vectors.h); default 1 */
+    int int8;          /* 1x1 convolutions in int8 where the CPU has VNNI; default 1 */
 };
 
 /* [search]: query-time retries of a weak match. When the query's best score

@@ -203,7 +203,10 @@ static enum MHD_Result dispatch(struct server *srv, struct conn_ctx *cc)
         atomic_store(&cc->phase, PHASE_IN_POOL);
         MHD_suspend_connection(req->conn);
         if (workpool_submit(srv->pool, run_in_pool, cc) != 0) {
-            cc->result = req_fail(req, E_MA_4401, "extraction queue full");
+            /* Full, or draining for a shutdown (answered as one is above). */
+            cc->result = atomic_load(&srv->stopping)
+                             ? E_APIG_0601
+                             : req_fail(req, E_MA_4401, "extraction queue full");
             atomic_store(&cc->phase, PHASE_POOL_DONE);
             MHD_resume_connection(req->conn);
         }

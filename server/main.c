@@ -102,7 +102,8 @@ int main(int argc, char **argv)
     int fetches =
         srv.cfg.fetch.max_concurrent > 0 ? srv.cfg.fetch.max_concurrent : srv.n_threads / 2;
     sem_init(&srv.fetch_slots, 0, (unsigned)(fetches > 0 ? fetches : 1));
-    if (extractor_open(srv.cfg.model_path, &srv.extractor, err, sizeof err) != 0) {
+    enum extract_path path = srv.cfg.index.int8 ? EXTRACT_PATH_INT8 : EXTRACT_PATH_FLOAT;
+    if (extractor_open_path(srv.cfg.model_path, path, &srv.extractor, err, sizeof err) != 0) {
         /* Instances and metadata still work; image calls answer 503. */
         log_info("warning: no feature extractor (%s); image operations will fail until the "
                  "model is installed (make model)",
@@ -126,8 +127,13 @@ int main(int argc, char **argv)
         fprintf(stderr, "imgsearchd: %s\n", err);
         return 1;
     }
-    log_info("imgsearchd listening on %s:%d (%d threads, %d cores, data in %s)",
-             srv.cfg.listen_host, http_port(&srv), srv.n_threads, srv.n_cores, srv.cfg.data_dir);
+    log_info("imgsearchd listening on %s:%d (%d threads, %d image workers, %d cores, %s CNN, "
+             "data in %s)",
+             srv.cfg.listen_host, http_port(&srv), srv.n_threads, workers, srv.n_cores,
+             !srv.extractor                                       ? "no"
+             : extractor_path(srv.extractor) == EXTRACT_PATH_INT8 ? "int8"
+                                                                  : "float",
+             srv.cfg.data_dir);
 
     int sig = 0;
     sigwait(&stop, &sig);
