@@ -1,6 +1,8 @@
 /* cmd_import.c: imgsearch import start|status|list|cancel. With --wait (or
  * `status --wait`) it polls the job: on a terminal one progress bar redrawn
- * in place, otherwise one line per poll (logs stay readable). */
+ * in place, otherwise one line per poll (logs stay readable). While the
+ * server still lists the source, total grows: it is shown as "N+" and the
+ * percentage is of the keys listed so far. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,12 +38,20 @@ static long long jint(json_t *o, const char *k)
     return (long long)json_integer_value(json_object_get(o, k));
 }
 
+/* Servers before background listing have no listing_done: all listed. */
+static int listing(json_t *j)
+{
+    json_t *d = json_object_get(j, "listing_done");
+    return json_is_boolean(d) && !json_boolean_value(d);
+}
+
 static void progress(json_t *j, int tty)
 {
     long long total = jint(j, "total"), done = jint(j, "done"), failed = jint(j, "failed");
     long long n = done + failed;
     double rate = json_number_value(json_object_get(j, "images_per_second"));
-    int pct = total > 0 ? (int)(n * 100 / total) : 100;
+    int more = listing(j);
+    int pct = total > 0 ? (int)(n * 100 / total) : more ? 0 : 100;
     const char *status = json_string_value(json_object_get(j, "status"));
     if (tty) {
         char bar[31];
@@ -49,11 +59,11 @@ static void progress(json_t *j, int tty)
         for (int i = 0; i < 30; i++)
             bar[i] = i < fill ? '#' : ' ';
         bar[30] = 0;
-        printf("\r[%s] %3d%% %lld/%lld %.1f img/s %s%s", bar, pct, n, total, rate, status,
-               failed ? " (some failed)" : "");
+        printf("\r[%s] %3d%% %lld/%lld%s %.1f img/s %s%s%s", bar, pct, n, total, more ? "+" : "",
+               rate, status, more ? " (listing)" : "", failed ? " (some failed)" : "");
     } else {
-        printf("%s %d%% %lld/%lld done=%lld failed=%lld %.1f img/s\n", status, pct, n, total, done,
-               failed, rate);
+        printf("%s %d%% %lld/%lld%s done=%lld failed=%lld %.1f img/s%s\n", status, pct, n, total,
+               more ? "+" : "", done, failed, rate, more ? " listing" : "");
     }
     fflush(stdout);
 }
@@ -129,7 +139,10 @@ static int start(const struct client *cl, struct args *a)
     if (rc)
         return rc;
     const char *id = json_string_value(json_object_get(r, "job_id"));
-    printf("job %s queued (%lld images)\n", id, jint(r, "total"));
+    if (listing(r))
+        printf("job %s queued (listing the source)\n", id);
+    else
+        printf("job %s queued (%lld images)\n", id, jint(r, "total"));
     fflush(stdout);
     if (wait) {
         path = job_path(cl, a->v[0], id);
@@ -157,9 +170,10 @@ static int list(const struct client *cl, struct args *a)
     printf("%-28s %-10s %8s %8s %8s  %s\n", "JOB", "STATUS", "TOTAL", "DONE", "FAILED", "SOURCE");
     json_array_foreach(json_object_get(r, "jobs"), i, j)
     {
-        printf("%-28s %-10s %8lld %8lld %8lld  %s\n",
-               json_string_value(json_object_get(j, "job_id")),
-               json_string_value(json_object_get(j, "status")), jint(j, "total"), jint(j, "done"),
+        char total[32];
+        snprintf(total, sizeof total, "%lld%s", jint(j, "total"), listing(j) ? "+" : "");
+        printf("%-28s %-10s %8s %8lld %8lld  %s\n", json_string_value(json_object_get(j, "job_id")),
+               json_string_value(json_object_get(j, "status")), total, jint(j, "done"),
                jint(j, "failed"), json_string_value(json_object_get(j, "source")));
     }
     json_decref(r);

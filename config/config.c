@@ -60,6 +60,7 @@ void config_defaults(struct config *cfg)
     cfg->search.query_views = 1;
     cfg->search.views_below = 0.9;
     cfg->index.views = 1;
+    cfg->index.int8 = 1;
     cfg->search.rotation_below = 0.9;
     cfg->search.rotation_penalty = 0.1;
 }
@@ -292,6 +293,18 @@ static int server_key(struct parse_ctx *ctx, const char *k, const char *v)
         cfg->max_connections = (int)x;
         return 0;
     }
+    if (!strcmp(k, "image_workers")) {
+        if (parse_long(ctx, v, 0, 256, &x))
+            return -1;
+        cfg->image_workers = (int)x;
+        return 0;
+    }
+    if (!strcmp(k, "image_queue")) {
+        if (parse_long(ctx, v, 0, 100000, &x))
+            return -1;
+        cfg->image_queue = (int)x;
+        return 0;
+    }
     if (!strcmp(k, "max_connections_per_ip")) {
         if (parse_long(ctx, v, 1, 100000, &x))
             return -1;
@@ -422,6 +435,8 @@ static int index_key(struct parse_ctx *ctx, const char *k, const char *v)
         return parse_long(ctx, v, 0, 1 << 20, &ix->nprobe);
     if (!strcmp(k, "views"))
         return parse_bool(ctx, v, &ix->views);
+    if (!strcmp(k, "int8"))
+        return parse_bool(ctx, v, &ix->int8);
     snprintf(ctx->err, sizeof ctx->err, "unknown key");
     return -1;
 }
@@ -646,6 +661,10 @@ void config_usage(FILE *out)
           "  request_timeout = SEC    idle connection timeout (default 60)\n"
           "  max_connections = N      concurrent connections (default 256)\n"
           "  max_connections_per_ip = N  from one client address (default 64)\n"
+          "  image_workers = N        threads running image calls (add, search),\n"
+          "                           0 = 2 per core (default 0)\n"
+          "  image_queue = N          image calls waiting for a worker; past that\n"
+          "                           429 ModelArts.4401 at once (0 = 4 per core)\n"
           "  model = FILE             extractor weights (default ./models/mnv2_140.bin)\n"
           "  console_dir = DIR        web console files (default ./console)\n"
           "[auth]\n"
@@ -673,6 +692,8 @@ void config_usage(FILE *out)
           "  nprobe = N               default IVF probes (0: the request's default, 100)\n"
           "  views = on|off           new instances also index a centre window, a\n"
           "                           low-resolution and a grey view of each item (on)\n"
+          "  int8 = on|off            run the CNN's 1x1 convolutions in int8 on CPUs\n"
+          "                           with AVX-512 VNNI (on; float elsewhere or off)\n"
           "[search]\n"
           "  query_views = on|off     also search the centre window and the grey view\n"
           "                           of a query whose best score is low (default on)\n"

@@ -61,6 +61,7 @@ struct index_config {
     char *ann_factory; /* FAISS factory string beyond it; default "IVF1024,SQ8" */
     long nprobe;       /* default nprobe when the request has none; 0 = request default */
     int views;         /* new instances index extra views (vectors.h); default 1 */
+    int int8;          /* 1x1 convolutions in int8 where the CPU has VNNI; default 1 */
 };
 
 /* [search]: query-time retries of a weak match. When the query's best score
@@ -89,6 +90,8 @@ struct config {
     char *objects_dir;          /* root of the default local bucket; default ./objects */
     int max_connections;        /* default 256 */
     int max_connections_per_ip; /* default 64 */
+    int image_workers;          /* threads running image calls; 0 = 2 per core */
+    int image_queue;            /* image calls waiting for one; 0 = 4 per core */
 
     /* [auth] */
     enum auth_mode auth_mode;

@@ -64,14 +64,17 @@ function jobView(job) {
     $("jobs").prepend(box);
   }
   const n = job.done + job.failed;
-  const pct = job.total ? Math.floor((100 * n) / job.total) : 100;
+  // While the server lists the source, total grows: "n/total+" of the keys so far.
+  const more = job.listing_done === false;
+  const pct = job.total ? Math.floor((100 * n) / job.total) : more ? 0 : 100;
   box.className = "job " + job.status;
   box.dataset.status = job.status;
   const bar = el("div", { className: "bar" }, el("div", {}));
   bar.firstChild.style.width = pct + "%";
   const info = el("div", { className: "info",
-    textContent: `${job.instance} ← ${job.source}: ${job.status} ${n}/${job.total} ` +
-                 `(${job.failed} failed, ${job.images_per_second} img/s)` });
+    textContent: `${job.instance} ← ${job.source}: ${job.status} ${n}/${job.total}${more ? "+" : ""} ` +
+                 `(${job.failed} failed, ${job.images_per_second} img/s${more ? ", listing" : ""})` +
+                 (job.error ? `: ${job.error}` : "") });
   const kids = [info, bar];
   if (job.status === "QUEUED" || job.status === "RUNNING") {
     const cancel = el("button", { textContent: "Cancel" });
@@ -191,7 +194,8 @@ $("start-import").onsubmit = (ev) => {
     if ($("import-manifest").value.trim()) body.manifest = $("import-manifest").value.trim();
     const r = await api("POST", `${inst(name)}/imports`, body);
     jobView({ job_id: r.job_id, instance: name, source: body.source, status: r.status,
-              total: r.total, done: 0, failed: 0, images_per_second: 0 });
+              total: r.total, listing_done: r.listing_done, done: 0, failed: 0,
+              images_per_second: 0 });
     poll(name, r.job_id);
   });
 };

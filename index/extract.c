@@ -35,7 +35,42 @@ static int env_on(const char *name)
     return v && *v && strcmp(v, "0") != 0;
 }
 
+/* DEFAULT resolved through the environment (tests, benchmarks, and servers
+ * whose config does not choose). */
+static enum extract_path resolve_path(enum extract_path path)
+{
+    if (path != EXTRACT_PATH_DEFAULT)
+        return path;
+    if (env_on("IMGSEARCH_EXTRACT_REF"))
+        return EXTRACT_PATH_REF;
+    if (env_on("IMGSEARCH_EXTRACT_BLAS"))
+        return EXTRACT_PATH_BLAS;
+    if (env_on("IMGSEARCH_EXTRACT_INT8"))
+        return EXTRACT_PATH_INT8;
+    return EXTRACT_PATH_FLOAT;
+}
+
 int extractor_open(const char *model_path, struct extractor **out, char *errbuf, size_t errlen)
+{
+    return extractor_open_path(model_path, EXTRACT_PATH_DEFAULT, out, errbuf, errlen);
+}
+
+enum extract_path extractor_path(const struct extractor *ex)
+{
+    switch (ex->path) {
+    case MNV2_REF:
+        return EXTRACT_PATH_REF;
+    case MNV2_FAST_BLAS:
+        return EXTRACT_PATH_BLAS;
+    case MNV2_INT8:
+        return EXTRACT_PATH_INT8;
+    default:
+        return EXTRACT_PATH_FLOAT;
+    }
+}
+
+int extractor_open_path(const char *model_path, enum extract_path want, struct extractor **out,
+                        char *errbuf, size_t errlen)
 {
     struct extractor *ex = NULL;
     const char *path = model_path;
@@ -64,11 +99,21 @@ int extractor_open(const char *model_path, struct extractor **out, char *errbuf,
         goto fail;
     }
     ex->pool->floats = mnv2_scratch_floats(&ex->net);
-    ex->path = MNV2_FAST;
-    if (env_on("IMGSEARCH_EXTRACT_BLAS"))
-        ex->path = MNV2_FAST_BLAS;
-    if (env_on("IMGSEARCH_EXTRACT_REF"))
+    switch (resolve_path(want)) {
+    case EXTRACT_PATH_REF:
         ex->path = MNV2_REF;
+        break;
+    case EXTRACT_PATH_BLAS:
+        ex->path = MNV2_FAST_BLAS;
+        break;
+    case EXTRACT_PATH_INT8:
+        /* No VNNI (or no memory for the int8 weights): the float path. */
+        ex->path = mnv2_prepare_int8(&ex->net) == 0 ? MNV2_INT8 : MNV2_FAST;
+        break;
+    default:
+        ex->path = MNV2_FAST;
+        break;
+    }
     kern_init();
     *out = ex;
     return 0;

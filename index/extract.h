@@ -16,6 +16,23 @@ struct extractor;
 int extractor_open(const char *model_path, struct extractor **out, char *errbuf, size_t errlen);
 void extractor_close(struct extractor *ex);
 
+/* Which kernels run the network. */
+enum extract_path {
+    EXTRACT_PATH_DEFAULT, /* float fast path, unless IMGSEARCH_EXTRACT_REF / _BLAS / _INT8 say */
+    EXTRACT_PATH_FLOAT,   /* float fast path (AVX-512 kernels, OpenBLAS on other CPUs) */
+    EXTRACT_PATH_INT8,    /* 1x1 convolutions in int8 (AVX-512 VNNI); float elsewhere; falls
+                             back to EXTRACT_PATH_FLOAT on CPUs without VNNI */
+    EXTRACT_PATH_BLAS,    /* float, OpenBLAS GEMM, no hand-written AVX-512 kernels */
+    EXTRACT_PATH_REF,     /* plain-C reference kernels */
+};
+
+/* extractor_open with an explicit path (extractor_open is the DEFAULT one). */
+int extractor_open_path(const char *model_path, enum extract_path path, struct extractor **out,
+                        char *errbuf, size_t errlen);
+/* The path the extractor actually runs (never DEFAULT; FLOAT where INT8 was
+ * asked for on a CPU without VNNI). */
+enum extract_path extractor_path(const struct extractor *ex);
+
 /* Thread-safe: each call uses its own scratch. `out` gets EXTRACT_DIM floats
  * with unit L2 norm. Returns 0, or -1 on allocation failure. */
 int extractor_embed(const struct extractor *ex, const struct image *img, float *out);

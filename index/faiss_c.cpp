@@ -249,9 +249,12 @@ void faiss_IDSelector_free(FaissIDSelector *obj)
     delete reinterpret_cast<faiss::IDSelector *>(obj);
 }
 
-int faiss_write_index_fname(const FaissIndex *idx, const char *fname)
+/* On a FILE the caller owns: vindex_save flushes, fsyncs and closes it
+ * itself and checks each step, which the _fname variant cannot (FAISS 1.7.3
+ * ignores a failed fclose, so a full disk could go unnoticed there). */
+int faiss_write_index(const FaissIndex *idx, FILE *f)
 {
-    return guard([&] { faiss::write_index(cxx(idx), fname); });
+    return guard([&] { faiss::write_index(cxx(idx), f); });
 }
 
 int faiss_read_index_fname(const char *fname, int io_flags, FaissIndex **p_out)

@@ -20,6 +20,7 @@ struct kern_conv {
     int relu6;
     const float *skip;
     int portable; /* fast path without the hand-written AVX-512 kernels (OpenBLAS GEMM) */
+    const struct kern_q8 *q8; /* set: run this 1x1 convolution in int8 (kernels_int8.c) */
 };
 
 /* TF SAME padding: out = ceil(in / stride), the odd pixel of padding goes to
@@ -51,6 +52,34 @@ size_t kern_block_fast_scratch(const struct kern_conv *e, const struct kern_conv
                                const struct kern_conv *p);
 void kern_block_fast(const struct kern_conv *e, const struct kern_conv *d,
                      const struct kern_conv *p, const float *in, float *out, float *scratch);
+
+/* int8 1x1 convolutions (kernels_int8.c), for CPUs with AVX-512 VNNI.
+ * Weights: the float tensor requantised per tensor to uint8 on the grid
+ * lo + q * scale (for this model's weights, which were stored as uint8 with a
+ * per-tensor {min, scale}, that grid is the original one: no loss), kept as
+ * q - 128 in int8, packed for vpdpbusd. Activations: each input row (pixel)
+ * quantised to uint8 with its own scale and zero point when the GEMM reads
+ * it; int32 accumulation; float epilogue (bias, ReLU6, residual), so every
+ * tensor between layers stays float. */
+struct kern_q8 {
+    int k, cout, cpad;    /* input channels (multiple of 4), output channels, padded to 16 */
+    float scale, off;     /* w = scale * (q - 128) + off */
+    const float *bsum;    /* [cpad]: sum over k of (q - 128), per output channel */
+    const signed char *w; /* panels of <= 64 channels: [cpad/.. panel][k/4][width][4] */
+    int nonneg;           /* inputs are >= 0 (ReLU6 outputs): no zero point */
+    void *mem;            /* owns bsum and w */
+};
+
+/* Whether this CPU runs the int8 kernels (AVX-512 F/BW/VNNI). */
+int kern_q8_supported(void);
+/* Whether `c` (a dense convolution) runs in int8: 1x1, stride 1, cin % 4 == 0,
+ * and wide enough (cin >= 32) for int8 to pay. */
+int kern_q8_eligible(const struct kern_conv *c);
+/* Requantises c->w into q. Returns 0, or -1 on allocation failure. */
+int kern_q8_pack(const struct kern_conv *c, struct kern_q8 *q);
+void kern_q8_free(struct kern_q8 *q);
+/* kern_gemm_bias for a convolution with c->q8 set (kdim == c->q8->k). */
+void kern_gemm_q8(const struct kern_conv *c, const float *a, int m, const float *skip, float *out);
 
 /* dst[i] = w * src[i] (first) or dst[i] += w * src[i]: the vertical pass of
  * the image resampler, on whole uint8 rows. */

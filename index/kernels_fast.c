@@ -5,6 +5,7 @@
 #pragma GCC optimize("O3", "fp-contract=fast")
 
 #include <immintrin.h>
+#include <stddef.h>
 #include <string.h>
 
 #include "index/kernels.h"
@@ -37,15 +38,27 @@ size_t kern_conv_fast_scratch(const struct kern_conv *c)
 }
 
 /* Rows of [k][k][cin] patches, zero where the window leaves the image, so
- * the convolution becomes one GEMM against the HWIO weights. */
+ * the convolution becomes one GEMM against the HWIO weights. A kernel row
+ * wholly inside the image is k * cin contiguous floats: one plain loop
+ * instead of k small memcpy calls (for the 3-channel stem, 9 calls of 12
+ * bytes per pixel were most of the stem's time). */
 static void im2col(const struct kern_conv *c, const float *in, int oy0, int oy1, float *col)
 {
     size_t patch = (size_t)c->k * c->k * c->cin;
+    int run = c->k * c->cin;
     for (int oy = oy0; oy < oy1; oy++) {
         for (int ox = 0; ox < c->out_w; ox++) {
             float *dst = col + ((size_t)(oy - oy0) * c->out_w + ox) * patch;
+            int ix0 = ox * c->stride - c->pad_left;
             for (int ky = 0; ky < c->k; ky++) {
                 int iy = oy * c->stride + ky - c->pad_top;
+                if (iy >= 0 && iy < c->in_h && ix0 >= 0 && ix0 + c->k <= c->in_w) {
+                    const float *src = in + ((size_t)iy * c->in_w + ix0) * c->cin;
+                    float *d = dst + (size_t)ky * run;
+                    for (int j = 0; j < run; j++)
+                        d[j] = src[j];
+                    continue;
+                }
                 for (int kx = 0; kx < c->k; kx++) {
                     int ix = ox * c->stride + kx - c->pad_left;
                     float *d = dst + ((size_t)ky * c->k + kx) * c->cin;
@@ -124,32 +137,76 @@ AVX512 static v16 ld16(const float *p)
     return v;
 }
 
-AVX512 static void dw3_interior(const struct kern_conv *c, const float *const rows[3], int lo,
-                                int hi, float *out, const float *skip)
+/* One output vector: bias + taps ky0..ky1-1 x kx0..kx1-1 (the others are
+ * padding), the input pixel under kx = 0 at offset ix (-ch + c0 at the left
+ * edge) of each row. Bounds are constants at every call site. */
+AVX512 static inline __attribute__((always_inline)) v16
+dw3_acc(const float *const rows[3], ptrdiff_t ix, const v16 w[9], v16 b, int ch, const int ky0,
+        const int ky1, const int kx0, const int kx1)
+{
+    v16 acc = b;
+    for (int ky = ky0; ky < ky1; ky++)
+        for (int kx = kx0; kx < kx1; kx++)
+            acc += ld16(rows[ky] + (ix + (ptrdiff_t)kx * ch)) * w[3 * ky + kx];
+    return acc;
+}
+
+AVX512 static inline __attribute__((always_inline)) void
+dw3_store(const struct kern_conv *c, v16 acc, int ox, int c0, float *out, const float *skip)
+{
+    v16 zero = {0}, six = zero + 6.0f;
+    size_t off = (size_t)ox * c->cout + c0;
+    if (c->relu6)
+        acc = (v16)_mm512_min_ps(_mm512_max_ps((__m512)acc, (__m512)zero), (__m512)six);
+    if (skip)
+        acc += ld16(skip + off);
+    memcpy(out + off, &acc, sizeof acc);
+}
+
+/* Output pixels lo..hi of a row, plus the left edge pixel lo - 1 (its kx = 0
+ * column is padding) if `left` and the right one hi + 1 (kx = 2 padding) if
+ * `right`, with kernel rows ky0..ky1-1 present (the others are padding: the
+ * first and last output rows). Per 16-channel slice, the weights stay in
+ * registers while the row is swept. */
+AVX512 static inline __attribute__((always_inline)) void
+dw3_interior_rows(const struct kern_conv *c, const float *const rows[3], int lo, int hi, int left,
+                  int right, float *out, const float *skip, const int ky0, const int ky1)
 {
     int ch = c->cout;
-    v16 zero = {0}, six = zero + 6.0f;
     for (int c0 = 0; c0 < ch; c0 += 16) {
         v16 w[9], b = ld16(c->b + c0);
-        for (int t = 0; t < 9; t++)
+        for (int t = 3 * ky0; t < 3 * ky1; t++)
             w[t] = ld16(c->w + (size_t)t * ch + c0);
         for (int ox = lo; ox <= hi; ox++) {
-            size_t ix = (size_t)(ox * c->stride - c->pad_left) * ch + c0;
-            v16 acc = b;
-            for (int ky = 0; ky < 3; ky++) {
-                const float *r = rows[ky] + ix;
-                acc += ld16(r) * w[3 * ky];
-                acc += ld16(r + ch) * w[3 * ky + 1];
-                acc += ld16(r + 2 * ch) * w[3 * ky + 2];
-            }
-            if (c->relu6)
-                acc = (v16)_mm512_min_ps(_mm512_max_ps((__m512)acc, (__m512)zero), (__m512)six);
-            float *o = out + (size_t)ox * ch + c0;
-            if (skip)
-                acc += ld16(skip + (size_t)ox * ch + c0);
-            memcpy(o, &acc, sizeof acc);
+            ptrdiff_t ix = (ptrdiff_t)(ox * c->stride - c->pad_left) * ch + c0;
+            dw3_store(c, dw3_acc(rows, ix, w, b, ch, ky0, ky1, 0, 3), ox, c0, out, skip);
+        }
+        if (left) {
+            ptrdiff_t ix = (ptrdiff_t)((lo - 1) * c->stride - c->pad_left) * ch + c0;
+            dw3_store(c, dw3_acc(rows, ix, w, b, ch, ky0, ky1, 1, 3), lo - 1, c0, out, skip);
+        }
+        if (right) {
+            ptrdiff_t ix = (ptrdiff_t)((hi + 1) * c->stride - c->pad_left) * ch + c0;
+            dw3_store(c, dw3_acc(rows, ix, w, b, ch, ky0, ky1, 0, 2), hi + 1, c0, out, skip);
         }
     }
+}
+
+/* Top and bottom output rows, and the left and right edge pixels, whose
+ * padding sent them to the per-pixel fallback (most of the 7x7 and 14x14
+ * layers' pixels), run here too. */
+AVX512 static void dw3_interior(const struct kern_conv *c, const float *const rows[3], int lo,
+                                int hi, int left, int right, float *out, const float *skip)
+{
+    int top = rows[0] != NULL, bottom = rows[2] != NULL;
+    if (top && bottom)
+        dw3_interior_rows(c, rows, lo, hi, left, right, out, skip, 0, 3);
+    else if (bottom)
+        dw3_interior_rows(c, rows, lo, hi, left, right, out, skip, 1, 3);
+    else if (top)
+        dw3_interior_rows(c, rows, lo, hi, left, right, out, skip, 0, 2);
+    else
+        dw3_interior_rows(c, rows, lo, hi, left, right, out, skip, 1, 2);
 }
 
 /* One output row of a depthwise 3x3. rows[ky] is the input row under kernel
@@ -158,17 +215,21 @@ AVX512 static void dw3_interior(const struct kern_conv *c, const float *const ro
 static void dw3_row(const struct kern_conv *c, const float *const rows[3], float *out,
                     const float *skip)
 {
-    int ch = c->cout, lo = 0, hi = -1;
-    if (!c->portable && rows[0] && rows[1] && rows[2] && ch % 16 == 0 &&
-        c->in_w - 3 + c->pad_left >= 0 && __builtin_cpu_supports("avx512f")) {
+    int ch = c->cout, lo = 0, hi = -1, left = 0, right = 0;
+    if (!c->portable && rows[1] && ch % 16 == 0 && c->in_w - 3 + c->pad_left >= 0 &&
+        __builtin_cpu_supports("avx512f")) {
         lo = (c->pad_left + c->stride - 1) / c->stride;
         hi = (c->in_w - 3 + c->pad_left) / c->stride;
         hi = hi < c->out_w - 1 ? hi : c->out_w - 1;
-        if (lo <= hi)
-            dw3_interior(c, rows, lo, hi, out, skip);
+        if (lo <= hi) {
+            int rx = (hi + 1) * c->stride - c->pad_left; /* right edge's kx = 0 column */
+            left = lo == 1 && c->pad_left == 1 && c->in_w >= 2;
+            right = hi + 1 == c->out_w - 1 && rx >= 0 && rx + 1 < c->in_w && rx + 2 >= c->in_w;
+            dw3_interior(c, rows, lo, hi, left, right, out, skip);
+        }
     }
     for (int ox = 0; ox < c->out_w; ox++) {
-        if (ox >= lo && ox <= hi)
+        if (ox >= lo - left && ox <= hi + right)
             continue;
         const float *taps[9];
         for (int ky = 0; ky < 3; ky++)

@@ -139,27 +139,39 @@ AVX512 static void tile_dispatch(int mr, int nv, const struct kern_conv *c, cons
 }
 
 /* Column blocks outside, row tiles inside: a block's weight panel
- * (kdim x 64 floats) stays in L2 while every row tile streams over it. */
+ * (kdim x 64 floats) stays in L2 while every row tile streams over it. The
+ * full 16-channel vectors split into blocks as evenly as possible (144
+ * channels: 3 + 3 + 3 vectors, not 4 + 4 + 1, whose 1-vector tiles load as
+ * many floats as they multiply); an 8-channel tail goes last. */
+static void gemm_block(const struct kern_conv *c, const float *a, int m, int kdim, int co, int nv,
+                       const float *skip, float *out)
+{
+    for (int p = 0; p < m; p += TILE_M) {
+        int mr = m - p < TILE_M ? m - p : TILE_M;
+        size_t off = (size_t)p * c->cout;
+        tile_dispatch(mr, nv, c, a + (size_t)p * kdim, kdim, co, skip ? skip + off : NULL,
+                      out + off);
+    }
+}
+
 static void gemm_avx512(const struct kern_conv *c, const float *a, int m, int kdim,
                         const float *skip, float *out)
 {
-    for (int co = 0; co < c->cout;) {
-        int left = c->cout - co;
-        int nv = left >= 16 * TILE_V ? TILE_V : left / 16; /* 0: an 8-channel tail */
-        for (int p = 0; p < m; p += TILE_M) {
-            int mr = m - p < TILE_M ? m - p : TILE_M;
-            size_t off = (size_t)p * c->cout;
-            tile_dispatch(mr, nv, c, a + (size_t)p * kdim, kdim, co, skip ? skip + off : NULL,
-                          out + off);
-        }
-        co += nv ? 16 * nv : 8;
+    int nvec = c->cout / 16, nblk = (nvec + TILE_V - 1) / TILE_V;
+    for (int b = 0; b < nblk; b++) {
+        int v0 = b * nvec / nblk, v1 = (b + 1) * nvec / nblk;
+        gemm_block(c, a, m, kdim, 16 * v0, v1 - v0, skip, out);
     }
+    if (c->cout % 16) /* nv 0: one 8-channel half vector */
+        gemm_block(c, a, m, kdim, 16 * nvec, 0, skip, out);
 }
 
 void kern_gemm_bias(const struct kern_conv *c, const float *a, int m, int kdim, const float *skip,
                     float *out)
 {
-    if (!c->portable && c->cout % 8 == 0 && __builtin_cpu_supports("avx512f"))
+    if (c->q8 && kdim == c->q8->k)
+        kern_gemm_q8(c, a, m, skip, out);
+    else if (!c->portable && c->cout % 8 == 0 && __builtin_cpu_supports("avx512f"))
         gemm_avx512(c, a, m, kdim, skip, out);
     else
         gemm_openblas(c, a, m, kdim, skip, out);

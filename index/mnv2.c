@@ -245,8 +245,34 @@ fail:
     return -1;
 }
 
+static void free_int8(struct mnv2 *net)
+{
+    for (int li = 0; li < net->nlayers; li++)
+        kern_q8_free(&net->layers[li].q8);
+}
+
+int mnv2_prepare_int8(struct mnv2 *net)
+{
+    if (!kern_q8_supported())
+        return -1;
+    for (int li = 0; li < net->nlayers; li++) {
+        struct mnv2_layer *l = &net->layers[li];
+        if (l->op != MNV2_CONV || !kern_q8_eligible(&l->conv) || l->q8.mem)
+            continue;
+        if (kern_q8_pack(&l->conv, &l->q8) != 0) {
+            free_int8(net);
+            return -1;
+        }
+        /* The input is the previous layer's output: ReLU6'd unless a skip is
+         * added after the clamp. */
+        l->q8.nonneg = li > 0 && l[-1].conv.relu6 && !l[-1].add_skip;
+    }
+    return 0;
+}
+
 void mnv2_unload(struct mnv2 *net)
 {
+    free_int8(net);
     if (net->map)
         munmap(net->map, net->map_len);
     memset(net, 0, sizeof *net);
@@ -257,15 +283,36 @@ size_t mnv2_scratch_floats(const struct mnv2 *net)
     return 3 * net->max_act + net->max_col;
 }
 
+/* The two whole-tensor loops around the layers, vectorised (at -O2, GCC 12
+ * leaves loops of unknown trip count scalar): ~0.1 ms, ~2 % of the int8
+ * path. Same operations in the same order, so the same results. */
+__attribute__((optimize("O3"))) static void preprocess(const float *in, size_t n, float mul,
+                                                       float sub, float *out)
+{
+    for (size_t i = 0; i < n; i++)
+        out[i] = in[i] * mul - sub;
+}
+
+__attribute__((optimize("O3"))) static void average_pool(const float *x, int npix, int ch,
+                                                         float *gap)
+{
+    for (int c = 0; c < ch; c++)
+        gap[c] = 0.0f;
+    for (int p = 0; p < npix; p++)
+        for (int c = 0; c < ch; c++)
+            gap[c] += x[(size_t)p * ch + c];
+    for (int c = 0; c < ch; c++)
+        gap[c] /= (float)npix;
+}
+
 void mnv2_forward(const struct mnv2 *net, const float *input, enum mnv2_path path, float *scratch,
                   float *gap)
 {
     int fast = path != MNV2_REF;
+    int int8 = path == MNV2_INT8;
     float *buf[3] = {scratch, scratch + net->max_act, scratch + 2 * net->max_act};
     float *col = scratch + 3 * net->max_act;
-    size_t n_in = (size_t)net->side * net->side * 3;
-    for (size_t i = 0; i < n_in; i++)
-        buf[0][i] = input[i] * net->in_mul - net->in_sub;
+    preprocess(input, (size_t)net->side * net->side * 3, net->in_mul, net->in_sub, buf[0]);
 
     /* Three buffers suffice: the current input, the saved skip, the output. */
     int cur = 0, skip = -1;
@@ -279,10 +326,12 @@ void mnv2_forward(const struct mnv2 *net, const float *input, enum mnv2_path pat
         struct kern_conv c = l->conv;
         c.skip = l->add_skip ? buf[skip] : NULL;
         c.portable = path == MNV2_FAST_BLAS;
+        c.q8 = int8 && l->q8.mem ? &l->q8 : NULL;
         if (fast && fusable_at(net, li)) {
             struct kern_conv p = l[2].conv;
             p.skip = l[2].add_skip ? buf[skip] : NULL;
             p.portable = c.portable;
+            p.q8 = int8 && l[2].q8.mem ? &l[2].q8 : NULL;
             struct kern_conv d = l[1].conv;
             d.portable = c.portable;
             kern_block_fast(&c, &d, &p, buf[cur], buf[out], col);
@@ -309,12 +358,5 @@ void mnv2_forward(const struct mnv2 *net, const float *input, enum mnv2_path pat
     }
 
     const struct kern_conv *last = &net->layers[net->nlayers - 1].conv;
-    int npix = last->out_h * last->out_w;
-    for (int ch = 0; ch < net->out_ch; ch++)
-        gap[ch] = 0.0f;
-    for (int p = 0; p < npix; p++)
-        for (int ch = 0; ch < net->out_ch; ch++)
-            gap[ch] += buf[cur][(size_t)p * net->out_ch + ch];
-    for (int ch = 0; ch < net->out_ch; ch++)
-        gap[ch] /= (float)npix;
+    average_pool(buf[cur], last->out_h * last->out_w, net->out_ch, gap);
 }

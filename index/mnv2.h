@@ -17,6 +17,7 @@ struct mnv2_layer {
     int save_input; /* this layer's input is the skip of a later add */
     int add_skip;   /* add the saved input to this layer's output */
     struct kern_conv conv;
+    struct kern_q8 q8; /* int8 weights (mnv2_prepare_int8), q8.mem NULL if none */
 };
 
 struct mnv2 {
@@ -43,7 +44,14 @@ enum mnv2_path {
     MNV2_REF,       /* plain-C reference kernels */
     MNV2_FAST,      /* fast kernels, best GEMM for this CPU */
     MNV2_FAST_BLAS, /* fast kernels without the AVX-512 ones (OpenBLAS GEMM) */
+    MNV2_INT8,      /* MNV2_FAST with the 1x1 convolutions in int8 (after mnv2_prepare_int8) */
 };
+
+/* Requantises the 1x1 convolutions' weights to int8 for MNV2_INT8 (the stem,
+ * depthwise and everything between layers stay float). Returns 0; -1 if the
+ * CPU lacks AVX-512 VNNI or memory runs out (nothing is kept then, and
+ * MNV2_INT8 runs as MNV2_FAST). mnv2_unload frees the weights. */
+int mnv2_prepare_int8(struct mnv2 *net);
 
 /* Runs the network on a side x side x 3 HWC input in [0,1] and writes the
  * global average pool of the last layer (out_ch floats) to `gap`. `scratch`

@@ -203,10 +203,10 @@ fail:
     return -1;
 }
 
-/* fsync of a file or directory by name. */
-static int sync_path(const char *path, int dir)
+/* fsync of a directory by name, so a rename in it is durable. */
+static int sync_dir(const char *path)
 {
-    int fd = open(path, (dir ? O_DIRECTORY : 0) | O_RDONLY | O_CLOEXEC);
+    int fd = open(path, O_DIRECTORY | O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return -1;
     int rc = fsync(fd);
@@ -214,25 +214,51 @@ static int sync_path(const char *path, int dir)
     return rc;
 }
 
-int vindex_save(struct vindex *vi, const char *path, char *errbuf, size_t errlen)
+/* Writes the index to `tmp` and makes it durable. Every step is checked: on
+ * a full disk the failure may surface only at fflush, fsync or fclose (the
+ * last stdio buffer), never to be mistaken for a complete file. */
+static int write_file(struct vindex *vi, const char *tmp)
 {
-    char tmp[4096], dir[4096];
-    int locked = 0;
-
-    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp) {
-        set_err("path too long");
-        goto fail;
+    FILE *f = fopen(tmp, "wbe");
+    if (!f) {
+        set_err("%s: %s", tmp, strerror(errno));
+        return -1;
     }
     // The read lock: searches go on, only mutations wait for the write.
     pthread_rwlock_rdlock(&vi->lock);
-    locked = 1;
-    if (faiss_write_index_fname(vi->idx, tmp) != 0) {
-        set_faiss_err(tmp);
-        goto fail;
-    }
+    int rc = faiss_write_index(vi->idx, f);
     pthread_rwlock_unlock(&vi->lock);
-    locked = 0;
-    if (sync_path(tmp, 0) != 0 || rename(tmp, path) != 0) {
+    if (rc != 0) {
+        set_faiss_err(tmp);
+        fclose(f);
+        return -1;
+    }
+    if (fflush(f) != 0 || fsync(fileno(f)) != 0) {
+        set_err("%s: %s", tmp, strerror(errno));
+        fclose(f);
+        return -1;
+    }
+    if (fclose(f) != 0) {
+        set_err("%s: %s", tmp, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+/* Temp file + fsync + rename: a save that fails (full disk, I/O error, a
+ * crash) leaves the file at `path` as it was and no temp file behind. */
+int vindex_save(struct vindex *vi, const char *path, char *errbuf, size_t errlen)
+{
+    char tmp[4096], dir[4096];
+
+    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp) {
+        set_err("path too long");
+        copy_err(errbuf, errlen);
+        return -1;
+    }
+    if (write_file(vi, tmp) != 0)
+        goto fail;
+    if (rename(tmp, path) != 0) {
         set_err("%s: %s", path, strerror(errno));
         goto fail;
     }
@@ -240,11 +266,9 @@ int vindex_save(struct vindex *vi, const char *path, char *errbuf, size_t errlen
     char *slash = strrchr(dir, '/');
     if (slash)
         *(slash == dir ? slash + 1 : slash) = '\0';
-    sync_path(slash ? dir : ".", 1); // best effort: the rename is already durable on most fs
+    sync_dir(slash ? dir : "."); // best effort: the rename is already durable on most fs
     return 0;
 fail:
-    if (locked)
-        pthread_rwlock_unlock(&vi->lock);
     unlink(tmp);
     copy_err(errbuf, errlen);
     return -1;

@@ -33,6 +33,8 @@ int vindex_create(const struct vindex_options *opt, struct vindex **out, char *e
 int vindex_load(const char *path, const struct vindex_options *opt, struct vindex **out,
                 char *errbuf, size_t errlen);
 
+/* Writes a snapshot atomically (temp file, fsync, rename): on failure (a
+ * full disk) the file already at `path` is left untouched. */
 int vindex_save(struct vindex *vi, const char *path, char *errbuf, size_t errlen);
 void vindex_free(struct vindex *vi);
 

@@ -1,7 +1,7 @@
 /* bench_extract.c: times the feature extractor on one thread: extract alone
  * (resize + network + normalise) on an in-memory image, and decode + extract
  * of a JPEG (TurboJPEG, full size and DCT-downscaled the way the server
- * decodes), fast and reference paths. Prints the median of N runs each, as
+ * decodes), fast (float and int8) and reference paths. Prints the median of N runs each, as
  * wall time and as this thread's CPU time (less disturbed when other
  * processes share the cores).
  *
@@ -62,6 +62,8 @@ static int decode(tjhandle tj, const unsigned char *buf, unsigned long len, int 
 
 struct result {
     double decode_full, decode_scaled, extract, full, scaled, extract_ref, extract_blas;
+    double extract_int8, scaled_int8;
+    int int8; /* the int8 extractor really runs int8 (AVX-512 VNNI) */
     int w, h, sw, sh;
 };
 
@@ -81,7 +83,7 @@ static int run(const char *path, int n, struct result *r)
     fclose(f);
 
     char err[256];
-    struct extractor *fast = NULL, *ref = NULL, *blas = NULL;
+    struct extractor *fast = NULL, *ref = NULL, *blas = NULL, *q8 = NULL;
     unsetenv("IMGSEARCH_EXTRACT_REF");
     if (extractor_open(NULL, &fast, err, sizeof err) != 0) {
         fprintf(stderr, "%s\n", err);
@@ -99,9 +101,14 @@ static int run(const char *path, int n, struct result *r)
         return -1;
     }
     unsetenv("IMGSEARCH_EXTRACT_BLAS");
+    if (extractor_open_path(NULL, EXTRACT_PATH_INT8, &q8, err, sizeof err) != 0) {
+        fprintf(stderr, "%s\n", err);
+        return -1;
+    }
+    r->int8 = extractor_path(q8) == EXTRACT_PATH_INT8;
     tjhandle tj = tjInitDecompress();
-    double *t[7];
-    for (int k = 0; k < 7; k++)
+    double *t[9];
+    for (int k = 0; k < 9; k++)
         t[k] = calloc(n, sizeof(double));
     float out[EXTRACT_DIM];
     struct image img = {0};
@@ -111,6 +118,7 @@ static int run(const char *path, int n, struct result *r)
     extractor_embed(fast, &img, out);
     extractor_embed(ref, &img, out);
     extractor_embed(blas, &img, out);
+    extractor_embed(q8, &img, out);
     r->w = img.width;
     r->h = img.height;
     free(img.rgb);
@@ -131,6 +139,9 @@ static int run(const char *path, int n, struct result *r)
         t2 = now_ms();
         extractor_embed(blas, &img, out);
         t[6][i] = now_ms() - t2;
+        t2 = now_ms();
+        extractor_embed(q8, &img, out);
+        t[7][i] = now_ms() - t2;
         free(img.rgb);
         t[0][i] = t1 - t0;
 
@@ -144,6 +155,12 @@ static int run(const char *path, int n, struct result *r)
         free(img.rgb);
         t[1][i] = t1 - t0;
         t[4][i] = t2 - t0;
+
+        t0 = now_ms();
+        decode(tj, buf, len, EXTRACT_SIDE, &img);
+        extractor_embed(q8, &img, out);
+        t[8][i] = now_ms() - t0;
+        free(img.rgb);
     }
     r->decode_full = median(t[0], n);
     r->decode_scaled = median(t[1], n);
@@ -152,13 +169,16 @@ static int run(const char *path, int n, struct result *r)
     r->scaled = median(t[4], n);
     r->extract_ref = median(t[5], nref);
     r->extract_blas = median(t[6], n);
-    for (int k = 0; k < 7; k++)
+    r->extract_int8 = median(t[7], n);
+    r->scaled_int8 = median(t[8], n);
+    for (int k = 0; k < 9; k++)
         free(t[k]);
     tjDestroy(tj);
     free(buf);
     extractor_close(fast);
     extractor_close(ref);
     extractor_close(blas);
+    extractor_close(q8);
     return 0;
 }
 
@@ -190,8 +210,11 @@ int main(int argc, char **argv)
            r.extract_blas, c.extract_blas);
     printf("| extract alone, reference path (IMGSEARCH_EXTRACT_REF=1) | %.2f | %.2f |\n",
            r.extract_ref, c.extract_ref);
+    printf("| extract alone, int8 path%s | %.2f | %.2f |\n",
+           r.int8 ? "" : " (no VNNI: runs the float path)", r.extract_int8, c.extract_int8);
     printf("| decode full + extract, fast | %.2f | %.2f |\n", r.full, c.full);
     printf("| decode scaled + extract, fast | %.2f | %.2f |\n", r.scaled, c.scaled);
+    printf("| decode scaled + extract, int8 | %.2f | %.2f |\n", r.scaled_int8, c.scaled_int8);
     return 0;
 fail:
     fprintf(stderr, "bench failed\n");

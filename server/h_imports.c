@@ -1,15 +1,18 @@
 /* h_imports.c: ours: offline import jobs of an instance (the cloud's
- * console "离线数据导入"). POST lists the source (or reads the manifest)
- * and stores the job with its keys, then answers at once; the import runs
- * in server/imports.c. */
+ * console "离线数据导入"). POST checks the request and answers at once: a
+ * bucket prefix is only probed (reachable, not empty) and listed in the
+ * background by server/lister.c; a manifest is read and stored with the
+ * job. The import itself runs in server/imports.c. */
 #include <microhttpd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include "server/handlers.h"
+#include "server/http_log.h"
 #include "server/imports.h"
 #include "server/json_util.h"
+#include "server/lister.h"
 #include "server/server.h"
 #include "storage/jobs.h"
 #include "storage/objurl.h"
@@ -47,13 +50,33 @@ static int key_push(struct key_list *l, const char *key, const char *url, char *
     return 0;
 }
 
-static int list_cb(void *arg, const char *object_url, const char *key, size_t size)
+/* Stops the probe at the first key an import would take. */
+static int probe_cb(void *arg, const char *object_url, const char *key, size_t size)
 {
+    (void)object_url;
     (void)size;
-    size_t len = strlen(key);
-    if (len == 0 || key[len - 1] == '/')
-        return 0; /* "folder" markers of some S3 tools */
-    return key_push(arg, key, object_url, NULL);
+    if (!lister_key_wanted(key))
+        return 0;
+    *(int *)arg = 1;
+    return 1;
+}
+
+/* The cheap check before a background listing: the store answers (one
+ * page at most) and the prefix holds at least one key. */
+static enum err probe_source(struct request *req, const char *source)
+{
+    int found = 0;
+    char detail[256] = "";
+    enum source_status st =
+        source_list_after(req->srv->source, source, NULL, probe_cb, &found, detail, sizeof detail);
+    if (st == SRC_NOMEM)
+        return req_fail(req, E_INTERNAL, "out of memory");
+    if (st != SRC_OK || !found) {
+        if (*detail)
+            log_info("import source %s refused: %s", source, detail);
+        return req_fail(req, E_BAD_PARAM, "source");
+    }
+    return E_OK;
 }
 
 /* One JSON object per line with at least "key"; blank lines are skipped. */
@@ -126,14 +149,14 @@ static json_t *job_json(const struct job *j)
 {
     double rate =
         j->active_ms > 0 ? (double)(j->done + j->failed) * 1000.0 / (double)j->active_ms : 0.0;
-    json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:b, s:s, s:I, s:I, s:I, s:f, s:o, s:o, s:o}",
-                          "job_id", j->job_id, "project_id", j->project_id, "instance", j->instance,
-                          "source", j->source, "item_id_from", j->item_id_from, "force", j->force,
-                          "status", j->status, "total", (json_int_t)j->total, "done",
-                          (json_int_t)j->done, "failed", (json_int_t)j->failed, "images_per_second",
-                          (double)(long long)(rate * 10 + 0.5) / 10, "created_at",
-                          iso_or_null(j->created_ms), "started_at", iso_or_null(j->started_ms),
-                          "finished_at", iso_or_null(j->finished_ms));
+    json_t *o = json_pack(
+        "{s:s, s:s, s:s, s:s, s:s, s:b, s:s, s:I, s:b, s:I, s:I, s:f, s:o, s:o, s:o}", "job_id",
+        j->job_id, "project_id", j->project_id, "instance", j->instance, "source", j->source,
+        "item_id_from", j->item_id_from, "force", j->force, "status", j->status, "total",
+        (json_int_t)j->total, "listing_done", j->listing_done, "done", (json_int_t)j->done,
+        "failed", (json_int_t)j->failed, "images_per_second",
+        (double)(long long)(rate * 10 + 0.5) / 10, "created_at", iso_or_null(j->created_ms),
+        "started_at", iso_or_null(j->started_ms), "finished_at", iso_or_null(j->finished_ms));
     json_object_set_new(o, "manifest", j->manifest ? json_string(j->manifest) : json_null());
     if (j->error)
         json_object_set_new(o, "error", json_string(j->error));
@@ -170,12 +193,11 @@ enum err h_admin_import_start(struct request *req)
     if (manifest) {
         if ((e = manifest_keys(req, manifest, u.base, &l)))
             goto out;
-    } else if (source_list(req->srv->source, source, list_cb, &l) != SRC_OK || l.nomem) {
-        e = req_fail(req, l.nomem ? E_INTERNAL : E_BAD_PARAM, "source");
-        goto out;
-    }
-    if (l.n == 0) {
-        e = req_fail(req, E_BAD_PARAM, manifest ? "manifest" : "source");
+        if (l.n == 0) {
+            e = req_fail(req, E_BAD_PARAM, "manifest");
+            goto out;
+        }
+    } else if ((e = probe_source(req, source))) {
         goto out;
     }
     struct job j = {.project_id = (char *)req->project_id,
@@ -184,13 +206,15 @@ enum err h_admin_import_start(struct request *req)
                     .manifest = (char *)manifest,
                     .item_id_from = (char *)from,
                     .force = force};
-    if (jobs_create(req->srv->db, &j, l.k, l.n) != DB_OK) {
+    /* A manifest is all the keys; a prefix is listed by the lister. */
+    if ((manifest ? jobs_create(req->srv->db, &j, l.k, l.n)
+                  : jobs_create_listing(req->srv->db, &j)) != DB_OK) {
         e = req_fail(req, E_STORE_FAILED, "import job");
         goto out;
     }
     imports_notify(req->srv->imports);
-    req->reply = json_pack("{s:s, s:s, s:I}", "job_id", j.job_id, "status", "QUEUED", "total",
-                           (json_int_t)l.n);
+    req->reply = json_pack("{s:s, s:s, s:I, s:b}", "job_id", j.job_id, "status", "QUEUED", "total",
+                           (json_int_t)j.total, "listing_done", j.listing_done);
     req->status = 202;
 out:
     job_keys_free(l.k, l.n);

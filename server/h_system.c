@@ -6,6 +6,7 @@
 #include "server/metrics.h"
 #include "server/registry.h"
 #include "server/server.h"
+#include "server/workpool.h"
 #include "storage/db.h"
 
 enum err h_healthz(struct request *req)
@@ -19,13 +20,29 @@ enum err h_healthz(struct request *req)
     return E_OK;
 }
 
+static int render_pool(struct server *srv, char **buf, size_t *len, size_t *cap)
+{
+    if (!srv->pool)
+        return 0;
+    int queued, running;
+    unsigned long refused;
+    workpool_stats(srv->pool, &queued, &running, &refused);
+    return metrics_printf(buf, len, cap,
+                          "# TYPE imgsearch_pool_queued gauge\nimgsearch_pool_queued %d\n"
+                          "# TYPE imgsearch_pool_running gauge\nimgsearch_pool_running %d\n"
+                          "# TYPE imgsearch_pool_refused_total counter\n"
+                          "imgsearch_pool_refused_total %lu\n",
+                          queued, running, refused);
+}
+
 enum err h_metrics(struct request *req)
 {
     char *buf = NULL;
     size_t len = 0, cap = 0;
     if (metrics_render(req->srv->metrics, &buf, &len, &cap) != 0 ||
         registry_render_metrics(req->srv->registry, &buf, &len, &cap) != 0 ||
-        imports_render_metrics(req->srv, &buf, &len, &cap) != 0) {
+        imports_render_metrics(req->srv, &buf, &len, &cap) != 0 ||
+        render_pool(req->srv, &buf, &len, &cap) != 0) {
         free(buf);
         return req_fail(req, E_INTERNAL, "metrics");
     }

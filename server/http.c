@@ -1,7 +1,10 @@
 /* http.c: the libmicrohttpd front end. Accumulates bodies up to
  * max_body_bytes (413 APIG.0201 past it, without reading the rest), matches
  * the route, checks auth, parses JSON, runs the handler and answers JSON
- * with an X-Request-Id, errors through the error table. */
+ * with an X-Request-Id, errors through the error table. Routes flagged
+ * R_POOL (the image calls) run on the work pool: the connection is suspended
+ * while a worker downloads, decodes and extracts, so HTTP threads never wait
+ * on that work; when the pool's queue is full the answer is 429 at once. */
 #include <arpa/inet.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
@@ -17,13 +20,22 @@
 #include "server/metrics.h"
 #include "server/router.h"
 #include "server/server.h"
+#include "server/workpool.h"
 
 #define MAX_URI_BYTES (32 * 1024)
 #define MAX_HEADER_BYTES (32 * 1024)
 #define MAX_HEADERS_TOTAL (128 * 1024)
 
+enum conn_phase {
+    PHASE_READING = 0, /* headers and body arriving */
+    PHASE_IN_POOL,     /* suspended; a worker runs the handler */
+    PHASE_POOL_DONE,   /* resumed; `result` holds the handler's status */
+};
+
 /* Per-connection-request state, from the first callback to completion. */
 struct conn_ctx {
+    atomic_int phase;
+    enum err result;
     uint8_t *body;
     size_t len, cap;
     int rejected;     /* a response was queued early (413); discard the rest */
@@ -131,6 +143,21 @@ static enum MHD_Result add_header_size(void *cls, enum MHD_ValueKind kind, const
     return MHD_YES;
 }
 
+static enum MHD_Result answer(struct conn_ctx *cc, enum err e)
+{
+    return e == E_OK ? queue_success(cc) : queue_error(cc, e, 0);
+}
+
+/* A work-pool job: the handler, then back to MHD, which calls on_request
+ * again to queue the answer from the HTTP thread. */
+static void run_in_pool(void *arg)
+{
+    struct conn_ctx *cc = arg;
+    cc->result = cc->req.route->fn(&cc->req);
+    atomic_store(&cc->phase, PHASE_POOL_DONE);
+    MHD_resume_connection(cc->req.conn);
+}
+
 /* Everything after the body is complete: route, auth, parse, handle. */
 static enum MHD_Result dispatch(struct server *srv, struct conn_ctx *cc)
 {
@@ -171,10 +198,21 @@ static enum MHD_Result dispatch(struct server *srv, struct conn_ctx *cc)
         if (!req->json)
             return queue_error(cc, req_fail(req, E_BAD_JSON, NULL), 0);
     }
-    enum err e = route->fn(req);
-    if (e != E_OK)
-        return queue_error(cc, e, 0);
-    return queue_success(cc);
+    if ((route->flags & R_POOL) && srv->pool) {
+        /* Suspend before queueing: a fast worker may resume at once. */
+        atomic_store(&cc->phase, PHASE_IN_POOL);
+        MHD_suspend_connection(req->conn);
+        if (workpool_submit(srv->pool, run_in_pool, cc) != 0) {
+            /* Full, or draining for a shutdown (answered as one is above). */
+            cc->result = atomic_load(&srv->stopping)
+                             ? E_APIG_0601
+                             : req_fail(req, E_MA_4401, "extraction queue full");
+            atomic_store(&cc->phase, PHASE_POOL_DONE);
+            MHD_resume_connection(req->conn);
+        }
+        return MHD_YES;
+    }
+    return answer(cc, route->fn(req));
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
@@ -224,6 +262,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             }
         }
         return MHD_YES;
+    }
+    switch (atomic_load(&cc->phase)) {
+    case PHASE_IN_POOL:
+        return MHD_YES; /* not called while suspended; harmless if it is */
+    case PHASE_POOL_DONE:
+        atomic_store(&cc->phase, PHASE_READING);
+        return answer(cc, cc->result);
+    default:
+        break;
     }
     if (*upload_data_size) {
         size_t n = *upload_data_size;
@@ -296,8 +343,8 @@ int http_start(struct server *srv, char *errbuf, size_t errlen)
     memset(&ss, 0, sizeof ss);
     struct sockaddr_in *v4 = (struct sockaddr_in *)&ss;
     struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&ss;
-    unsigned flags =
-        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC |
+                     MHD_USE_ERROR_LOG | MHD_ALLOW_SUSPEND_RESUME;
     if (inet_pton(AF_INET, srv->cfg.listen_host, &v4->sin_addr) == 1) {
         v4->sin_family = AF_INET;
         v4->sin_port = htons((uint16_t)srv->cfg.listen_port);
@@ -340,6 +387,10 @@ void http_stop(struct server *srv, int grace_s)
     MHD_socket s = MHD_quiesce_daemon(srv->daemon);
     if (s != MHD_INVALID_SOCKET)
         close(s);
+    /* Pool jobs resume their connections; MHD must not stop with any still
+     * suspended, so they all finish first (downloads have timeouts). */
+    if (srv->pool)
+        workpool_drain(srv->pool);
     /* Let in-flight requests finish and their answers go out. */
     for (int i = 0; i < grace_s * 20 && atomic_load(&srv->in_flight) > 0; i++)
         usleep(50 * 1000);

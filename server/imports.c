@@ -2,7 +2,10 @@
  * imports its pending keys in order through image_load -> image_embed ->
  * item_store (the v2 data/add path), records each key's result durably
  * before moving on, checks for cancellation between images, and ends the
- * job SUCCEEDED (bad images are listed, never fatal), FAILED or CANCELLED. */
+ * job SUCCEEDED (bad images are listed, never fatal), FAILED or CANCELLED.
+ * Keys of a bucket prefix arrive from the lister (server/lister.c) while
+ * the job runs: a worker out of keys waits for more until the listing is
+ * done. */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -13,6 +16,7 @@
 #include "server/imports.h"
 #include "server/ingest.h"
 #include "server/json_util.h"
+#include "server/lister.h"
 #include "server/metrics.h"
 #include "server/params.h"
 #include "server/server.h"
@@ -20,6 +24,7 @@
 
 #define PENDING_BATCH 64
 #define ACTIVE_FLUSH_MS 1000 /* job row updated at most once a second */
+#define KEYS_WAIT_MS 200     /* out of keys while listing: look again this often */
 
 struct imports {
     struct server *srv;
@@ -27,7 +32,9 @@ struct imports {
     int n_threads;
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    int pending; /* a job was queued since a worker last looked */
+    int pending;            /* a job was queued since a worker last looked */
+    pthread_cond_t keys_cv; /* the lister appended keys or ended a listing */
+    struct lister *lister;
     atomic_int stop;
     atomic_llong images_done, images_failed;
 };
@@ -131,6 +138,73 @@ static int instance_gone(struct server *srv, const struct job *job, int64_t id)
     return gone;
 }
 
+/* A failed store (a full disk) is the server's fault, not the image's: the
+ * worker waits a second (or until stop) and retries, so the job neither
+ * lists good images as failed nor dies with its status unwritable, and goes
+ * on by itself once there is room. */
+static void store_pause(struct imports *im)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += 1;
+    pthread_mutex_lock(&im->mu);
+    if (!atomic_load(&im->stop))
+        pthread_cond_timedwait(&im->cv, &im->mu, &ts);
+    pthread_mutex_unlock(&im->mu);
+}
+
+/* Waits up to KEYS_WAIT_MS for the lister to append keys. */
+static void wait_keys(struct imports *im)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_nsec += KEYS_WAIT_MS * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&im->mu);
+    if (!atomic_load(&im->stop))
+        pthread_cond_timedwait(&im->keys_cv, &im->mu, &ts);
+    pthread_mutex_unlock(&im->mu);
+}
+
+static void keys_appended(void *arg)
+{
+    struct imports *im = arg;
+    pthread_mutex_lock(&im->mu);
+    pthread_cond_broadcast(&im->keys_cv);
+    pthread_mutex_unlock(&im->mu);
+}
+
+/* Out of pending keys: sets *end when the job is over, *listed when its
+ * listing was done before the caller's last look at the pending keys
+ * (only then does "no keys" mean "finished"). */
+static void out_of_keys(struct imports *im, const struct job *job, int *listed, const char **end,
+                        const char **end_error)
+{
+    struct job now;
+    enum db_status s = jobs_get_row(im->srv->db, job->id, &now);
+    if (s == DB_NOT_FOUND) {
+        *end = "CANCELLED"; /* removed with its instance */
+        return;
+    }
+    if (s != DB_OK) {
+        *end = "FAILED", *end_error = "database error";
+        return;
+    }
+    if (strcmp(now.status, "RUNNING"))
+        *end = "CANCELLED"; /* cancelled, or failed by the lister: already marked */
+    else if (*listed) {
+        *end = now.total ? "SUCCEEDED" : "FAILED";
+        *end_error = now.total ? NULL : "no objects under the source";
+    } else if (now.listing_done)
+        *listed = 1; /* look at the pending keys once more */
+    else
+        wait_keys(im);
+    job_free(&now);
+}
+
 /* Runs a claimed job until it ends, is cancelled, or the pool stops. */
 static void run_job(struct imports *im, struct job *job, int resumed)
 {
@@ -143,9 +217,10 @@ static void run_job(struct imports *im, struct job *job, int resumed)
                     s == DB_NOT_FOUND ? "instance no longer exists" : "instance lookup failed");
         return;
     }
-    log_info("import %s: %s into %s/%s (%lld keys%s)", job->job_id, job->source, job->project_id,
-             job->instance, job->total, resumed ? ", resumed" : "");
-    int first = 1;
+    log_info("import %s: %s into %s/%s (%lld keys%s%s)", job->job_id, job->source, job->project_id,
+             job->instance, job->total, job->listing_done ? "" : " so far",
+             resumed ? ", resumed" : "");
+    int first = 1, listed = 0, unmarked = 0; /* unmarked: last key stored, its marker not */
     const char *end = NULL, *end_error = NULL;
     while (!end && !atomic_load(&im->stop)) {
         struct job_key *keys = NULL;
@@ -155,7 +230,9 @@ static void run_job(struct imports *im, struct job *job, int resumed)
             break;
         }
         if (n == 0)
-            end = "SUCCEEDED";
+            out_of_keys(im, job, &listed, &end, &end_error);
+        else
+            listed = 0;
         for (size_t i = 0; i < n && !end && !atomic_load(&im->stop); i++) {
             char status[16] = "";
             if (jobs_status(srv->db, job->id, status, sizeof status) != DB_OK ||
@@ -172,8 +249,15 @@ static void run_job(struct imports *im, struct job *job, int resumed)
                      (long long)keys[i].seq);
             req.path = keys[i].url;
             req.project_id = job->project_id;
-            enum err e = import_one(srv, job, &inst, &keys[i], resumed && first, &req);
+            /* exists_ok: a resumed or re-tried key may be stored already. */
+            enum err e =
+                import_one(srv, job, &inst, &keys[i], (resumed && first) || unmarked, &req);
             first = 0;
+            unmarked = 0;
+            if (e == E_STORE_FAILED) { /* the key stays pending: re-read, retry */
+                store_pause(im);
+                break;
+            }
             char code[32] = "", msg[512] = "";
             if (e != E_OK) {
                 enum err r = err_resolve(e, API_V2);
@@ -183,7 +267,8 @@ static void run_job(struct imports *im, struct job *job, int resumed)
             /* Durable before it counts: resume starts after the last marker. */
             if (jobs_key_result(srv->db, job->id, keys[i].seq, e ? KEY_FAILED : KEY_DONE,
                                 e ? code : NULL, e ? msg : NULL) != DB_OK) {
-                end = "FAILED", end_error = "database error";
+                unmarked = e == E_OK;
+                store_pause(im);
                 break;
             }
             atomic_fetch_add(e ? &im->images_failed : &im->images_done, 1);
@@ -197,7 +282,8 @@ static void run_job(struct imports *im, struct job *job, int resumed)
     }
     jobs_add_active(srv->db, job->id, mono_ms() - flushed);
     if (end && strcmp(end, "CANCELLED"))
-        jobs_finish(srv->db, job->id, end, end_error);
+        while (jobs_finish(srv->db, job->id, end, end_error) != DB_OK && !atomic_load(&im->stop))
+            store_pause(im);
     log_info("import %s: %s", job->job_id, end ? end : "paused (shutdown)");
     instance_free(&inst);
 }
@@ -240,10 +326,13 @@ int imports_start(struct server *srv, struct imports **out, char *errbuf, size_t
     im->srv = srv;
     pthread_mutex_init(&im->mu, NULL);
     pthread_cond_init(&im->cv, NULL);
+    pthread_cond_init(&im->keys_cv, NULL);
     if (jobs_requeue_running(srv->db) != DB_OK) {
         snprintf(errbuf, errlen, "imports: cannot requeue interrupted jobs");
         goto fail;
     }
+    if (lister_start(srv, keys_appended, im, &im->lister, errbuf, errlen) != 0)
+        goto fail;
     for (; im->n_threads < n; im->n_threads++)
         if (pthread_create(&im->threads[im->n_threads], NULL, worker_main, im) != 0) {
             snprintf(errbuf, errlen, "imports: cannot start worker threads");
@@ -264,18 +353,22 @@ void imports_notify(struct imports *im)
     im->pending = 1;
     pthread_cond_signal(&im->cv);
     pthread_mutex_unlock(&im->mu);
+    lister_notify(im->lister);
 }
 
 void imports_stop(struct imports *im)
 {
     if (!im)
         return;
+    lister_stop(im->lister); /* first: it calls back into im */
     pthread_mutex_lock(&im->mu);
     atomic_store(&im->stop, 1);
     pthread_cond_broadcast(&im->cv);
+    pthread_cond_broadcast(&im->keys_cv);
     pthread_mutex_unlock(&im->mu);
     for (int i = 0; i < im->n_threads; i++)
         pthread_join(im->threads[i], NULL);
+    pthread_cond_destroy(&im->keys_cv);
     pthread_cond_destroy(&im->cv);
     pthread_mutex_destroy(&im->mu);
     free(im->threads);
@@ -333,6 +426,17 @@ int imports_render_metrics(struct server *srv, char **buf, size_t *len, size_t *
                            c))
             goto fail;
     }
+    long long listing = 0;
+    for (size_t k = 0; k < n_jobs; k++)
+        listing += !jobs[k].listing_done &&
+                   (!strcmp(jobs[k].status, "QUEUED") || !strcmp(jobs[k].status, "RUNNING"));
+    if (metrics_printf(buf, len, cap,
+                       "# HELP imgsearch_import_jobs_listing Unfinished import jobs still listing"
+                       " their source.\n"
+                       "# TYPE imgsearch_import_jobs_listing gauge\n"
+                       "imgsearch_import_jobs_listing %lld\n",
+                       listing))
+        goto fail;
     /* Progress of unfinished jobs only: finished ones would grow without end. */
     static const char *const series[] = {"total", "done", "failed"};
     for (size_t s = 0; s < 3; s++) {

@@ -8,6 +8,7 @@
 #include "index/thumb.h"
 #include "index/views.h"
 #include "index/vindex.h"
+#include "server/http_log.h"
 #include "server/ingest.h"
 #include "server/metrics.h"
 #include "server/registry.h"
@@ -223,13 +224,18 @@ enum err item_store(struct request *req, const struct instance *inst, struct ite
     enum err e = E_OK;
     int64_t old_row = 0;
     /* The write lock keeps SQLite and the index in the same order for this
-     * instance; searches do not take it. */
+     * instance; searches do not take it. COMMIT first: on a full disk it is
+     * what fails, and then nothing was stored and the index is untouched.
+     * (Indexing inside the transaction would hold SQLite's write lock, for
+     * every instance, through a retrain into the ANN index.) */
     pthread_mutex_lock(&rt->write_lock);
     enum db_status s = items_put(srv->db, inst->id, rec, force, &old_row);
     if (s == DB_EXISTS) {
         e = req_fail(req, E_MMS_ITEM_EXISTS, rec->item_id);
     } else if (s != DB_OK) {
-        e = req_fail(req, E_STORE_FAILED, "item write");
+        char detail[300];
+        snprintf(detail, sizeof detail, "item write: %s", db_last_error());
+        e = req_fail(req, E_STORE_FAILED, detail);
     } else {
         if (old_row) {
             int64_t ids[VEC_KINDS];
@@ -239,7 +245,10 @@ enum err item_store(struct request *req, const struct instance *inst, struct ite
         if (index_item(rt->vi, rec) != 0) {
             /* Undo the row so SQLite and the index agree. */
             int64_t row;
-            items_delete(srv->db, inst->id, rec->item_id, &row);
+            if (items_delete(srv->db, inst->id, rec->item_id, &row) != DB_OK)
+                log_info("%s: item %s stored but not indexed, and removing it failed (%s): "
+                         "it is searchable after the next restart",
+                         req->request_id, rec->item_id, db_last_error());
             e = req_fail(req, E_INDEX_FAILED, vindex_last_error());
         }
     }
@@ -270,8 +279,11 @@ enum err item_remove(struct request *req, const struct instance *inst, const cha
         int64_t ids[VEC_KINDS];
         item_ids(row, ids);
         vindex_remove(rt->vi, VEC_KINDS, ids);
-    } else if (s != DB_NOT_FOUND)
-        e = req_fail(req, E_STORE_FAILED, "item delete");
+    } else if (s != DB_NOT_FOUND) {
+        char detail[300];
+        snprintf(detail, sizeof detail, "item delete: %s", db_last_error());
+        e = req_fail(req, E_STORE_FAILED, detail);
+    }
     pthread_mutex_unlock(&rt->write_lock);
     registry_put(srv->registry, rt);
     return e;
@@ -282,8 +294,11 @@ enum err item_write_result(struct request *req, enum db_status s, enum err not_f
 {
     if (s == DB_NOT_FOUND)
         return req_fail(req, not_found, item_id);
-    if (s != DB_OK)
-        return req_fail(req, E_STORE_FAILED, "item write");
+    if (s != DB_OK) {
+        char detail[300];
+        snprintf(detail, sizeof detail, "item write: %s", db_last_error());
+        return req_fail(req, E_STORE_FAILED, detail);
+    }
     req->reply = json_pack("{s:s}", "result", "success");
     return E_OK;
 }

@@ -5,7 +5,8 @@
  * if that value still matches SQLite; otherwise (a crash, a kill -9 after
  * writes) the index is rebuilt from the vectors in SQLite, so every
  * acknowledged item is searchable again. Snapshots are written at clean
- * shutdown. */
+ * shutdown, atomically (see save): a failed one, e.g. on a full disk, costs
+ * only a rebuild at the next start. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -95,6 +96,12 @@ static struct vindex *load_index(struct registry *reg, int64_t id)
      * several vectors per item and stays exact just as long. */
     struct vindex_options opt = reg->opt;
     opt.exact_max *= vectors_per_item(reg->db, id);
+    /* Temp files of a save a crash cut short: never read, and they hold space. */
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp", faiss);
+    unlink(tmp);
+    snprintf(tmp, sizeof tmp, "%s.tmp", seq);
+    unlink(tmp);
     long long want = vectors_change_seq(reg->db, id);
     if (want >= 0 && read_seq(seq) == want && access(faiss, R_OK) == 0) {
         if (vindex_load(faiss, &opt, &vi, err, sizeof err) == 0)
@@ -196,26 +203,50 @@ void registry_drop(struct registry *reg, int64_t instance_id)
     registry_put(reg, rt);
 }
 
+/* Writes `v` to `path` through a temp file + fsync + rename, every step
+ * checked, so a full disk leaves the old file whole. */
+static int write_seq(const char *path, long long v)
+{
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "we");
+    if (!f)
+        return -1;
+    int ok = fprintf(f, "%lld\n", v) > 0;
+    ok = fflush(f) == 0 && ok;
+    ok = fsync(fileno(f)) == 0 && ok;
+    ok = fclose(f) == 0 && ok;
+    if (!ok || rename(tmp, path) != 0) {
+        unlink(tmp);
+        return -1;
+    }
+    return 0;
+}
+
+/* The snapshot pair is written index first, then seq, each atomically. A
+ * failure or crash between them leaves the new index beside the old seq,
+ * which no longer matches change_seq: the next start rebuilds from SQLite.
+ * An unchanged instance is not rewritten, so an old snapshot that is still
+ * current survives a save that would fail (a full disk at shutdown). */
 static void save(struct registry *reg, struct instance_rt *rt)
 {
-    char faiss[4096], seq[4096], tmp[4200], err[256];
+    char faiss[4096], seq[4096], err[256];
     paths(reg, rt->id, faiss, seq, sizeof faiss);
+    /* Under the write lock no add sits between its COMMIT and the index, so
+     * the index written is exactly the state change_seq names. */
+    pthread_mutex_lock(&rt->write_lock);
     long long cs = vectors_change_seq(reg->db, rt->id);
-    if (cs < 0)
-        return;
-    if (vindex_save(rt->vi, faiss, err, sizeof err) != 0) {
-        log_info("index %lld: snapshot failed: %s", (long long)rt->id, err);
+    if (cs < 0 || (read_seq(seq) == cs && access(faiss, R_OK) == 0)) {
+        pthread_mutex_unlock(&rt->write_lock);
         return;
     }
-    snprintf(tmp, sizeof tmp, "%s.tmp", seq);
-    FILE *f = fopen(tmp, "w");
-    if (!f)
-        return;
-    fprintf(f, "%lld\n", cs);
-    if (fflush(f) == 0 && fsync(fileno(f)) == 0 && fclose(f) == 0)
-        rename(tmp, seq);
-    else
-        unlink(tmp);
+    if (vindex_save(rt->vi, faiss, err, sizeof err) != 0)
+        log_info("index %lld: snapshot failed, the next start rebuilds it: %s", (long long)rt->id,
+                 err);
+    else if (write_seq(seq, cs) != 0)
+        log_info("index %lld: snapshot seq failed, the next start rebuilds it: %s",
+                 (long long)rt->id, strerror(errno));
+    pthread_mutex_unlock(&rt->write_lock);
 }
 
 void registry_free(struct registry *reg)

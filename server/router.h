@@ -12,6 +12,7 @@ enum route_flags {
     R_AUTH = 1 << 1,    /* credentials checked per [auth] mode */
     R_PROJECT = 1 << 2, /* params[0] is {project_id} */
     R_RAW = 1 << 3,     /* body kept raw, not parsed (e.g. uploads) */
+    R_POOL = 1 << 4,    /* runs on the work pool (downloads, decodes, extracts) */
 };
 
 struct route {

@@ -8,11 +8,13 @@
 #define ADM "/admin/v1/{project_id}"
 #define CLOUD (R_AUTH | R_PROJECT | R_JSON)
 #define CLOUD_NOBODY (R_AUTH | R_PROJECT)
+/* Calls that take an image: they run on the work pool (server/workpool.h). */
+#define CLOUD_IMAGE (CLOUD | R_POOL)
 
 const struct route routes[] = {
     /* v2 ("MMS"), what every current SDK speaks */
-    {"POST", V2 "/data/add", API_V2, h_v2_add, CLOUD, "v2_data_add"},
-    {"POST", V2 "/search", API_V2, h_v2_search, CLOUD, "v2_search"},
+    {"POST", V2 "/data/add", API_V2, h_v2_add, CLOUD_IMAGE, "v2_data_add"},
+    {"POST", V2 "/search", API_V2, h_v2_search, CLOUD_IMAGE, "v2_search"},
     {"POST", V2 "/data/check", API_V2, h_v2_check, CLOUD, "v2_data_check"},
     {"POST", V2 "/data/update", API_V2, h_v2_update, CLOUD, "v2_data_update"},
     {"POST", V2 "/data/delete", API_V2, h_v2_delete, CLOUD, "v2_data_delete"},
@@ -25,11 +27,11 @@ const struct route routes[] = {
      "v1_instance_delete"},
 
     /* v1 pictures; DELETE carries a JSON body */
-    {"POST", V1 "/{instance_name}/image", API_V1, h_v1_image_add, CLOUD, "v1_image_add"},
+    {"POST", V1 "/{instance_name}/image", API_V1, h_v1_image_add, CLOUD_IMAGE, "v1_image_add"},
     {"PUT", V1 "/{instance_name}/image", API_V1, h_v1_image_modify, CLOUD, "v1_image_modify"},
     {"DELETE", V1 "/{instance_name}/image", API_V1, h_v1_image_delete, CLOUD, "v1_image_delete"},
     {"POST", V1 "/{instance_name}/image/check", API_V1, h_v1_image_check, CLOUD, "v1_image_check"},
-    {"POST", V1 "/{instance_name}/image/search", API_V1, h_v1_image_search, CLOUD,
+    {"POST", V1 "/{instance_name}/image/search", API_V1, h_v1_image_search, CLOUD_IMAGE,
      "v1_image_search"},
 
     /* Ours: what the cloud only has as a console. */

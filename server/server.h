@@ -14,6 +14,7 @@ struct registry;
 struct metrics;
 struct imports;
 struct MHD_Daemon;
+struct workpool;
 
 struct server {
     struct config cfg;           /* immutable after start-up */
@@ -23,6 +24,7 @@ struct server {
     struct registry *registry;   /* per-instance vector indexes and locks */
     struct metrics *metrics;
     struct imports *imports; /* background import jobs */
+    struct workpool *pool;   /* runs the image calls; full queue -> 429 */
     struct MHD_Daemon *daemon;
     int n_cores;
     int n_threads;

@@ -18,11 +18,27 @@ struct db {
     struct conn_node *conns;
 };
 
+/* The text of this thread's last failed write ("database or disk is full"),
+ * kept past the ROLLBACK that clears SQLite's own, so the request that failed
+ * can log why. */
+static _Thread_local char last_err[256];
+
+static void note_error(const char *msg)
+{
+    snprintf(last_err, sizeof last_err, "%s", msg ? msg : "unknown SQLite error");
+}
+
+const char *db_last_error(void)
+{
+    return last_err[0] ? last_err : "no error";
+}
+
 static int exec(sqlite3 *c, const char *sql)
 {
     char *msg = NULL;
     if (sqlite3_exec(c, sql, NULL, NULL, &msg) != SQLITE_OK) {
-        fprintf(stderr, "sqlite: %s\n", msg ? msg : sqlite3_errmsg(c));
+        note_error(msg ? msg : sqlite3_errmsg(c));
+        fprintf(stderr, "sqlite: %s\n", last_err);
         sqlite3_free(msg);
         return -1;
     }
@@ -165,6 +181,10 @@ int db_commit(sqlite3 *c)
 
 void db_rollback(sqlite3 *c)
 {
+    int code = sqlite3_errcode(c);
+    /* A failed step leaves its error on the connection until the next call. */
+    if (code != SQLITE_OK && code != SQLITE_ROW && code != SQLITE_DONE)
+        note_error(sqlite3_errmsg(c));
     if (!sqlite3_get_autocommit(c))
         sqlite3_exec(c, "ROLLBACK", NULL, NULL, NULL);
 }

@@ -22,10 +22,16 @@ sqlite3 *db_conn(struct db *db);
 /* Current schema version (number of applied migrations). */
 int db_schema_version(struct db *db);
 
-/* BEGIN IMMEDIATE / COMMIT / ROLLBACK on the thread's connection. */
+/* BEGIN IMMEDIATE / COMMIT / ROLLBACK on the thread's connection. A failed
+ * COMMIT (SQLITE_FULL on a full disk, an I/O error) leaves the transaction
+ * open: call db_rollback, which is a no-op when nothing is open. */
 int db_begin(sqlite3 *c);
 int db_commit(sqlite3 *c);
 void db_rollback(sqlite3 *c);
+
+/* Text of the calling thread's last failed BEGIN/COMMIT/exec, or of the
+ * failed statement a db_rollback followed ("database or disk is full"). */
+const char *db_last_error(void);
 
 /* Prepares (cached per connection by SQLite's own statement cache is not
  * available, so callers finalize). Logs the error on failure. */

@@ -1,4 +1,4 @@
-/* jobs.c: import job rows and per-key progress (schema migration 2).
+/* jobs.c: import job rows and per-key progress (schema migrations 2, 5).
  * Counts are derived from import_keys, so they can never disagree with the
  * per-key markers that resume relies on. */
 #include <stdio.h>
@@ -11,7 +11,7 @@
 #define JOB_COLS                                                                                   \
     "j.id, j.job_id, j.project_id, j.instance, j.source, j.manifest, j.item_id_from, "             \
     "j.force, j.status, j.error, j.total, j.created_ms, j.started_ms, j.finished_ms, "             \
-    "j.active_ms, "                                                                                \
+    "j.active_ms, j.listing_done, "                                                                \
     "(SELECT COUNT(*) FROM import_keys k WHERE k.job = j.id AND k.status = 1), "                   \
     "(SELECT COUNT(*) FROM import_keys k WHERE k.job = j.id AND k.status = 2) "
 
@@ -39,8 +39,9 @@ static void job_read(sqlite3_stmt *st, struct job *j)
     j->started_ms = sqlite3_column_int64(st, 12);
     j->finished_ms = sqlite3_column_int64(st, 13);
     j->active_ms = sqlite3_column_int64(st, 14);
-    j->done = sqlite3_column_int64(st, 15);
-    j->failed = sqlite3_column_int64(st, 16);
+    j->listing_done = sqlite3_column_int(st, 15);
+    j->done = sqlite3_column_int64(st, 16);
+    j->failed = sqlite3_column_int64(st, 17);
 }
 
 void job_free(struct job *j)
@@ -87,19 +88,17 @@ static void new_job_id(char out[40])
         snprintf(out + 4 + 2 * i, 3, "%02x", r[i]);
 }
 
-enum db_status jobs_create(struct db *db, struct job *j, const struct job_key *keys, size_t n)
+/* The job row; fills j->id, j->job_id, j->created_ms. */
+static int insert_job(sqlite3 *c, struct job *j, size_t total, int listing_done)
 {
-    sqlite3 *c = db_conn(db);
-    sqlite3_stmt *st = NULL;
-    if (!c || db_begin(c) != 0)
-        return DB_ERROR;
     new_job_id(j->job_id);
     j->created_ms = now_ms();
-    st = db_prepare(c, "INSERT INTO import_jobs (job_id, project_id, instance, source, manifest,"
-                       " item_id_from, force, status, total, created_ms)"
-                       " VALUES (?, ?, ?, ?, ?, ?, ?, 'QUEUED', ?, ?)");
+    sqlite3_stmt *st = db_prepare(c, "INSERT INTO import_jobs (job_id, project_id, instance,"
+                                     " source, manifest, item_id_from, force, status, total,"
+                                     " created_ms, listing_done)"
+                                     " VALUES (?, ?, ?, ?, ?, ?, ?, 'QUEUED', ?, ?, ?)");
     if (!st)
-        goto fail;
+        return -1;
     sqlite3_bind_text(st, 1, j->job_id, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, j->project_id, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 3, j->instance, -1, SQLITE_STATIC);
@@ -108,38 +107,69 @@ enum db_status jobs_create(struct db *db, struct job *j, const struct job_key *k
         sqlite3_bind_text(st, 5, j->manifest, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 6, j->item_id_from, -1, SQLITE_STATIC);
     sqlite3_bind_int(st, 7, j->force);
-    sqlite3_bind_int64(st, 8, (sqlite3_int64)n);
+    sqlite3_bind_int64(st, 8, (sqlite3_int64)total);
     sqlite3_bind_int64(st, 9, j->created_ms);
-    if (sqlite3_step(st) != SQLITE_DONE)
-        goto fail;
+    sqlite3_bind_int(st, 10, listing_done);
+    int rc = sqlite3_step(st);
     sqlite3_finalize(st);
+    if (rc != SQLITE_DONE)
+        return -1;
     j->id = sqlite3_last_insert_rowid(c);
-    j->total = (long long)n;
-    st = db_prepare(c, "INSERT INTO import_keys (job, seq, key, url, meta) VALUES (?, ?, ?, ?, ?)");
+    j->total = (long long)total;
+    j->listing_done = listing_done;
+    return 0;
+}
+
+/* Keys with seq first_seq, first_seq + 1, ... */
+static int insert_keys(sqlite3 *c, int64_t id, int64_t first_seq, const struct job_key *keys,
+                       size_t n)
+{
+    sqlite3_stmt *st =
+        db_prepare(c, "INSERT INTO import_keys (job, seq, key, url, meta) VALUES (?, ?, ?, ?, ?)");
     if (!st)
-        goto fail;
+        return -1;
     for (size_t i = 0; i < n; i++) {
         sqlite3_reset(st);
-        sqlite3_bind_int64(st, 1, j->id);
-        sqlite3_bind_int64(st, 2, (sqlite3_int64)i);
+        sqlite3_bind_int64(st, 1, id);
+        sqlite3_bind_int64(st, 2, first_seq + (sqlite3_int64)i);
         sqlite3_bind_text(st, 3, keys[i].key, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 4, keys[i].url, -1, SQLITE_STATIC);
         if (keys[i].meta)
             sqlite3_bind_text(st, 5, keys[i].meta, -1, SQLITE_STATIC);
         else
             sqlite3_bind_null(st, 5);
-        if (sqlite3_step(st) != SQLITE_DONE)
-            goto fail;
+        if (sqlite3_step(st) != SQLITE_DONE) {
+            sqlite3_finalize(st);
+            return -1;
+        }
     }
     sqlite3_finalize(st);
-    if (db_commit(c) != 0)
-        goto fail_nost;
+    return 0;
+}
+
+enum db_status jobs_create(struct db *db, struct job *j, const struct job_key *keys, size_t n)
+{
+    sqlite3 *c = db_conn(db);
+    if (!c || db_begin(c) != 0)
+        return DB_ERROR;
+    if (insert_job(c, j, n, 1) != 0 || insert_keys(c, j->id, 0, keys, n) != 0 ||
+        db_commit(c) != 0) {
+        db_rollback(c);
+        return DB_ERROR;
+    }
     return DB_OK;
-fail:
-    sqlite3_finalize(st);
-fail_nost:
-    db_rollback(c);
-    return DB_ERROR;
+}
+
+enum db_status jobs_create_listing(struct db *db, struct job *j)
+{
+    sqlite3 *c = db_conn(db);
+    if (!c || db_begin(c) != 0)
+        return DB_ERROR;
+    if (insert_job(c, j, 0, 0) != 0 || db_commit(c) != 0) {
+        db_rollback(c);
+        return DB_ERROR;
+    }
+    return DB_OK;
 }
 
 static enum db_status get_one(sqlite3_stmt *st, struct job *out)
@@ -308,6 +338,118 @@ enum db_status jobs_claim(struct db *db, struct job *out, int *resumed)
         return DB_ERROR;
     }
     return jobs_get_row(db, id, out);
+}
+
+enum db_status jobs_next_unlisted(struct db *db, struct job *out)
+{
+    sqlite3 *c = db_conn(db);
+    sqlite3_stmt *st = c ? db_prepare(c, "SELECT " JOB_COLS "FROM import_jobs j WHERE"
+                                         " j.listing_done = 0 AND j.status IN ('QUEUED', 'RUNNING')"
+                                         " ORDER BY j.id LIMIT 1")
+                         : NULL;
+    return get_one(st, out);
+}
+
+enum db_status jobs_last_key(struct db *db, int64_t id, char **out)
+{
+    *out = NULL;
+    sqlite3 *c = db_conn(db);
+    sqlite3_stmt *st = c ? db_prepare(c, "SELECT key FROM import_keys WHERE job = ?"
+                                         " ORDER BY seq DESC LIMIT 1")
+                         : NULL;
+    if (!st)
+        return DB_ERROR;
+    sqlite3_bind_int64(st, 1, id);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW && !(*out = col_dup(st, 0)))
+        rc = SQLITE_NOMEM;
+    sqlite3_finalize(st);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? DB_OK : DB_ERROR;
+}
+
+#define STILL_LISTING                                                                              \
+    " id = ?1 AND job_id = ?2 AND listing_done = 0 AND status IN ('QUEUED', 'RUNNING')"
+
+/* Runs `sql` (?1 row id, ?2 public id, ?3 text or NULL); *changes as in
+ * exec_id. */
+static enum db_status exec_job(sqlite3 *c, const char *sql, const struct job *j, const char *text,
+                               int *changes)
+{
+    sqlite3_stmt *st = c ? db_prepare(c, sql) : NULL;
+    if (!st)
+        return DB_ERROR;
+    sqlite3_bind_int64(st, 1, j->id);
+    sqlite3_bind_text(st, 2, j->job_id, -1, SQLITE_STATIC);
+    if (text)
+        sqlite3_bind_text(st, 3, text, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (changes)
+        *changes = sqlite3_changes(c);
+    return rc == SQLITE_DONE ? DB_OK : DB_ERROR;
+}
+
+/* Inside a transaction: the job's total when it is still listing, else -1
+ * (gone, ended, or listed) or -2 (error). */
+static long long listing_total(sqlite3 *c, const struct job *j)
+{
+    sqlite3_stmt *st = db_prepare(c, "SELECT total FROM import_jobs WHERE" STILL_LISTING);
+    if (!st)
+        return -2;
+    sqlite3_bind_int64(st, 1, j->id);
+    sqlite3_bind_text(st, 2, j->job_id, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    long long total = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : rc == SQLITE_DONE ? -1 : -2;
+    sqlite3_finalize(st);
+    return total;
+}
+
+enum db_status jobs_append(struct db *db, const struct job *j, const struct job_key *keys, size_t n)
+{
+    sqlite3 *c = db_conn(db);
+    if (!c || db_begin(c) != 0)
+        return DB_ERROR;
+    long long total = listing_total(c, j);
+    char num[32];
+    snprintf(num, sizeof num, "%zu", n);
+    /* seq continues at total: seqs are 0..total-1, as jobs_create made them. */
+    if (total < 0 || insert_keys(c, j->id, total, keys, n) != 0 ||
+        exec_job(c, "UPDATE import_jobs SET total = total + CAST(?3 AS INTEGER) WHERE id = ?1", j,
+                 num, NULL) != DB_OK ||
+        db_commit(c) != 0) {
+        db_rollback(c);
+        return total == -1 ? DB_NOT_FOUND : DB_ERROR;
+    }
+    return DB_OK;
+}
+
+enum db_status jobs_listing_finish(struct db *db, const struct job *j)
+{
+    int changes = 0;
+    enum db_status s =
+        exec_job(db_conn(db),
+                 "UPDATE import_jobs SET listing_done = 1 WHERE" STILL_LISTING " AND ?3 IS NULL", j,
+                 NULL, &changes);
+    return s != DB_OK ? s : changes ? DB_OK : DB_NOT_FOUND;
+}
+
+enum db_status jobs_listing_fail(struct db *db, const struct job *j, const char *error)
+{
+    sqlite3 *c = db_conn(db);
+    sqlite3_stmt *st = c ? db_prepare(c, "UPDATE import_jobs SET status = 'FAILED', error = ?3,"
+                                         " finished_ms = ?4 WHERE" STILL_LISTING)
+                         : NULL;
+    if (!st)
+        return DB_ERROR;
+    sqlite3_bind_int64(st, 1, j->id);
+    sqlite3_bind_text(st, 2, j->job_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, error, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 4, now_ms());
+    int rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE)
+        return DB_ERROR;
+    return sqlite3_changes(c) ? DB_OK : DB_NOT_FOUND;
 }
 
 enum db_status jobs_requeue_running(struct db *db)

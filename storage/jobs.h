@@ -1,7 +1,9 @@
 /* jobs.h: import jobs and their per-key progress. The keys of a job are
- * materialised when it is created, so a job resumed after a crash knows
- * exactly which keys are left; a key's status is committed before the job
- * counts it, so resume neither duplicates nor loses an image. */
+ * materialised in SQLite (at creation for a manifest, page by page by the
+ * lister for a bucket prefix), so a job resumed after a crash knows exactly
+ * which keys are left and where its listing stopped; a key's status is
+ * committed before the job counts it, so resume neither duplicates nor
+ * loses an image. */
 #ifndef IMGSEARCH_JOBS_H
 #define IMGSEARCH_JOBS_H
 
@@ -20,9 +22,10 @@ struct job {
     char *manifest;     /* NULL: none */
     char *item_id_from; /* "key" or "path" */
     int force;
-    char *status; /* QUEUED RUNNING SUCCEEDED FAILED CANCELLED */
-    char *error;  /* job-level failure reason, or NULL */
-    long long total, done, failed;
+    char *status;                  /* QUEUED RUNNING SUCCEEDED FAILED CANCELLED */
+    char *error;                   /* job-level failure reason, or NULL */
+    long long total, done, failed; /* total: keys appended so far */
+    int listing_done;              /* 0 while the lister still appends keys */
     long long created_ms, started_ms, finished_ms, active_ms;
 };
 
@@ -35,8 +38,29 @@ struct job_key {
 };
 
 /* Inserts the job (status QUEUED) and its keys in one transaction; fills
- * j->id and j->job_id. */
+ * j->id and j->job_id. Its listing is done: these are all its keys. */
 enum db_status jobs_create(struct db *db, struct job *j, const struct job_key *keys, size_t n);
+/* Inserts a job (status QUEUED) with no keys yet and listing_done = 0: the
+ * lister appends them (jobs_append). Fills j->id and j->job_id. */
+enum db_status jobs_create_listing(struct db *db, struct job *j);
+
+/* Lister side. The oldest QUEUED/RUNNING job whose listing is not done;
+ * DB_NOT_FOUND when none. */
+enum db_status jobs_next_unlisted(struct db *db, struct job *out);
+/* The last key appended (listings run in byte order, so the listing
+ * resumes after it), or *out = NULL when none; malloc'd. */
+enum db_status jobs_last_key(struct db *db, int64_t id, char **out);
+/* These take the job as jobs_next_unlisted gave it: row id and public id
+ * both match, since a row id is reused once its instance deleted the job.
+ * Appends keys after the existing ones and grows total, in one transaction.
+ * DB_NOT_FOUND (nothing written) when the job is gone, finished or
+ * cancelled, or its listing is already done: the lister stops. */
+enum db_status jobs_append(struct db *db, const struct job *j, const struct job_key *keys,
+                           size_t n);
+/* Marks the listing complete (total is final); DB_NOT_FOUND as above. */
+enum db_status jobs_listing_finish(struct db *db, const struct job *j);
+/* Ends the job FAILED with `error` because its listing failed. */
+enum db_status jobs_listing_fail(struct db *db, const struct job *j, const char *error);
 
 /* By public id, within a project (and instance, when not NULL). */
 enum db_status jobs_get(struct db *db, const char *project_id, const char *instance,

@@ -17,8 +17,11 @@ enum source_status objstore_local_get(const char *root, const char *key, size_t 
                                       struct bytes *out, char *detail, size_t detail_len);
 enum source_status objstore_local_put(const char *root, const char *key, const uint8_t *data,
                                       size_t len, char *detail, size_t detail_len);
-enum source_status objstore_local_list(const char *root, const char *prefix, objstore_list_fn fn,
-                                       void *arg, char *detail, size_t detail_len);
+/* start_after (or NULL): only keys after it; folders wholly before it are
+ * not opened. */
+enum source_status objstore_local_list(const char *root, const char *prefix,
+                                       const char *start_after, objstore_list_fn fn, void *arg,
+                                       char *detail, size_t detail_len);
 
 /* S3-compatible server (path-style, SigV4). `b->remote` and `b->region`
  * must be set (source.c fills the defaults). */
@@ -27,8 +30,9 @@ enum source_status objstore_s3_get(const struct bucket_config *b, const char *ke
 enum source_status objstore_s3_put(const struct bucket_config *b, const char *key,
                                    const uint8_t *data, size_t len, char *detail,
                                    size_t detail_len);
+/* start_after (or NULL): list only keys after it (S3's start-after). */
 enum source_status objstore_s3_list(const struct bucket_config *b, const char *prefix,
-                                    objstore_list_fn fn, void *arg, char *detail,
-                                    size_t detail_len);
+                                    const char *start_after, objstore_list_fn fn, void *arg,
+                                    char *detail, size_t detail_len);
 
 #endif

@@ -320,9 +320,17 @@ static int entry_cmp(const void *pa, const void *pb)
 struct walk {
     objstore_list_fn fn;
     void *arg;
+    const char *after; /* NULL or: only keys after this one */
     char key[KEY_BUF];
     int stop;
 };
+
+/* A directory whose keys (all starting with `dir`, which ends in '/') come
+ * before w->after: a resumed listing need not open it. */
+static int dir_before_after(const struct walk *w, const char *dir, size_t len)
+{
+    return w->after && strncmp(dir, w->after, len) < 0;
+}
 
 static void free_entries(struct entry *e, size_t n)
 {
@@ -409,12 +417,16 @@ static int walk_dir(int dfd, struct walk *w, size_t keylen, const char *filter, 
             int sub;
             if (depth >= MAX_DEPTH)
                 continue;
+            w->key[keylen + nl] = '/';
+            w->key[keylen + nl + 1] = '\0';
+            if (dir_before_after(w, w->key, keylen + nl + 1))
+                continue;
             sub = openat(dfd, e[i].name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
             if (sub < 0)
                 continue;
-            w->key[keylen + nl] = '/';
-            w->key[keylen + nl + 1] = '\0';
             rc = walk_dir(sub, w, keylen + nl + 1, "", depth + 1);
+        } else if (w->after && strcmp(w->key, w->after) <= 0) {
+            continue;
         } else if (objurl_key_valid(w->key)) {
             if (w->fn(w->arg, w->key, e[i].size) != 0)
                 w->stop = 1;
@@ -425,8 +437,9 @@ static int walk_dir(int dfd, struct walk *w, size_t keylen, const char *filter, 
     return rc;
 }
 
-enum source_status objstore_local_list(const char *root, const char *prefix, objstore_list_fn fn,
-                                       void *arg, char *detail, size_t detail_len)
+enum source_status objstore_local_list(const char *root, const char *prefix,
+                                       const char *start_after, objstore_list_fn fn, void *arg,
+                                       char *detail, size_t detail_len)
 {
     const char *slash;
     size_t dir_len;
@@ -457,6 +470,7 @@ enum source_status objstore_local_list(const char *root, const char *prefix, obj
     }
     w->fn = fn;
     w->arg = arg;
+    w->after = start_after;
     memcpy(w->key, prefix, dir_len);
     w->key[dir_len] = '\0';
     rc = walk_dir(dfd, w, dir_len, prefix + dir_len, 0);

@@ -349,27 +349,31 @@ static enum source_status parse_page(const char *xml, size_t n, objstore_list_fn
     return SRC_OK;
 }
 
-/* The sorted, fully encoded query for one page. */
-static char *list_query(const char *prefix, const char *token)
+/* The sorted, fully encoded query for one page. start-after only matters
+ * on the first page: the continuation token carries it on. */
+static char *list_query(const char *prefix, const char *token, const char *after)
 {
     char *p = objurl_encode(prefix, 0), *t = token ? objurl_encode(token, 0) : NULL, *q = NULL;
+    char *a = after && !token ? objurl_encode(after, 0) : NULL;
     size_t n;
 
-    if (!p || (token && !t))
+    if (!p || (token && !t) || (after && !token && !a))
         goto done;
-    n = strlen(p) + (t ? strlen(t) : 0) + 64;
+    n = strlen(p) + (t ? strlen(t) : 0) + (a ? strlen(a) : 0) + 80;
     q = malloc(n);
     if (q)
-        snprintf(q, n, "%s%s%slist-type=2&prefix=%s", t ? "continuation-token=" : "", t ? t : "",
-                 t ? "&" : "", p);
+        snprintf(q, n, "%s%s%slist-type=2&prefix=%s%s%s", t ? "continuation-token=" : "",
+                 t ? t : "", t ? "&" : "", p, a ? "&start-after=" : "", a ? a : "");
 done:
     free(p);
     free(t);
+    free(a);
     return q;
 }
 
 enum source_status objstore_s3_list(const struct bucket_config *b, const char *prefix,
-                                    objstore_list_fn fn, void *arg, char *detail, size_t detail_len)
+                                    const char *start_after, objstore_list_fn fn, void *arg,
+                                    char *detail, size_t detail_len)
 {
     enum source_status st = SRC_OK;
     char *token = NULL;
@@ -379,7 +383,8 @@ enum source_status objstore_s3_list(const struct bucket_config *b, const char *p
         return SRC_OBS_BAD_URL;
     do {
         struct curlbuf buf;
-        char *query = list_query(prefix, token), *url = query ? s3_url(b, NULL, query) : NULL;
+        char *query = list_query(prefix, token, start_after),
+             *url = query ? s3_url(b, NULL, query) : NULL;
         char *next = NULL;
 
         free(query);

@@ -103,6 +103,10 @@ static const char *const migrations[] = {
      * grey) for instances created with views on; they live in item_regions
      * too, k = 1, 6, 7. Older instances keep views = 0. */
     "ALTER TABLE instances ADD COLUMN views INTEGER NOT NULL DEFAULT 0;",
+    /* 5: imports list their source in the background (server/lister.c);
+     * listing_done = 0 while keys are still being appended. Older jobs had
+     * their keys materialised at creation. */
+    "ALTER TABLE import_jobs ADD COLUMN listing_done INTEGER NOT NULL DEFAULT 1;",
 };
 
 size_t schema_count(void)

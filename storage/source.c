@@ -255,6 +255,7 @@ enum source_status source_put(const struct source *src, const char *url, const u
 
 struct list_ctx {
     const char *base;
+    const char *after; /* NULL or the last key already seen */
     source_list_fn fn;
     void *arg;
     int nomem;
@@ -264,9 +265,14 @@ struct list_ctx {
 static int list_one(void *arg, const char *key, size_t size)
 {
     struct list_ctx *ctx = arg;
-    char *url = objurl_join(ctx->base, key);
+    char *url;
     int rc;
 
+    /* Both back ends list in byte order and skip what comes before
+     * start_after themselves; a server ignoring it must not repeat keys. */
+    if (ctx->after && strcmp(key, ctx->after) <= 0)
+        return 0;
+    url = objurl_join(ctx->base, key);
     if (!url) {
         ctx->nomem = 1;
         return 1;
@@ -279,21 +285,28 @@ static int list_one(void *arg, const char *key, size_t size)
 enum source_status source_list(const struct source *src, const char *prefix_url, source_list_fn fn,
                                void *arg)
 {
+    return source_list_after(src, prefix_url, NULL, fn, arg, NULL, 0);
+}
+
+enum source_status source_list_after(const struct source *src, const char *prefix_url,
+                                     const char *start_after, source_list_fn fn, void *arg,
+                                     char *detail, size_t detail_len)
+{
     const struct bucket_config *b = NULL;
-    struct list_ctx ctx = {.fn = fn, .arg = arg};
+    struct list_ctx ctx = {.after = start_after, .fn = fn, .arg = arg};
     enum source_status st;
     struct objurl u;
 
-    st = resolve(src, prefix_url, &u, &b, NULL, 0);
+    st = resolve(src, prefix_url, &u, &b, detail, detail_len);
     if (st != SRC_OK)
         return st;
     ctx.base = u.base;
     if (!objurl_prefix_valid(u.key))
         st = SRC_OBS_BAD_URL;
     else if (b->kind == BUCKET_S3)
-        st = objstore_s3_list(b, u.key, list_one, &ctx, NULL, 0);
+        st = objstore_s3_list(b, u.key, start_after, list_one, &ctx, detail, detail_len);
     else
-        st = objstore_local_list(b->root, u.key, list_one, &ctx, NULL, 0);
+        st = objstore_local_list(b->root, u.key, start_after, list_one, &ctx, detail, detail_len);
     if (st == SRC_OK && ctx.nomem)
         st = SRC_NOMEM;
     objurl_free(&u);

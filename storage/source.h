@@ -54,6 +54,12 @@ enum source_status source_put(const struct source *src, const char *url, const u
 typedef int (*source_list_fn)(void *arg, const char *object_url, const char *key, size_t size);
 enum source_status source_list(const struct source *src, const char *prefix_url, source_list_fn fn,
                                void *arg);
+/* The same, only for keys after `start_after` in byte order (NULL: all):
+ * how an interrupted listing resumes. `detail` (optional) gets the reason
+ * of a failure. */
+enum source_status source_list_after(const struct source *src, const char *prefix_url,
+                                     const char *start_after, source_list_fn fn, void *arg,
+                                     char *detail, size_t detail_len);
 
 void bytes_free(struct bytes *b);
 

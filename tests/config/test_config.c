@@ -82,6 +82,7 @@ static void check_defaults(const struct config *cfg)
     CHECK_INT(cfg->index.exact_max, 100000);
     CHECK_STR(cfg->index.ann_factory, "IVF1024,SQ8");
     CHECK_INT(cfg->index.nprobe, 0);
+    CHECK_INT(cfg->index.int8, 1);
     CHECK_INT(cfg->import_workers, 1);
     /* No bucket configured: the embedded "local" bucket at objects_dir. */
     CHECK_INT(cfg->n_buckets, 1);
@@ -147,6 +148,8 @@ static const char full_ini[] = "; every key of config_usage\n"
                                "max_body_bytes = 1K\n"
                                "request_timeout = 30\n"
                                "max_connections = 100\n"
+                               "image_workers = 3\n"
+                               "image_queue = 5\n"
                                "model = /opt/model.bin\n"
                                "console_dir = /opt/console\n"
                                "[auth]\n"
@@ -187,6 +190,7 @@ static const char full_ini[] = "; every key of config_usage\n"
                                "exact_max = 500\n"
                                "ann_factory = IVF64,Flat\n"
                                "nprobe = 8\n"
+                               "int8 = off\n"
                                "[import]\n"
                                "workers = 4\n";
 
@@ -210,6 +214,8 @@ static void test_every_key(void)
     CHECK_INT(cfg.max_body_bytes, 1024);
     CHECK_INT(cfg.request_timeout_s, 30);
     CHECK_INT(cfg.max_connections, 100);
+    CHECK_INT(cfg.image_workers, 3);
+    CHECK_INT(cfg.image_queue, 5);
     CHECK_STR(cfg.model_path, "/opt/model.bin");
     CHECK_STR(cfg.console_dir, "/opt/console");
 
@@ -275,6 +281,7 @@ static void test_every_key(void)
     CHECK_INT(cfg.index.exact_max, 500);
     CHECK_STR(cfg.index.ann_factory, "IVF64,Flat");
     CHECK_INT(cfg.index.nprobe, 8);
+    CHECK_INT(cfg.index.int8, 0);
     CHECK_INT(cfg.import_workers, 4);
     CHECK_STR(cfg.path, path);
     config_free(&cfg);
@@ -301,6 +308,8 @@ static void test_usage_lists_every_key(void)
                                        "max_body_bytes",
                                        "request_timeout",
                                        "max_connections",
+                                       "image_workers",
+                                       "image_queue",
                                        "model",
                                        "console_dir",
                                        "[auth]",
@@ -328,6 +337,7 @@ static void test_usage_lists_every_key(void)
                                        "exact_max",
                                        "ann_factory",
                                        "nprobe",
+                                       "int8",
                                        "[import]",
                                        "workers",
                                        "--config",

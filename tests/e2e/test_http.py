@@ -112,3 +112,18 @@ def test_every_response_has_request_id_and_json(client):
         assert len(r.headers["x-request-id"]) == 32
         assert r.headers["content-type"] == "application/json"
         r.json
+
+
+def _cpu_has_vnni():
+    with open("/proc/cpuinfo") as f:
+        flags = f.read()
+    return all(f in flags for f in ("avx512f", "avx512bw", "avx512_vnni"))
+
+
+def test_cnn_path_in_the_log(make_server):
+    """[index] int8 (on by default) runs the CNN's 1x1 convolutions in int8
+    where the CPU has AVX-512 VNNI; off, or on other CPUs, the float path."""
+    s = make_server()
+    assert ("int8 CNN" if _cpu_has_vnni() else "float CNN") in s.read_log()
+    s = make_server(extra="[index]\nint8 = off\n")
+    assert "float CNN" in s.read_log()

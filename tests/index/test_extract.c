@@ -23,7 +23,7 @@
 #define SANITIZED 0
 #endif
 
-static struct extractor *ex_fast, *ex_ref, *ex_blas;
+static struct extractor *ex_fast, *ex_ref, *ex_blas, *ex_int8;
 static char golden_dir[1024];
 
 static double cosine(const float *a, const float *b, int n)
@@ -159,6 +159,79 @@ static void test_golden_blas(void)
     golden_case(ex_blas, SANITIZED ? 1 : NGOLDEN);
 }
 
+/* The int8 path (1x1 convolutions in int8, AVX-512 VNNI) against the float
+ * fast path on the golden inputs: the bar is cosine >= 0.999 to the float
+ * descriptor (measured ~0.9998). On CPUs without VNNI it is the float path. */
+static void test_golden_int8(void)
+{
+    float *in = malloc(sizeof(float) * NIN), want[EXTRACT_DIM], got[EXTRACT_DIM];
+    char path[1100];
+    CHECK(ex_int8 != NULL && in != NULL);
+    if (!ex_int8 || !in)
+        goto done;
+    if (extractor_path(ex_int8) != EXTRACT_PATH_INT8)
+        fprintf(stderr, "  no AVX-512 VNNI here: the int8 extractor runs the float path\n");
+    for (int i = 0; i < NGOLDEN; i++) {
+        snprintf(path, sizeof path, "%s/input_%d.f32", golden_dir, i);
+        if (read_floats(path, in, NIN) != 0) {
+            fprintf(stderr, "  golden input missing in %s: run scripts/make-golden.sh\n",
+                    golden_dir);
+            CHECK(!"golden files present");
+            goto done;
+        }
+        CHECK_INT(extractor_embed_input(ex_fast, in, want), 0);
+        CHECK_INT(extractor_embed_input(ex_int8, in, got), 0);
+        double cs = cosine(got, want, EXTRACT_DIM);
+        fprintf(stderr, "  golden %d: int8 vs float cosine %.6f\n", i, cs);
+        CHECK(cs >= 0.999);
+    }
+    golden_case(ex_int8, NGOLDEN); /* and against TF.js itself */
+done:
+    free(in);
+}
+
+/* Decodes a fixture image (the formats the server takes). */
+static int load_fixture(const char *name, struct image *img)
+{
+    char path[256];
+    snprintf(path, sizeof path, "tests/fixtures/images/%s", name);
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return -1;
+    static uint8_t buf[1 << 20];
+    size_t len = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    struct decode_limits lim = {.min_short_side = 16, .max_long_side = 4095};
+    return decode_image(buf, len, &lim, img) == DECODE_OK ? 0 : -1;
+}
+
+/* int8 against float on other pictures: decoded fixtures (JPEG, WebP, BMP)
+ * and rendered scenes at several sizes. */
+static void test_int8_images(void)
+{
+    static const char *const fixtures[] = {"jpeg_400x300.jpg", "webp_400x300.webp", "bmp_24.bmp"};
+    float a[EXTRACT_DIM], b[EXTRACT_DIM];
+    CHECK(ex_int8 != NULL);
+    if (!ex_int8)
+        return;
+    for (int i = 0; i < 3 + 4; i++) {
+        struct image img = {0};
+        if (i < 3)
+            CHECK_INT(load_fixture(fixtures[i], &img), 0);
+        else
+            render(20 + i, 160 + 300 * (i - 3), 120 + 170 * (i - 3), &img);
+        if (!img.rgb)
+            continue;
+        CHECK_INT(extractor_embed(ex_fast, &img, a), 0);
+        CHECK_INT(extractor_embed(ex_int8, &img, b), 0);
+        double cs = cosine(a, b, EXTRACT_DIM);
+        fprintf(stderr, "  %s %dx%d: int8 vs float cosine %.6f\n", i < 3 ? fixtures[i] : "rendered",
+                img.width, img.height, cs);
+        CHECK(cs >= 0.999);
+        image_free(&img);
+    }
+}
+
 static void test_fast_matches_ref(void)
 {
     struct image img;
@@ -196,15 +269,17 @@ struct job {
     int rc;
 };
 
+static struct extractor *ex_threads; /* the extractor test_threads shares */
+
 static void *worker(void *arg)
 {
     struct job *j = arg;
     for (int i = 0; i < 3 && j->rc == 0; i++)
-        j->rc = extractor_embed(ex_fast, j->img, j->out);
+        j->rc = extractor_embed(ex_threads, j->img, j->out);
     return NULL;
 }
 
-static void test_threads(void)
+static void threads_case(struct extractor *ex)
 {
     struct image im[2];
     struct job jobs[2];
@@ -212,10 +287,11 @@ static void test_threads(void)
     pthread_t th[2];
     for (int i = 0; i < 2; i++) {
         render(10 + i, 400 + 80 * i, 300, &im[i]);
-        CHECK_INT(extractor_embed(ex_fast, &im[i], want[i]), 0);
+        CHECK_INT(extractor_embed(ex, &im[i], want[i]), 0);
         jobs[i].img = &im[i];
         jobs[i].rc = 0;
     }
+    ex_threads = ex;
     for (int i = 0; i < 2; i++)
         CHECK_INT(pthread_create(&th[i], NULL, worker, &jobs[i]), 0);
     for (int i = 0; i < 2; i++) {
@@ -224,6 +300,14 @@ static void test_threads(void)
         CHECK(cosine(jobs[i].out, want[i], EXTRACT_DIM) > 0.999999);
         free(im[i].rgb);
     }
+}
+
+/* Float and int8 extractors, each shared by two threads. */
+static void test_threads(void)
+{
+    threads_case(ex_fast);
+    if (ex_int8)
+        threads_case(ex_int8);
 }
 
 static void test_resized_and_flipped(void)
@@ -355,10 +439,14 @@ int main(void)
     if (extractor_open(NULL, &ex_blas, err, sizeof err) != 0)
         fprintf(stderr, "OpenBLAS extractor: %s\n", err);
     unsetenv("IMGSEARCH_EXTRACT_BLAS");
+    if (extractor_open_path(NULL, EXTRACT_PATH_INT8, &ex_int8, err, sizeof err) != 0)
+        fprintf(stderr, "int8 extractor: %s\n", err);
 
     RUN(test_golden_fast);
     RUN(test_golden_ref);
     RUN(test_golden_blas);
+    RUN(test_golden_int8);
+    RUN(test_int8_images);
     RUN(test_fast_matches_ref);
     RUN(test_unit_norm_and_determinism);
     RUN(test_threads);
@@ -370,5 +458,6 @@ int main(void)
     extractor_close(ex_fast);
     extractor_close(ex_ref);
     extractor_close(ex_blas);
+    extractor_close(ex_int8);
     return unit_report();
 }

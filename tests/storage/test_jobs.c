@@ -3,7 +3,8 @@
  * resumed one apart; pending keys shrink as results are recorded; counts
  * come from the key markers; errors page in key order; cancel only ends
  * unfinished jobs; requeue puts interrupted jobs back; projects and
- * instances keep their jobs apart. */
+ * instances keep their jobs apart; a job listed in the background takes
+ * keys in batches until its listing is done, cancelled or failed. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -147,6 +148,104 @@ static void test_empty_job(void)
     db_close(db);
 }
 
+/* n keys named lst/NNNN starting at `from`. */
+static void append_keys(struct db *db, const struct job *j, int from, int n, enum db_status want)
+{
+    struct job_key k[8];
+    char key[8][32], url[8][64];
+    for (int i = 0; i < n && i < 8; i++) {
+        snprintf(key[i], sizeof key[i], "lst/%04d", from + i);
+        snprintf(url[i], sizeof url[i], "obs://local/lst/%04d", from + i);
+        k[i] = (struct job_key){.key = key[i], .url = url[i]};
+    }
+    CHECK_INT(jobs_append(db, j, k, (size_t)n), want);
+}
+
+/* A job listed in the background: keys arrive in batches after creation,
+ * total follows, the last key is where a resumed listing starts, and only
+ * an unfinished job still listing takes keys. */
+static void test_listing(void)
+{
+    struct db *db = open_db("listing.db");
+    struct job j = {
+        .project_id = "p", .instance = "i", .source = "obs://local/lst/", .item_id_from = "key"};
+    CHECK_INT(jobs_create_listing(db, &j), DB_OK);
+    CHECK_INT(j.total, 0);
+    CHECK_INT(j.listing_done, 0);
+    make_job(db, "p", "i", 2, NULL); /* a manifest-style job: listed already */
+
+    struct job l, got;
+    char *last = (char *)"x";
+    CHECK_INT(jobs_next_unlisted(db, &l), DB_OK);
+    CHECK_INT(l.id, j.id);
+    CHECK_INT(jobs_last_key(db, l.id, &last), DB_OK);
+    CHECK(last == NULL);
+    append_keys(db, &l, 0, 3, DB_OK);
+    append_keys(db, &l, 3, 2, DB_OK);
+    CHECK_INT(jobs_last_key(db, l.id, &last), DB_OK);
+    CHECK_STR(last, "lst/0004");
+    free(last);
+    CHECK_INT(jobs_get_row(db, j.id, &got), DB_OK);
+    CHECK_INT(got.total, 5);
+    CHECK_INT(got.listing_done, 0);
+    job_free(&got);
+
+    /* Workers take the first keys while listing goes on; seqs continue. */
+    int resumed;
+    CHECK_INT(jobs_claim(db, &got, &resumed), DB_OK);
+    CHECK_INT(got.id, j.id);
+    job_free(&got);
+    struct job_key *k;
+    size_t n;
+    CHECK_INT(jobs_pending(db, j.id, 10, &k, &n), DB_OK);
+    CHECK_INT(n, 5);
+    CHECK_INT(k[4].seq, 4);
+    CHECK_STR(k[4].url, "obs://local/lst/0004");
+    job_keys_free(k, n);
+
+    /* The same row id under another public id (a reused row) is not it. */
+    struct job other = l;
+    snprintf(other.job_id, sizeof other.job_id, "imp-other");
+    append_keys(db, &other, 5, 1, DB_NOT_FOUND);
+    CHECK_INT(jobs_listing_finish(db, &other), DB_NOT_FOUND);
+
+    CHECK_INT(jobs_listing_finish(db, &l), DB_OK);
+    CHECK_INT(jobs_listing_finish(db, &l), DB_NOT_FOUND); /* once */
+    append_keys(db, &l, 5, 1, DB_NOT_FOUND);              /* total is final */
+    CHECK_INT(jobs_get_row(db, j.id, &got), DB_OK);
+    CHECK_INT(got.total, 5);
+    CHECK_INT(got.listing_done, 1);
+    job_free(&got);
+    CHECK_INT(jobs_next_unlisted(db, &got), DB_NOT_FOUND);
+    job_free(&l);
+
+    /* Cancelled while listing: no more keys, and no longer to be listed. */
+    struct job c = j;
+    CHECK_INT(jobs_create_listing(db, &c), DB_OK);
+    CHECK_INT(jobs_next_unlisted(db, &l), DB_OK);
+    CHECK_INT(l.id, c.id);
+    append_keys(db, &l, 0, 1, DB_OK);
+    CHECK_INT(jobs_cancel(db, c.id), DB_OK);
+    append_keys(db, &l, 1, 1, DB_NOT_FOUND);
+    CHECK_INT(jobs_listing_fail(db, &l, "late"), DB_NOT_FOUND);
+    CHECK_INT(jobs_next_unlisted(db, &got), DB_NOT_FOUND);
+    job_free(&l);
+
+    /* A failed listing ends the job with its reason. */
+    struct job f = j;
+    CHECK_INT(jobs_create_listing(db, &f), DB_OK);
+    CHECK_INT(jobs_next_unlisted(db, &l), DB_OK);
+    CHECK_INT(jobs_listing_fail(db, &l, "listing the source failed: HTTP 403"), DB_OK);
+    CHECK_INT(jobs_get_row(db, f.id, &got), DB_OK);
+    CHECK_STR(got.status, "FAILED");
+    CHECK_STR(got.error, "listing the source failed: HTTP 403");
+    CHECK(got.finished_ms > 0);
+    CHECK_INT(got.listing_done, 0);
+    job_free(&got);
+    job_free(&l);
+    db_close(db);
+}
+
 int main(void)
 {
     snprintf(dir, sizeof dir, "/tmp/imgsearch-test-jobs-XXXXXX");
@@ -156,6 +255,7 @@ int main(void)
     }
     RUN(test_lifecycle);
     RUN(test_empty_job);
+    RUN(test_listing);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     if (system(cmd) != 0)

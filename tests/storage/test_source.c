@@ -278,6 +278,38 @@ static void test_local(void)
     CHECK_INT(source_list(src, "obs://local/", collect, &s), SRC_OK);
     CHECK_INT(s.n, 2);
 
+    /* A resumed listing: only keys after the last one seen, in order. */
+    memset(&s, 0, sizeof s);
+    CHECK_INT(source_list_after(src, "obs://local/", "d/b c", collect, &s, NULL, 0), SRC_OK);
+    CHECK_INT(s.n, 2);
+    CHECK_STR(s.keys[0], "d/e/a.jpg");
+    CHECK_STR(s.keys[1], "top");
+    memset(&s, 0, sizeof s);
+    CHECK_INT(source_list_after(src, "obs://local/d/", "d/b", collect, &s, NULL, 0), SRC_OK);
+    CHECK_INT(s.n, 2); /* "d/b c" sorts after "d/b" */
+    CHECK_STR(s.keys[0], "d/b c");
+    memset(&s, 0, sizeof s);
+    CHECK_INT(source_list_after(src, "obs://local/", "top", collect, &s, NULL, 0), SRC_OK);
+    CHECK_INT(s.n, 0);
+    /* Folders before the start key are passed over whole; the one holding
+     * it is entered. */
+    memset(&s, 0, sizeof s);
+    CHECK_INT(source_list_after(src, "obs://local/", "d/z", collect, &s, NULL, 0), SRC_OK);
+    CHECK_INT(s.n, 1);
+    CHECK_STR(s.keys[0], "top");
+    memset(&s, 0, sizeof s);
+    CHECK_INT(source_list_after(src, "obs://local/", "d/e/", collect, &s, NULL, 0), SRC_OK);
+    CHECK_INT(s.n, 2);
+    CHECK_STR(s.keys[0], "d/e/a.jpg");
+    memset(&s, 0, sizeof s);
+    CHECK_INT(source_list_after(src, "obs://local/", "d/e/a.jpg", collect, &s, NULL, 0), SRC_OK);
+    CHECK_INT(s.n, 1);
+    CHECK_STR(s.keys[0], "top");
+    char why[128] = "";
+    CHECK_INT(source_list_after(src, "obs://nope/", NULL, collect, &s, why, sizeof why),
+              SRC_OBS_BAD_URL);
+    CHECK(strstr(why, "not configured") != NULL);
+
     memset(&s, 0, sizeof s);
     CHECK_INT(source_list(src, "obs://local/nothing/here/", collect, &s), SRC_OK);
     CHECK_INT(s.n, 0);
