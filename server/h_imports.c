@@ -98,8 +98,11 @@ static enum err manifest_keys(struct request *req, const char *manifest, const c
     memcpy(text, b.data, b.len);
     text[b.len] = 0;
     int line_no = 0;
-    char *save = NULL;
-    for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+    /* Every line counts, blank ones too, so an error names the file's line. */
+    for (char *line = text, *next; line; line = next) {
+        next = strchr(line, '\n');
+        if (next)
+            *next++ = 0;
         line_no++;
         char *p = line;
         while (*p == ' ' || *p == '\t' || *p == '\r')

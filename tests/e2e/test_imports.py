@@ -144,6 +144,12 @@ def test_manifest_with_metadata(make_server):
                                                  "manifest": "obs://local/bad.jsonl"})
     assert r.status == 400 and r.json["error_code"] == "MMS.0003", r
     assert "manifest line 2" in r.json["error_msg"]
+    # Blank lines count: the message names the file's own line number.
+    with open(os.path.join(srv.objects_dir, "bad.jsonl"), "w") as f:
+        f.write('{"key": "cat/img000.jpg"}\n\n\r\n{"key": "../b.jpg"}\n')
+    r = c.admin("POST", "/instances/m/imports", {"source": "obs://local/cat/",
+                                                 "manifest": "obs://local/bad.jsonl"})
+    assert r.status == 400 and "manifest line 4" in r.json["error_msg"], r
 
 
 def test_bad_requests(make_server):
