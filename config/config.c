@@ -305,6 +305,12 @@ static int server_key(struct parse_ctx *ctx, const char *k, const char *v)
         cfg->image_queue = (int)x;
         return 0;
     }
+    if (!strcmp(k, "image_nice")) {
+        if (parse_long(ctx, v, 0, 19, &x))
+            return -1;
+        cfg->image_nice = (int)x;
+        return 0;
+    }
     if (!strcmp(k, "max_connections_per_ip")) {
         if (parse_long(ctx, v, 1, 100000, &x))
             return -1;
@@ -665,6 +671,8 @@ void config_usage(FILE *out)
           "                           0 = 2 per core (default 0)\n"
           "  image_queue = N          image calls waiting for a worker; past that\n"
           "                           429 ModelArts.4401 at once (0 = 4 per core)\n"
+          "  image_nice = N           nice value added to those threads, 0-19, so\n"
+          "                           cheap calls are answered first (default 0)\n"
           "  model = FILE             extractor weights (default ./models/mnv2_140.bin)\n"
           "  console_dir = DIR        web console files (default ./console)\n"
           "[auth]\n"

@@ -92,6 +92,7 @@ struct config {
     int max_connections_per_ip; /* default 64 */
     int image_workers;          /* threads running image calls; 0 = 2 per core */
     int image_queue;            /* image calls waiting for one; 0 = 4 per core */
+    int image_nice;             /* nice value of those threads, relative; default 0 */
 
     /* [auth] */
     enum auth_mode auth_mode;

@@ -119,7 +119,7 @@ int main(int argc, char **argv)
     }
     int workers = srv.cfg.image_workers > 0 ? srv.cfg.image_workers : 2 * srv.n_cores;
     int queue = srv.cfg.image_queue > 0 ? srv.cfg.image_queue : 4 * srv.n_cores;
-    if (workpool_new(workers, queue, &srv.pool) != 0) {
+    if (workpool_new(workers, queue, srv.cfg.image_nice, &srv.pool) != 0) {
         fprintf(stderr, "imgsearchd: cannot start %d image workers\n", workers);
         return 1;
     }

@@ -3,6 +3,9 @@
  * that is refused, never queued, so memory and waiting time stay bounded. */
 #include <pthread.h>
 #include <stdlib.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include "server/workpool.h"
 
 struct job {
@@ -22,11 +25,16 @@ struct workpool {
     unsigned long refused;
     pthread_t *threads;
     int n_threads;
+    int nice;
 };
 
 static void *worker_main(void *p)
 {
     struct workpool *wp = p;
+    /* Linux applies nice per thread (a task id); failure keeps the default. */
+    if (wp->nice)
+        setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid),
+                    getpriority(PRIO_PROCESS, 0) + wp->nice);
     pthread_mutex_lock(&wp->mu);
     for (;;) {
         while (!wp->count && !wp->stopping)
@@ -47,7 +55,7 @@ static void *worker_main(void *p)
     return NULL;
 }
 
-int workpool_new(int workers, int queue_cap, struct workpool **out)
+int workpool_new(int workers, int queue_cap, int nice, struct workpool **out)
 {
     *out = NULL;
     if (workers < 1 || queue_cap < 1)
@@ -67,6 +75,7 @@ int workpool_new(int workers, int queue_cap, struct workpool **out)
     pthread_cond_init(&wp->has_work, NULL);
     pthread_cond_init(&wp->idle, NULL);
     wp->cap = queue_cap;
+    wp->nice = nice;
     wp->accepting = 1;
     for (; wp->n_threads < workers; wp->n_threads++)
         if (pthread_create(&wp->threads[wp->n_threads], NULL, worker_main, wp) != 0)

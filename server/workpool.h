@@ -11,8 +11,10 @@ struct workpool;
 
 typedef void (*work_fn)(void *arg);
 
-/* `workers` threads; at most `queue_cap` jobs wait for one. 0 on success. */
-int workpool_new(int workers, int queue_cap, struct workpool **out);
+/* `workers` threads; at most `queue_cap` jobs wait for one. The threads run
+ * at nice value `nice` (0: the process's own), so CPU-heavy jobs can yield
+ * to the threads that answer cheap calls. 0 on success. */
+int workpool_new(int workers, int queue_cap, int nice, struct workpool **out);
 
 /* Queues fn(arg). 0 when queued, -1 when `queue_cap` jobs already wait or
  * the pool is stopping: the job was not taken and the caller still owns it. */

@@ -150,6 +150,7 @@ static const char full_ini[] = "; every key of config_usage\n"
                                "max_connections = 100\n"
                                "image_workers = 3\n"
                                "image_queue = 5\n"
+                               "image_nice = 4\n"
                                "model = /opt/model.bin\n"
                                "console_dir = /opt/console\n"
                                "[auth]\n"
@@ -216,6 +217,7 @@ static void test_every_key(void)
     CHECK_INT(cfg.max_connections, 100);
     CHECK_INT(cfg.image_workers, 3);
     CHECK_INT(cfg.image_queue, 5);
+    CHECK_INT(cfg.image_nice, 4);
     CHECK_STR(cfg.model_path, "/opt/model.bin");
     CHECK_STR(cfg.console_dir, "/opt/console");
 
@@ -310,6 +312,7 @@ static void test_usage_lists_every_key(void)
                                        "max_connections",
                                        "image_workers",
                                        "image_queue",
+                                       "image_nice",
                                        "model",
                                        "console_dir",
                                        "[auth]",

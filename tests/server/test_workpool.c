@@ -4,6 +4,8 @@
 #include <sched.h>
 #include <stdint.h>
 #include <stdatomic.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 #include "server/workpool.h"
 #include "tests/unit.h"
@@ -45,7 +47,7 @@ static void test_full_queue_refuses(void)
 {
     struct gate g = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0};
     struct workpool *wp;
-    CHECK_INT(workpool_new(2, 3, &wp), 0);
+    CHECK_INT(workpool_new(2, 3, 0, &wp), 0);
     /* Two run (blocked on the gate), three wait, the sixth is refused. */
     CHECK_INT(workpool_submit(wp, gated_job, &g), 0);
     CHECK_INT(workpool_submit(wp, gated_job, &g), 0);
@@ -98,7 +100,7 @@ static void *submitter(void *arg)
 static void test_every_accepted_job_runs_once(void)
 {
     struct workpool *wp;
-    CHECK_INT(workpool_new(3, 4, &wp), 0);
+    CHECK_INT(workpool_new(3, 4, 0, &wp), 0);
     atomic_store(&sum, 0);
     pthread_t t[4];
     for (int i = 0; i < 4; i++)
@@ -114,12 +116,34 @@ static void test_every_accepted_job_runs_once(void)
     CHECK_INT(atomic_load(&sum), expect);
 }
 
+static atomic_int seen_nice;
+
+static void nice_job(void *arg)
+{
+    (void)arg;
+    atomic_store(&seen_nice, getpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid)));
+}
+
+/* The workers run at the process's nice value plus the pool's. */
+static void test_worker_nice(void)
+{
+    int base = getpriority(PRIO_PROCESS, 0);
+    struct workpool *wp;
+    CHECK_INT(workpool_new(1, 1, 3, &wp), 0);
+    atomic_store(&seen_nice, -100);
+    CHECK_INT(workpool_submit(wp, nice_job, NULL), 0);
+    workpool_drain(wp);
+    CHECK_INT(atomic_load(&seen_nice), base + 3 > 19 ? 19 : base + 3);
+    workpool_free(wp);
+    CHECK_INT(getpriority(PRIO_PROCESS, 0), base); /* the caller's own is unchanged */
+}
+
 static void test_bad_sizes(void)
 {
     struct workpool *wp = (struct workpool *)1;
-    CHECK_INT(workpool_new(0, 4, &wp), -1);
+    CHECK_INT(workpool_new(0, 4, 0, &wp), -1);
     CHECK(wp == NULL);
-    CHECK_INT(workpool_new(2, 0, &wp), -1);
+    CHECK_INT(workpool_new(2, 0, 0, &wp), -1);
     workpool_free(NULL);
 }
 
@@ -127,6 +151,7 @@ int main(void)
 {
     RUN(test_full_queue_refuses);
     RUN(test_every_accepted_job_runs_once);
+    RUN(test_worker_nice);
     RUN(test_bad_sizes);
     return unit_report();
 }
