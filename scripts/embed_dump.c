@@ -10,9 +10,15 @@
  * (0.6 x 0.6 of the sides), 96 px copy k = 6, grey contrast-stretched copy
  * k = 7: 3 x EXTRACT_DIM floats a line, made by the server's item_view.
  *
+ * With --map SIDE [--view K] it writes instead the last feature map of the
+ * image (or of its view K, made by item_view) squashed to SIDE x SIDE:
+ * g x g x EXTRACT_DIM float32 a line, g = ceil(SIDE / 32), HWC, post-ReLU6
+ * Conv_1 (extractor_feature_map); for the compact-descriptor study
+ * (scripts/bench-compact-offline).
+ *
  * build: cc -O2 -I. scripts/embed_dump.c build/release/libimgsearch.a \
  *          $(LIBS of the Makefile) -o build/embed_dump
- * usage: build/embed_dump [--views] < list.txt > vectors.f32
+ * usage: build/embed_dump [--views | --map SIDE [--view K]] < list.txt > vectors.f32
  *        (model: IMGSEARCH_MODEL or default) */
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,32 +60,56 @@ static int embed_views(const struct extractor *ex, const struct image *img, floa
     return 0;
 }
 
+static int embed_map(const struct extractor *ex, const struct image *img, int side, int view,
+                     float *out)
+{
+    struct image v = {0};
+    int grid = 0;
+    if (view > 0 && item_view(img, view, &v) != 0)
+        return -1;
+    int rc = extractor_feature_map(ex, view > 0 ? &v : img, side, out, &grid);
+    image_free(&v);
+    return rc == 0 && grid == (side + 31) / 32 ? 0 : -1;
+}
+
 int main(int argc, char **argv)
 {
     char err[256], line[4096];
     int views = argc > 1 && !strcmp(argv[1], "--views");
-    int nvec = views ? 3 : 1;
+    int side = argc > 2 && !strcmp(argv[1], "--map") ? atoi(argv[2]) : 0;
+    int view = side && argc > 4 && !strcmp(argv[3], "--view") ? atoi(argv[4]) : 0;
+    int grid = (side + 31) / 32;
+    size_t nvec = side ? (size_t)grid * grid : views ? 3 : 1;
+    if (argc > 1 && !views && (side < 32 || side > 1024 || (argc > 3 && !view))) {
+        fprintf(stderr, "usage: embed_dump [--views | --map SIDE [--view K]] < list\n");
+        return 2;
+    }
     struct extractor *ex = NULL;
     if (extractor_open(getenv("IMGSEARCH_MODEL"), &ex, err, sizeof err) != 0) {
         fprintf(stderr, "embed_dump: %s\n", err);
         return 1;
     }
     struct decode_limits lim = {65, 4095, EXTRACT_SIDE};
-    static float vec[3 * EXTRACT_DIM];
+    float *vec = malloc(sizeof(float) * nvec * EXTRACT_DIM);
+    if (!vec)
+        return 1;
     while (fgets(line, sizeof line, stdin)) {
         line[strcspn(line, "\n")] = 0;
         size_t len = 0;
         unsigned char *buf = slurp(line, &len);
         struct image img = {0};
-        memset(vec, 0, sizeof vec);
+        memset(vec, 0, sizeof(float) * nvec * EXTRACT_DIM);
         if (!buf || decode_image(buf, len, &lim, &img) != DECODE_OK ||
-            (views ? embed_views(ex, &img, vec) : extractor_embed(ex, &img, vec)) != 0)
+            (side    ? embed_map(ex, &img, side, view, vec)
+             : views ? embed_views(ex, &img, vec)
+                     : extractor_embed(ex, &img, vec)) != 0)
             fprintf(stderr, "embed_dump: cannot embed %s\n", line);
         image_free(&img);
         free(buf);
-        fwrite(vec, sizeof(float), (size_t)nvec * EXTRACT_DIM, stdout);
+        fwrite(vec, sizeof(float), nvec * EXTRACT_DIM, stdout);
     }
     fflush(stdout);
+    free(vec);
     extractor_close(ex);
     return 0;
 }
