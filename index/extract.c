@@ -315,3 +315,58 @@ int extractor_embed(const struct extractor *ex, const struct image *img, float *
     free(in);
     return rc;
 }
+
+int extractor_feature_map(const struct extractor *ex, const struct image *img, int side, float *map,
+                          int *grid)
+{
+    static struct mnv2 other; /* the net laid out for the last side != EXTRACT_SIDE */
+    if (!img || !img->rgb || img->width <= 0 || img->height <= 0 || side < 32 || side > 1024)
+        return -1;
+    const struct mnv2 *net = &ex->net;
+    if (side != ex->net.side) {
+        if (other.side != side) {
+            char err[256];
+            const char *path = getenv("IMGSEARCH_MODEL");
+            mnv2_unload(&other);
+            if (mnv2_load(path && *path ? path : DEFAULT_MODEL, side, &other, err, sizeof err))
+                return -1;
+        }
+        net = &other;
+    }
+    size_t floats = mnv2_scratch_floats(net);
+    float *scratch = aligned_alloc(64, (floats * sizeof(float) + 63) / 64 * 64);
+    float *in = malloc(sizeof(float) * (size_t)side * side * 3);
+    float gap[EXTRACT_DIM];
+    int rc = -1;
+    if (!scratch || !in || resize_rgb(img, side, in) != 0)
+        goto done;
+    mnv2_forward(net, in, ex->path, scratch, gap);
+    /* The last activation is in one of mnv2_forward's three buffers: the one
+     * whose mean over the cells is the pooled output. */
+    const struct kern_conv *last = &net->layers[net->nlayers - 1].conv;
+    int npix = last->out_h * last->out_w, best = -1;
+    double best_err = 1e30;
+    for (int b = 0; b < 3; b++) {
+        const float *a = scratch + (size_t)b * net->max_act;
+        double e = 0.0;
+        for (int ch = 0; ch < EXTRACT_DIM; ch++) {
+            double m = 0.0;
+            for (int p = 0; p < npix; p++)
+                m += a[(size_t)p * EXTRACT_DIM + ch];
+            e += fabs(m / npix - gap[ch]);
+        }
+        if (e < best_err) {
+            best_err = e;
+            best = b;
+        }
+    }
+    if (best < 0 || best_err > 1e-3 * EXTRACT_DIM)
+        goto done;
+    memcpy(map, scratch + (size_t)best * net->max_act, sizeof(float) * (size_t)npix * EXTRACT_DIM);
+    *grid = last->out_h;
+    rc = 0;
+done:
+    free(in);
+    free(scratch);
+    return rc;
+}

@@ -44,4 +44,14 @@ int extractor_embed_input(const struct extractor *ex, const float *input224, flo
 /* 64-bit perceptual hash (DCT of a 32x32 grey thumbnail). */
 uint64_t image_phash(const struct image *img);
 
+/* Offline studies only (scripts/embed_dump.c --map): the last layer's
+ * activations (post-ReLU6 Conv_1, HWC) of `img` squashed to side x side,
+ * g x g x EXTRACT_DIM floats with g = ceil(side / 32); for side ==
+ * EXTRACT_SIDE their mean over the g x g cells, L2-normalised, is
+ * extractor_embed's descriptor. Another side loads the model again (from
+ * IMGSEARCH_MODEL or the default path) and keeps it: not thread-safe then.
+ * Writes g to *grid. Returns 0, or -1. */
+int extractor_feature_map(const struct extractor *ex, const struct image *img, int side, float *map,
+                          int *grid);
+
 #endif

@@ -10,9 +10,17 @@
  * (0.6 x 0.6 of the sides), 96 px copy k = 6, grey contrast-stretched copy
  * k = 7: 3 x EXTRACT_DIM floats a line, made by the server's item_view.
  *
+ * With --map SIDE [--view K] [--rot Q] it writes instead the last feature map
+ * of the image (rotated by Q quarter turns with image_rotate, as the
+ * server's orientation search; then its view K, made by item_view) squashed
+ * to SIDE x SIDE:
+ * g x g x EXTRACT_DIM float32 a line, g = ceil(SIDE / 32), HWC, post-ReLU6
+ * Conv_1 (extractor_feature_map); for the compact-descriptor study
+ * (scripts/bench-compact-offline).
+ *
  * build: cc -O2 -I. scripts/embed_dump.c build/release/libimgsearch.a \
  *          $(LIBS of the Makefile) -o build/embed_dump
- * usage: build/embed_dump [--views] < list.txt > vectors.f32
+ * usage: build/embed_dump [--views | --map SIDE [--view K] [--rot Q]] < list.txt > vectors.f32
  *        (model: IMGSEARCH_MODEL or default) */
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,32 +62,73 @@ static int embed_views(const struct extractor *ex, const struct image *img, floa
     return 0;
 }
 
+static int embed_map(const struct extractor *ex, const struct image *img, int side, int view,
+                     int rot, float *out)
+{
+    struct image r = {0}, v = {0};
+    int grid = 0, rc = -1;
+    if (rot > 0 && image_rotate(img, rot, &r) != 0)
+        goto done;
+    const struct image *src = rot > 0 ? &r : img;
+    if (view > 0 && item_view(src, view, &v) != 0)
+        goto done;
+    rc = extractor_feature_map(ex, view > 0 ? &v : src, side, out, &grid);
+    rc = rc == 0 && grid == (side + 31) / 32 ? 0 : -1;
+done:
+    image_free(&v);
+    image_free(&r);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     char err[256], line[4096];
-    int views = argc > 1 && !strcmp(argv[1], "--views");
-    int nvec = views ? 3 : 1;
+    int views = 0, side = 0, view = 0, rot = 0, bad = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--views"))
+            views = 1;
+        else if (!strcmp(argv[i], "--map") && i + 1 < argc)
+            side = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--view") && i + 1 < argc)
+            view = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--rot") && i + 1 < argc)
+            rot = atoi(argv[++i]);
+        else
+            bad = 1;
+    }
+    if (bad || (views && side) || ((view || rot) && !side) ||
+        (side && (side < 32 || side > 1024)) || view < 0 || rot < 0 || rot > 3) {
+        fprintf(stderr, "usage: embed_dump [--views | --map SIDE [--view K] [--rot Q]] < list\n");
+        return 2;
+    }
+    int grid = (side + 31) / 32;
+    size_t nvec = side ? (size_t)grid * grid : views ? 3 : 1;
     struct extractor *ex = NULL;
     if (extractor_open(getenv("IMGSEARCH_MODEL"), &ex, err, sizeof err) != 0) {
         fprintf(stderr, "embed_dump: %s\n", err);
         return 1;
     }
     struct decode_limits lim = {65, 4095, EXTRACT_SIDE};
-    static float vec[3 * EXTRACT_DIM];
+    float *vec = malloc(sizeof(float) * nvec * EXTRACT_DIM);
+    if (!vec)
+        return 1;
     while (fgets(line, sizeof line, stdin)) {
         line[strcspn(line, "\n")] = 0;
         size_t len = 0;
         unsigned char *buf = slurp(line, &len);
         struct image img = {0};
-        memset(vec, 0, sizeof vec);
+        memset(vec, 0, sizeof(float) * nvec * EXTRACT_DIM);
         if (!buf || decode_image(buf, len, &lim, &img) != DECODE_OK ||
-            (views ? embed_views(ex, &img, vec) : extractor_embed(ex, &img, vec)) != 0)
+            (side    ? embed_map(ex, &img, side, view, rot, vec)
+             : views ? embed_views(ex, &img, vec)
+                     : extractor_embed(ex, &img, vec)) != 0)
             fprintf(stderr, "embed_dump: cannot embed %s\n", line);
         image_free(&img);
         free(buf);
-        fwrite(vec, sizeof(float), (size_t)nvec * EXTRACT_DIM, stdout);
+        fwrite(vec, sizeof(float), nvec * EXTRACT_DIM, stdout);
     }
     fflush(stdout);
+    free(vec);
     extractor_close(ex);
     return 0;
 }

@@ -415,6 +415,37 @@ static void test_bad_inputs(void)
     CHECK_INT(extractor_embed(ex_fast, &empty, out), -1);
 }
 
+/* The offline studies' feature map: its cell mean is the descriptor, values
+ * are post-ReLU6, and another input side gives its own grid. */
+static void test_feature_map(void)
+{
+    struct image img;
+    float want[EXTRACT_DIM], gap[EXTRACT_DIM];
+    float *map = malloc(sizeof(float) * 49 * EXTRACT_DIM);
+    int grid = 0;
+    render(5, 640, 480, &img);
+    CHECK_INT(extractor_embed(ex_fast, &img, want), 0);
+    CHECK_INT(extractor_feature_map(ex_fast, &img, EXTRACT_SIDE, map, &grid), 0);
+    CHECK_INT(grid, 7);
+    float lo = 1e9f, hi = -1e9f;
+    for (int ch = 0; ch < EXTRACT_DIM; ch++) {
+        gap[ch] = 0.0f;
+        for (int p = 0; p < 49; p++) {
+            float v = map[(size_t)p * EXTRACT_DIM + ch];
+            gap[ch] += v;
+            lo = v < lo ? v : lo;
+            hi = v > hi ? v : hi;
+        }
+    }
+    CHECK(cosine(gap, want, EXTRACT_DIM) > 0.999999);
+    CHECK(lo >= 0.0f && hi <= 6.0f);
+    CHECK_INT(extractor_feature_map(ex_fast, &img, 96, map, &grid), 0);
+    CHECK_INT(grid, 3);
+    CHECK_INT(extractor_feature_map(ex_fast, &img, 16, map, &grid), -1);
+    free(map);
+    free(img.rgb);
+}
+
 int main(void)
 {
     char err[512] = "";
@@ -454,6 +485,7 @@ int main(void)
     RUN(test_resize_identity);
     RUN(test_phash);
     RUN(test_bad_inputs);
+    RUN(test_feature_map);
 
     extractor_close(ex_fast);
     extractor_close(ex_ref);
