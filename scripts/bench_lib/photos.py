@@ -78,7 +78,9 @@ def fetch(pkg, cache, log=print):
     debs, out = os.path.join(cache, "debs"), os.path.join(cache, "x", pkg)
     if os.path.isdir(out):
         return out
+    # dpkg -x creates only the last directory of its target.
     os.makedirs(debs, exist_ok=True)
+    os.makedirs(os.path.dirname(out), exist_ok=True)
     found = glob.glob(os.path.join(debs, pkg + "_*.deb"))
     if not found:
         log(f"fetching {pkg} with apt-get download ...")
