@@ -61,6 +61,8 @@ struct index_config {
     char *ann_factory; /* FAISS factory string beyond it; default "IVF1024,SQ8" */
     long nprobe;       /* default nprobe when the request has none; 0 = request default */
     int views;         /* new instances index extra views (vectors.h); default 1 */
+    long snapshot_changes; /* background snapshot after this many changes; 0: never */
+    long snapshot_seconds; /* ... or when a change is this old; 0: never */
 };
 
 /* [search]: query-time retries of a weak match. When the query's best score
