@@ -55,6 +55,8 @@ void config_defaults(struct config *cfg)
     cfg->index.exact_max = 100000;
     cfg->index.ann_factory = xstrdup("IVF1024,SQ8");
     cfg->index.nprobe = 0;
+    cfg->index.snapshot_changes = 10000;
+    cfg->index.snapshot_seconds = 300;
     cfg->import_workers = 1;
     cfg->search.rotations = 1;
     cfg->search.query_views = 1;
@@ -443,6 +445,10 @@ static int index_key(struct parse_ctx *ctx, const char *k, const char *v)
         return parse_bool(ctx, v, &ix->views);
     if (!strcmp(k, "int8"))
         return parse_bool(ctx, v, &ix->int8);
+    if (!strcmp(k, "snapshot_changes"))
+        return parse_long(ctx, v, 0, 1L << 40, &ix->snapshot_changes);
+    if (!strcmp(k, "snapshot_seconds"))
+        return parse_long(ctx, v, 0, 1L << 30, &ix->snapshot_seconds);
     snprintf(ctx->err, sizeof ctx->err, "unknown key");
     return -1;
 }
@@ -702,6 +708,9 @@ void config_usage(FILE *out)
           "                           low-resolution and a grey view of each item (on)\n"
           "  int8 = on|off            run the CNN's 1x1 convolutions in int8 on CPUs\n"
           "                           with AVX-512 VNNI (on; float elsewhere or off)\n"
+          "  snapshot_changes = N     snapshot an index in the background after N changes\n"
+          "                           (10000; 0: only at shutdown)\n"
+          "  snapshot_seconds = N     ... or once a change is N seconds old (300; 0: never)\n"
           "[search]\n"
           "  query_views = on|off     also search the centre window and the grey view\n"
           "                           of a query whose best score is low (default on)\n"

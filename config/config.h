@@ -62,6 +62,8 @@ struct index_config {
     long nprobe;       /* default nprobe when the request has none; 0 = request default */
     int views;         /* new instances index extra views (vectors.h); default 1 */
     int int8;          /* 1x1 convolutions in int8 where the CPU has VNNI; default 1 */
+    long snapshot_changes; /* background snapshot after this many changes; 0: never */
+    long snapshot_seconds; /* ... or when a change is this old; 0: never */
 };
 
 /* [search]: query-time retries of a weak match. When the query's best score

@@ -257,6 +257,12 @@ int faiss_write_index(const FaissIndex *idx, FILE *f)
     return guard([&] { faiss::write_index(cxx(idx), f); });
 }
 
+/* On a FILE: registry snapshots carry their own header before the index. */
+int faiss_read_index(FILE *f, int io_flags, FaissIndex **p_out)
+{
+    return guard([&] { *p_out = c_index(faiss::read_index(f, io_flags)); });
+}
+
 int faiss_read_index_fname(const char *fname, int io_flags, FaissIndex **p_out)
 {
     return guard([&] { *p_out = c_index(faiss::read_index(fname, io_flags)); });

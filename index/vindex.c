@@ -27,6 +27,7 @@
 #include <faiss/c_api/utils/distances_c.h>
 
 #include <errno.h>
+#include <math.h>
 #include <fcntl.h>
 #include <omp.h>
 #include <pthread.h>
@@ -177,6 +178,17 @@ fail:
     return -1;
 }
 
+/* Wraps an index just read, after checking it fits the options. */
+static int adopt(FaissIndex *idx, const char *what, const struct vindex_options *opt,
+                 struct vindex **out)
+{
+    if (faiss_Index_d(idx) != opt->dim) {
+        set_err("%s: dimension %d, expected %d", what, faiss_Index_d(idx), opt->dim);
+        return -1;
+    }
+    return wrap(opt, idx, out);
+}
+
 int vindex_load(const char *path, const struct vindex_options *opt, struct vindex **out,
                 char *errbuf, size_t errlen)
 {
@@ -189,11 +201,7 @@ int vindex_load(const char *path, const struct vindex_options *opt, struct vinde
         set_faiss_err(path);
         goto fail;
     }
-    if (faiss_Index_d(idx) != opt->dim) {
-        set_err("%s: dimension %d, expected %d", path, faiss_Index_d(idx), opt->dim);
-        goto fail;
-    }
-    if (wrap(opt, idx, out) != 0)
+    if (adopt(idx, path, opt, out) != 0)
         goto fail;
     return 0;
 fail:
@@ -201,6 +209,41 @@ fail:
         faiss_Index_free(idx);
     copy_err(errbuf, errlen);
     return -1;
+}
+
+int vindex_read(FILE *f, const struct vindex_options *opt, struct vindex **out, char *errbuf,
+                size_t errlen)
+{
+    FaissIndex *idx = NULL;
+
+    pthread_once(&tune_once, tune_faiss);
+    if (check_options(opt) != 0)
+        goto fail;
+    if (faiss_read_index(f, 0, &idx) != 0) {
+        set_faiss_err("reading index");
+        goto fail;
+    }
+    if (adopt(idx, "snapshot", opt, out) != 0)
+        goto fail;
+    return 0;
+fail:
+    if (idx)
+        faiss_Index_free(idx);
+    copy_err(errbuf, errlen);
+    return -1;
+}
+
+int vindex_write(struct vindex *vi, FILE *f)
+{
+    // The read lock: searches go on, only mutations wait for the write.
+    pthread_rwlock_rdlock(&vi->lock);
+    int rc = faiss_write_index(vi->idx, f);
+    pthread_rwlock_unlock(&vi->lock);
+    if (rc != 0) {
+        set_faiss_err("writing index");
+        return -1;
+    }
+    return 0;
 }
 
 /* fsync of a directory by name, so a rename in it is durable. */
@@ -224,12 +267,10 @@ static int write_file(struct vindex *vi, const char *tmp)
         set_err("%s: %s", tmp, strerror(errno));
         return -1;
     }
-    // The read lock: searches go on, only mutations wait for the write.
-    pthread_rwlock_rdlock(&vi->lock);
-    int rc = faiss_write_index(vi->idx, f);
-    pthread_rwlock_unlock(&vi->lock);
-    if (rc != 0) {
-        set_faiss_err(tmp);
+    if (vindex_write(vi, f) != 0) {
+        char why[sizeof last_err];
+        snprintf(why, sizeof why, "%s", last_err);
+        set_err("%s: %s", tmp, why);
         fclose(f);
         return -1;
     }
@@ -411,6 +452,30 @@ static int sorted_ascending(const int64_t *a, size_t n)
     return 1;
 }
 
+/* A filter that passes a fraction s of the index leaves an IVF search with
+ * about s of the candidates an unfiltered one meets: the allowed items in
+ * the unprobed lists are never seen, and a selective filter returns worse
+ * items than the true best (or none). So probe 1/s times as many lists and
+ * scan 1/s times as many codes: the same number of allowed candidates as an
+ * unfiltered search. Past nlist that is every list (the shim clamps), i.e.
+ * an exhaustive search over the allowed items: with nprobe 100 of 1024 lists
+ * that is any filter passing under ~10% of the index. The filter is checked
+ * before any distance, so a full scan costs one id test per code plus the
+ * distances of the allowed items only. Caller holds the read lock. */
+static void widen_for_filter(struct vindex *vi, size_t n_allowed, size_t *nprobe, size_t *max_codes)
+{
+    double total = (double)faiss_Index_ntotal(vi->idx);
+    if (n_allowed == 0 || (double)n_allowed >= total)
+        return;
+    double widen = total / (double)n_allowed;
+    double np = (double)(*nprobe ? *nprobe : VINDEX_DEFAULT_NPROBE) * widen;
+    *nprobe = np >= 1e12 ? (size_t)-1 : (size_t)ceil(np);
+    if (*max_codes) {
+        double mc = (double)*max_codes * widen;
+        *max_codes = mc >= 1e15 ? 0 : (size_t)ceil(mc);
+    }
+}
+
 int vindex_search(struct vindex *vi, const float *query, int k,
                   const struct vindex_search_params *p, int64_t *ids, float *scores, int *n_found)
 {
@@ -442,6 +507,8 @@ int vindex_search(struct vindex *vi, const float *query, int k,
     int omp_prev = omp_get_max_threads();
     omp_set_num_threads(1);
     pthread_rwlock_rdlock(&vi->lock);
+    if (allowed && !vi->exact)
+        widen_for_filter(vi, n_allowed, &nprobe, &max_codes);
     rc = imgsearch_faiss_search_params(vi->idx, 1, query, k, nprobe, max_codes, allowed, n_allowed,
                                        dis, lab);
     while (rc == 0 && found < k && lab[found] >= 0)

@@ -8,6 +8,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 struct vindex;
 
@@ -37,6 +38,14 @@ int vindex_load(const char *path, const struct vindex_options *opt, struct vinde
  * full disk) the file already at `path` is left untouched. */
 int vindex_save(struct vindex *vi, const char *path, char *errbuf, size_t errlen);
 void vindex_free(struct vindex *vi);
+
+/* The index serialised at the FILE's position (searches go on meanwhile;
+ * adds and removes wait), and read back from one. The caller owns the FILE,
+ * its header, flushing and syncing: the registry's snapshots put their change
+ * seq in front of the index, in the same file. */
+int vindex_write(struct vindex *vi, FILE *f);
+int vindex_read(FILE *f, const struct vindex_options *opt, struct vindex **out, char *errbuf,
+                size_t errlen);
 
 /* Adds n vectors (n*dim floats) with their ids. Ids must not be present. */
 int vindex_add(struct vindex *vi, size_t n, const int64_t *ids, const float *vecs);

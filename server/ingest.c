@@ -245,10 +245,13 @@ enum err item_store(struct request *req, const struct instance *inst, struct ite
         if (index_item(rt->vi, rec) != 0) {
             /* Undo the row so SQLite and the index agree. */
             int64_t row;
-            if (items_delete(srv->db, inst->id, rec->item_id, &row) != DB_OK)
+            if (items_delete(srv->db, inst->id, rec->item_id, &row) != DB_OK) {
                 log_info("%s: item %s stored but not indexed, and removing it failed (%s): "
                          "it is searchable after the next restart",
                          req->request_id, rec->item_id, db_last_error());
+                /* A snapshot would keep it out of the index for good. */
+                registry_invalidate(srv->registry, rt);
+            }
             e = req_fail(req, E_INDEX_FAILED, vindex_last_error());
         }
     }

@@ -1,17 +1,35 @@
 /* registry.c: loads, caches and snapshots per-instance indexes.
  *
- * Files: <data_dir>/index/<id>.faiss with <id>.seq beside it holding the
- * instance's change_seq when it was saved. At load the snapshot is used only
- * if that value still matches SQLite; otherwise (a crash, a kill -9 after
- * writes) the index is rebuilt from the vectors in SQLite, so every
- * acknowledged item is searchable again. Snapshots are written at clean
- * shutdown, atomically (see save): a failed one, e.g. on a full disk, costs
- * only a rebuild at the next start. */
+ * Snapshot: <data_dir>/index/<id>.snap, one file: an 8-byte magic, the
+ * instance's change_seq S at the time, then the FAISS index, exactly the
+ * state of SQLite at S (it is serialised under the instance's write lock, and
+ * every write COMMITs then indexes under that lock). One file, written to a
+ * temp file, fsynced and renamed, so the seq can never disagree with the
+ * index beside it, and a failure (a full disk) leaves the previous one whole.
+ *
+ * Replay: every item write logs itself in SQLite in its own transaction
+ * (storage/items.c): an inserted row carries the seq that inserted it, a
+ * removed row leaves a tombstone (row, seq). A load reads the snapshot at S
+ * and, if the log is complete past S (S >= replay_floor), removes the vectors
+ * of every row tombstoned or inserted after S, then adds the rows inserted
+ * after S that still exist: restart cost follows the changes since the
+ * snapshot, not the size of the instance. Anything else (no snapshot, a
+ * corrupt one, one older than the log) rebuilds from SQLite.
+ *
+ * Background: a thread snapshots an instance once snapshot_changes changes
+ * or a snapshot_seconds-old change are pending, then prunes the tombstones
+ * the snapshot covers. Searches go on meanwhile (the index read lock); item
+ * writes of that instance wait only while the index is serialised.
+ *
+ * Legacy files (<id>.faiss + <id>.seq, from before the change log) are still
+ * read, with the same replay rule, and replaced by the next snapshot. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include "config/config.h"
 #include "index/extract.h"
@@ -22,6 +40,9 @@
 #include "storage/db.h"
 #include "storage/vectors.h"
 
+#define SNAP_MAGIC "IMGSNAP1"
+#define SNAP_MAGIC_LEN 8
+
 struct registry {
     pthread_mutex_t lock;
     struct db *db;
@@ -30,13 +51,36 @@ struct registry {
     char *factory;
     struct instance_rt **items;
     size_t n, cap;
+    long snapshot_changes, snapshot_seconds;
+    pthread_t saver;
+    int saver_running, stopping;
+    pthread_cond_t wake;
 };
 
-static void paths(const struct registry *reg, int64_t id, char *faiss, char *seq, size_t len)
+enum file_kind { F_SNAP, F_LEGACY_FAISS, F_LEGACY_SEQ };
+
+static void path_of(const struct registry *reg, int64_t id, enum file_kind k, const char *suffix,
+                    char *buf, size_t len)
 {
-    snprintf(faiss, len, "%s/%lld.faiss", reg->dir, (long long)id);
-    snprintf(seq, len, "%s/%lld.seq", reg->dir, (long long)id);
+    static const char *const ext[] = {"snap", "faiss", "seq"};
+    snprintf(buf, len, "%s/%lld.%s%s", reg->dir, (long long)id, ext[k], suffix);
 }
+
+static long long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void *saver_main(void *arg);
 
 int registry_new(const struct config *cfg, struct db *db, struct registry **out, char *errbuf,
                  size_t errlen)
@@ -45,6 +89,7 @@ int registry_new(const struct config *cfg, struct db *db, struct registry **out,
     if (!reg)
         goto nomem;
     pthread_mutex_init(&reg->lock, NULL);
+    pthread_cond_init(&reg->wake, NULL);
     reg->db = db;
     if (asprintf(&reg->dir, "%s/index", cfg->data_dir) < 0) {
         reg->dir = NULL;
@@ -61,6 +106,16 @@ int registry_new(const struct config *cfg, struct db *db, struct registry **out,
     reg->opt.dim = EXTRACT_DIM;
     reg->opt.exact_max = cfg->index.exact_max;
     reg->opt.ann_factory = reg->factory;
+    reg->snapshot_changes = cfg->index.snapshot_changes;
+    reg->snapshot_seconds = cfg->index.snapshot_seconds;
+    if (reg->snapshot_changes > 0 || reg->snapshot_seconds > 0) {
+        if (pthread_create(&reg->saver, NULL, saver_main, reg) != 0) {
+            snprintf(errbuf, errlen, "cannot start the snapshot thread");
+            registry_free(reg);
+            return -1;
+        }
+        reg->saver_running = 1;
+    }
     *out = reg;
     return 0;
 nomem:
@@ -68,6 +123,8 @@ nomem:
     registry_free(reg);
     return -1;
 }
+
+/* --- load -------------------------------------------------------------------- */
 
 static int add_batch(void *arg, size_t n, const int64_t *ids, const float *vecs)
 {
@@ -86,30 +143,125 @@ static long long read_seq(const char *path)
     return v;
 }
 
-/* Snapshot if current, else a rebuild from SQLite. */
-static struct vindex *load_index(struct registry *reg, int64_t id)
+/* The snapshot's seq (-1: none) and, when `opt` is given, its index. */
+static int64_t read_snapshot(struct registry *reg, int64_t id, const struct vindex_options *opt,
+                             struct vindex **vi)
+{
+    char path[4096], err[256];
+    path_of(reg, id, F_SNAP, "", path, sizeof path);
+    FILE *f = fopen(path, "rbe");
+    if (!f)
+        return -1;
+    char magic[SNAP_MAGIC_LEN];
+    int64_t seq = -1;
+    if (fread(magic, 1, sizeof magic, f) != sizeof magic ||
+        memcmp(magic, SNAP_MAGIC, SNAP_MAGIC_LEN) != 0 || fread(&seq, sizeof seq, 1, f) != 1 ||
+        seq < 0) {
+        log_info("index %lld: %s is not a snapshot", (long long)id, path);
+        seq = -1;
+    } else if (opt && vindex_read(f, opt, vi, err, sizeof err) != 0) {
+        log_info("index %lld: snapshot unusable (%s)", (long long)id, err);
+        seq = -1;
+    }
+    fclose(f);
+    return seq;
+}
+
+static int64_t read_legacy(struct registry *reg, int64_t id, const struct vindex_options *opt,
+                           struct vindex **vi)
 {
     char faiss[4096], seq[4096], err[256];
-    paths(reg, id, faiss, seq, sizeof faiss);
+    path_of(reg, id, F_LEGACY_FAISS, "", faiss, sizeof faiss);
+    path_of(reg, id, F_LEGACY_SEQ, "", seq, sizeof seq);
+    long long s = read_seq(seq);
+    if (s < 0 || access(faiss, R_OK) != 0)
+        return -1;
+    if (opt && vindex_load(faiss, opt, vi, err, sizeof err) != 0) {
+        log_info("index %lld: snapshot unusable (%s)", (long long)id, err);
+        return -1;
+    }
+    return s;
+}
+
+static int cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Brings a snapshot taken at `since` up to date: removes every vector of a
+ * row tombstoned or inserted after it (absent ones are skipped, so a replay
+ * is idempotent), then adds the rows inserted after it that still exist. */
+static int replay(struct registry *reg, int64_t id, struct vindex *vi, int64_t since)
+{
+    int64_t *rows = NULL, *ids = NULL;
+    size_t n = 0;
+    int rc = -1;
+    if (vectors_changed_rows(reg->db, id, since, &rows, &n) != 0)
+        goto out;
+    if (n) {
+        ids = malloc(n * VEC_KINDS * sizeof *ids);
+        if (!ids)
+            goto out;
+        for (size_t i = 0; i < n; i++)
+            for (int k = 0; k < VEC_KINDS; k++)
+                ids[i * VEC_KINDS + (size_t)k] = vec_id(rows[i], k);
+        qsort(ids, n * VEC_KINDS, sizeof *ids, cmp_i64);
+        if (vindex_remove(vi, n * VEC_KINDS, ids) < 0)
+            goto out;
+    }
+    rc = vectors_for_each_since(reg->db, id, since, reg->opt.dim, add_batch, vi);
+out:
+    free(rows);
+    free(ids);
+    return rc;
+}
+
+/* A snapshot (replayed) when one is usable, else a rebuild from SQLite. */
+static struct vindex *load_index(struct registry *reg, struct instance_rt *rt)
+{
+    char path[4096], err[256];
+    int64_t id = rt->id, cs, floor;
     struct vindex *vi = NULL;
+    double t0 = now_s();
     /* exact_max counts items: an instance with views or regions holds
      * several vectors per item and stays exact just as long. */
     struct vindex_options opt = reg->opt;
     opt.exact_max *= vectors_per_item(reg->db, id);
     /* Temp files of a save a crash cut short: never read, and they hold space. */
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp", faiss);
-    unlink(tmp);
-    snprintf(tmp, sizeof tmp, "%s.tmp", seq);
-    unlink(tmp);
-    long long want = vectors_change_seq(reg->db, id);
-    if (want >= 0 && read_seq(seq) == want && access(faiss, R_OK) == 0) {
-        if (vindex_load(faiss, &opt, &vi, err, sizeof err) == 0)
-            return vi;
-        log_info("index %lld: snapshot unusable (%s), rebuilding", (long long)id, err);
+    for (int k = F_SNAP; k <= F_LEGACY_SEQ; k++) {
+        path_of(reg, id, k, ".tmp", path, sizeof path);
+        unlink(path);
     }
-    /* Whatever happens next, the old snapshot is stale. */
-    unlink(seq);
+    rt->snap_seq = -1;
+    if (vectors_log_state(reg->db, id, &cs, &floor) == 0) {
+        /* Peek at the seq first: a snapshot the log cannot bring up to date
+         * is not worth reading. */
+        int64_t s = read_snapshot(reg, id, NULL, NULL);
+        int legacy = s < 0;
+        if (legacy)
+            s = read_legacy(reg, id, NULL, NULL);
+        if (s >= 0 && s >= floor && s <= cs) {
+            s = legacy ? read_legacy(reg, id, &opt, &vi) : read_snapshot(reg, id, &opt, &vi);
+            if (s >= 0 && replay(reg, id, vi, s) == 0) {
+                rt->snap_seq = legacy ? -1 : s; /* a legacy file is replaced soon */
+                rt->load_replayed = cs - s;
+                rt->load_s = now_s() - t0;
+                log_info("index %lld: loaded snapshot at seq %lld, replayed %lld changes "
+                         "(%.3f s)",
+                         (long long)id, (long long)s, (long long)(cs - s), rt->load_s);
+                return vi;
+            }
+            if (s >= 0)
+                log_info("index %lld: replay failed (%s), rebuilding", (long long)id,
+                         vindex_last_error());
+            vindex_free(vi);
+            vi = NULL;
+        } else if (s >= 0) {
+            log_info("index %lld: snapshot at seq %lld is outside the change log (%lld..%lld)",
+                     (long long)id, (long long)s, (long long)floor, (long long)cs);
+        }
+    }
     if (vindex_create(&opt, &vi, err, sizeof err) != 0) {
         log_info("index %lld: %s", (long long)id, err);
         return NULL;
@@ -119,6 +271,10 @@ static struct vindex *load_index(struct registry *reg, int64_t id)
         vindex_free(vi);
         return NULL;
     }
+    rt->load_rebuilt = 1;
+    rt->load_s = now_s() - t0;
+    log_info("index %lld: rebuilt from SQLite, %zu vectors (%.3f s)", (long long)id,
+             vindex_count(vi), rt->load_s);
     return vi;
 }
 
@@ -143,16 +299,16 @@ struct instance_rt *registry_get(struct registry *reg, int64_t instance_id)
         reg->items = g;
         reg->cap = cap;
     }
-    struct vindex *vi = load_index(reg, instance_id);
-    if (!vi)
-        goto out;
     rt = calloc(1, sizeof *rt);
-    if (!rt) {
-        vindex_free(vi);
+    if (!rt)
+        goto out;
+    rt->id = instance_id;
+    rt->vi = load_index(reg, rt);
+    if (!rt->vi) {
+        free(rt);
+        rt = NULL;
         goto out;
     }
-    rt->id = instance_id;
-    rt->vi = vi;
     rt->refs = 2; /* the registry's and the caller's */
     pthread_mutex_init(&rt->write_lock, NULL);
     reg->items[reg->n++] = rt;
@@ -161,12 +317,15 @@ out:
     return rt;
 }
 
+/* --- release ----------------------------------------------------------------- */
+
 static void remove_files(struct registry *reg, int64_t id)
 {
-    char faiss[4096], seq[4096];
-    paths(reg, id, faiss, seq, sizeof faiss);
-    unlink(seq);
-    unlink(faiss);
+    char path[4096];
+    for (int k = F_SNAP; k <= F_LEGACY_SEQ; k++) {
+        path_of(reg, id, k, "", path, sizeof path);
+        unlink(path);
+    }
 }
 
 static void rt_free(struct instance_rt *rt)
@@ -203,83 +362,252 @@ void registry_drop(struct registry *reg, int64_t instance_id)
     registry_put(reg, rt);
 }
 
-/* Writes `v` to `path` through a temp file + fsync + rename, every step
- * checked, so a full disk leaves the old file whole. */
-static int write_seq(const char *path, long long v)
+void registry_invalidate(struct registry *reg, struct instance_rt *rt)
 {
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "we");
-    if (!f)
+    pthread_mutex_lock(&reg->lock);
+    rt->no_snapshot = 1;
+    remove_files(reg, rt->id);
+    pthread_mutex_unlock(&reg->lock);
+}
+
+/* --- save -------------------------------------------------------------------- */
+
+static int sync_dir(const char *path)
+{
+    int fd = open(path, O_DIRECTORY | O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
         return -1;
-    int ok = fprintf(f, "%lld\n", v) > 0;
-    ok = fflush(f) == 0 && ok;
-    ok = fsync(fileno(f)) == 0 && ok;
-    ok = fclose(f) == 0 && ok;
-    if (!ok || rename(tmp, path) != 0) {
+    int rc = fsync(fd);
+    close(fd);
+    return rc;
+}
+
+/* Header and index into `f` under the write lock, so the file is exactly the
+ * state at *seq. Returns 1 when nothing changed since the last snapshot. */
+static int serialise(struct registry *reg, struct instance_rt *rt, FILE *f, int64_t *seq,
+                     double *block_s)
+{
+    int64_t floor;
+    pthread_mutex_lock(&rt->write_lock);
+    double t0 = now_s();
+    int rc = -1;
+    if (vectors_log_state(reg->db, rt->id, seq, &floor) != 0) {
+        errno = EIO;
+    } else if (*seq == rt->snap_seq || rt->no_snapshot) {
+        rc = 1;
+    } else if (fwrite(SNAP_MAGIC, 1, SNAP_MAGIC_LEN, f) == SNAP_MAGIC_LEN &&
+               fwrite(seq, sizeof *seq, 1, f) == 1 && vindex_write(rt->vi, f) == 0 &&
+               fflush(f) == 0) {
+        rc = 0;
+    }
+    *block_s = now_s() - t0;
+    pthread_mutex_unlock(&rt->write_lock);
+    return rc;
+}
+
+int registry_snapshot(struct registry *reg, struct instance_rt *rt)
+{
+    char path[4096], tmp[4200];
+    int64_t seq = -1;
+    double t0 = now_s(), block_s = 0;
+    errno = 0;
+    path_of(reg, rt->id, F_SNAP, "", path, sizeof path);
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "wbe");
+    int rc = f ? serialise(reg, rt, f, &seq, &block_s) : -1;
+    const char *why = rc < 0 ? (errno ? strerror(errno) : vindex_last_error()) : "";
+    if (f) {
+        /* fsync outside the write lock: it is the slow part on a busy disk. */
+        int ok = rc != 0 || fsync(fileno(f)) == 0;
+        if (!ok)
+            why = strerror(errno);
+        if (fclose(f) != 0 && rc == 0 && ok)
+            why = strerror(errno), ok = 0;
+        if (rc == 0 && !ok)
+            rc = -1;
+    }
+    if (rc == 1) {
         unlink(tmp);
+        return rt->no_snapshot ? -1 : 0;
+    }
+    if (rc == 0) {
+        /* Under the registry lock: an instance dropped meanwhile keeps no file. */
+        pthread_mutex_lock(&reg->lock);
+        if (rt->dropped)
+            rc = -1, why = "instance deleted";
+        else if (rename(tmp, path) != 0)
+            rc = -1, why = strerror(errno);
+        pthread_mutex_unlock(&reg->lock);
+    }
+    if (rc != 0) {
+        unlink(tmp);
+        log_info("index %lld: snapshot failed, the previous one stays: %s", (long long)rt->id, why);
+        pthread_mutex_lock(&reg->lock);
+        rt->snap_failures++;
+        pthread_mutex_unlock(&reg->lock);
         return -1;
     }
+    sync_dir(reg->dir); /* best effort: a lost rename only means an older snapshot */
+    char legacy[4096];
+    for (int k = F_LEGACY_FAISS; k <= F_LEGACY_SEQ; k++) {
+        path_of(reg, rt->id, k, "", legacy, sizeof legacy);
+        unlink(legacy);
+    }
+    /* The log before seq is no longer needed: the snapshot covers it. A
+     * failed prune only keeps tombstones a little longer. */
+    vectors_prune_log(reg->db, rt->id, seq);
+    pthread_mutex_lock(&reg->lock);
+    rt->snap_seq = seq;
+    rt->dirty_ms = 0;
+    rt->snap_block_s = block_s;
+    rt->snap_total_s = now_s() - t0;
+    pthread_mutex_unlock(&reg->lock);
+    log_info("index %lld: snapshot at seq %lld (%.3f s, writes waited %.3f s)", (long long)rt->id,
+             (long long)seq, rt->snap_total_s, block_s);
     return 0;
 }
 
-/* The snapshot pair is written index first, then seq, each atomically. A
- * failure or crash between them leaves the new index beside the old seq,
- * which no longer matches change_seq: the next start rebuilds from SQLite.
- * An unchanged instance is not rewritten, so an old snapshot that is still
- * current survives a save that would fail (a full disk at shutdown). */
-static void save(struct registry *reg, struct instance_rt *rt)
+/* --- background snapshots ------------------------------------------------------ */
+
+/* Whether rt is due: enough changes pending, or the oldest one old enough. */
+static int due(struct registry *reg, struct instance_rt *rt, long long now)
 {
-    char faiss[4096], seq[4096], err[256];
-    paths(reg, rt->id, faiss, seq, sizeof faiss);
-    /* Under the write lock no add sits between its COMMIT and the index, so
-     * the index written is exactly the state change_seq names. */
-    pthread_mutex_lock(&rt->write_lock);
-    long long cs = vectors_change_seq(reg->db, rt->id);
-    if (cs < 0 || (read_seq(seq) == cs && access(faiss, R_OK) == 0)) {
-        pthread_mutex_unlock(&rt->write_lock);
-        return;
+    int64_t cs, floor;
+    if (rt->no_snapshot || now < rt->retry_ms ||
+        vectors_log_state(reg->db, rt->id, &cs, &floor) != 0)
+        return 0;
+    int64_t base = rt->snap_seq < 0 ? 0 : rt->snap_seq;
+    if (cs == rt->snap_seq)
+        return 0;
+    if (!rt->dirty_ms)
+        rt->dirty_ms = now;
+    if (reg->snapshot_changes > 0 && cs - base >= reg->snapshot_changes)
+        return 1;
+    return reg->snapshot_seconds > 0 && now - rt->dirty_ms >= reg->snapshot_seconds * 1000LL;
+}
+
+static void *saver_main(void *arg)
+{
+    struct registry *reg = arg;
+    pthread_mutex_lock(&reg->lock);
+    while (!reg->stopping) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += 1;
+        pthread_cond_timedwait(&reg->wake, &reg->lock, &until);
+        if (reg->stopping)
+            break;
+        /* One instance at a time, with a reference, outside the lock. */
+        for (size_t i = 0; i < reg->n && !reg->stopping; i++) {
+            struct instance_rt *rt = reg->items[i];
+            rt->refs++;
+            pthread_mutex_unlock(&reg->lock);
+            long long now = now_ms();
+            if (due(reg, rt, now) && registry_snapshot(reg, rt) != 0) {
+                long long wait = reg->snapshot_seconds > 0 ? reg->snapshot_seconds : 60;
+                rt->retry_ms = now + wait * 1000;
+            }
+            registry_put(reg, rt);
+            pthread_mutex_lock(&reg->lock);
+        }
     }
-    if (vindex_save(rt->vi, faiss, err, sizeof err) != 0)
-        log_info("index %lld: snapshot failed, the next start rebuilds it: %s", (long long)rt->id,
-                 err);
-    else if (write_seq(seq, cs) != 0)
-        log_info("index %lld: snapshot seq failed, the next start rebuilds it: %s",
-                 (long long)rt->id, strerror(errno));
-    pthread_mutex_unlock(&rt->write_lock);
+    pthread_mutex_unlock(&reg->lock);
+    return NULL;
 }
 
 void registry_free(struct registry *reg)
 {
     if (!reg)
         return;
+    if (reg->saver_running) {
+        pthread_mutex_lock(&reg->lock);
+        reg->stopping = 1;
+        pthread_cond_signal(&reg->wake);
+        pthread_mutex_unlock(&reg->lock);
+        pthread_join(reg->saver, NULL);
+    }
+    /* Clean shutdown: every changed index saved, so the next start replays
+     * nothing. An unchanged one is not rewritten (a full disk at shutdown
+     * then costs nothing). */
     for (size_t i = 0; i < reg->n; i++) {
-        save(reg, reg->items[i]);
+        registry_snapshot(reg, reg->items[i]);
         registry_put(reg, reg->items[i]);
     }
     free(reg->items);
     free(reg->factory);
     free(reg->dir);
+    pthread_cond_destroy(&reg->wake);
     pthread_mutex_destroy(&reg->lock);
     free(reg);
 }
 
+/* --- metrics ------------------------------------------------------------------- */
+
+struct gauge {
+    const char *name, *help;
+    double (*get)(const struct instance_rt *rt);
+};
+
+static double g_vectors(const struct instance_rt *rt)
+{
+    return (double)vindex_count(rt->vi);
+}
+static double g_exact(const struct instance_rt *rt)
+{
+    return vindex_is_exact(rt->vi);
+}
+static double g_rebuilt(const struct instance_rt *rt)
+{
+    return rt->load_rebuilt;
+}
+static double g_replayed(const struct instance_rt *rt)
+{
+    return (double)rt->load_replayed;
+}
+static double g_load_s(const struct instance_rt *rt)
+{
+    return rt->load_s;
+}
+static double g_snap_seq(const struct instance_rt *rt)
+{
+    return (double)rt->snap_seq;
+}
+static double g_block(const struct instance_rt *rt)
+{
+    return rt->snap_block_s;
+}
+static double g_snap_s(const struct instance_rt *rt)
+{
+    return rt->snap_total_s;
+}
+static double g_fail(const struct instance_rt *rt)
+{
+    return (double)rt->snap_failures;
+}
+
+static const struct gauge gauges[] = {
+    {"imgsearch_index_vectors", "Vectors in each loaded index.", g_vectors},
+    {"imgsearch_index_exact", "1: exact search, 0: ANN index.", g_exact},
+    {"imgsearch_index_load_rebuilt", "1: the index was rebuilt from SQLite at load.", g_rebuilt},
+    {"imgsearch_index_load_replayed", "Changes replayed onto the snapshot at load.", g_replayed},
+    {"imgsearch_index_load_seconds", "Time the index took to load.", g_load_s},
+    {"imgsearch_index_snapshot_seq", "Change seq of the snapshot on disk (-1: none).", g_snap_seq},
+    {"imgsearch_index_snapshot_block_seconds", "Last snapshot: time item writes waited.", g_block},
+    {"imgsearch_index_snapshot_seconds", "Last snapshot: total time.", g_snap_s},
+    {"imgsearch_index_snapshot_failures", "Snapshots that failed since start.", g_fail},
+};
+
 int registry_render_metrics(struct registry *reg, char **buf, size_t *len, size_t *cap)
 {
-    int rc = metrics_printf(buf, len, cap,
-                            "# HELP imgsearch_index_vectors Vectors in each loaded index.\n"
-                            "# TYPE imgsearch_index_vectors gauge\n");
+    int rc = 0;
     pthread_mutex_lock(&reg->lock);
-    for (size_t i = 0; i < reg->n && rc == 0; i++)
-        rc = metrics_printf(buf, len, cap, "imgsearch_index_vectors{instance_id=\"%lld\"} %zu\n",
-                            (long long)reg->items[i]->id, vindex_count(reg->items[i]->vi));
-    if (rc == 0)
-        rc = metrics_printf(buf, len, cap,
-                            "# HELP imgsearch_index_exact 1: exact search, 0: ANN index.\n"
-                            "# TYPE imgsearch_index_exact gauge\n");
-    for (size_t i = 0; i < reg->n && rc == 0; i++)
-        rc = metrics_printf(buf, len, cap, "imgsearch_index_exact{instance_id=\"%lld\"} %d\n",
-                            (long long)reg->items[i]->id, vindex_is_exact(reg->items[i]->vi));
+    for (size_t g = 0; g < sizeof gauges / sizeof gauges[0] && rc == 0; g++) {
+        rc = metrics_printf(buf, len, cap, "# HELP %s %s\n# TYPE %s gauge\n", gauges[g].name,
+                            gauges[g].help, gauges[g].name);
+        for (size_t i = 0; i < reg->n && rc == 0; i++)
+            rc = metrics_printf(buf, len, cap, "%s{instance_id=\"%lld\"} %.10g\n", gauges[g].name,
+                                (long long)reg->items[i]->id, gauges[g].get(reg->items[i]));
+    }
     pthread_mutex_unlock(&reg->lock);
     return rc;
 }

@@ -124,14 +124,21 @@ static void q_filter(struct sqlq *q, const struct item_filter *f)
 
 /* --- writes ------------------------------------------------------------------ */
 
-static int bump_seq(sqlite3 *c, int64_t instance)
+/* Bumps the instance's change_seq; *seq gets the new value, which the
+ * transaction's item rows and tombstones carry (the snapshot change log,
+ * server/registry.c). */
+static int bump_seq(sqlite3 *c, int64_t instance, int64_t *seq)
 {
-    sqlite3_stmt *st =
-        db_prepare(c, "UPDATE instances SET change_seq = change_seq + 1 WHERE id = ?");
+    sqlite3_stmt *st = db_prepare(
+        c, "UPDATE instances SET change_seq = change_seq + 1 WHERE id = ? RETURNING change_seq");
     if (!st)
         return -1;
     sqlite3_bind_int64(st, 1, instance);
-    int rc = sqlite3_step(st) == SQLITE_DONE && sqlite3_changes(c) == 1 ? 0 : -1;
+    int rc = -1;
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        *seq = sqlite3_column_int64(st, 0);
+        rc = sqlite3_step(st) == SQLITE_DONE ? 0 : -1;
+    }
     sqlite3_finalize(st);
     return rc;
 }
@@ -249,13 +256,25 @@ static enum db_status find_row(sqlite3 *c, int64_t instance, const char *item_id
     return rc;
 }
 
-static int delete_row(sqlite3 *c, int64_t row)
+/* Deletes the row and leaves a tombstone at `seq`, so a snapshot that still
+ * holds the row's vectors drops them at replay. */
+static int delete_row(sqlite3 *c, int64_t instance, int64_t row, int64_t seq)
 {
     sqlite3_stmt *st = db_prepare(c, "DELETE FROM items WHERE id = ?");
     if (!st)
         return -1;
     sqlite3_bind_int64(st, 1, row);
     int rc = sqlite3_step(st) == SQLITE_DONE ? 0 : -1;
+    sqlite3_finalize(st);
+    if (rc != 0)
+        return -1;
+    st = db_prepare(c, "INSERT INTO index_tombstones(instance_id, seq, row) VALUES (?,?,?)");
+    if (!st)
+        return -1;
+    sqlite3_bind_int64(st, 1, instance);
+    sqlite3_bind_int64(st, 2, seq);
+    sqlite3_bind_int64(st, 3, row);
+    rc = sqlite3_step(st) == SQLITE_DONE ? 0 : -1;
     sqlite3_finalize(st);
     return rc;
 }
@@ -273,16 +292,18 @@ enum db_status items_put(struct db *db, int64_t instance, struct item_rec *rec, 
     *old_row = 0;
     if (db_begin(c) != 0)
         goto out;
-    int64_t existing;
+    int64_t existing, seq;
     enum db_status f = find_row(c, instance, rec->item_id, &existing);
     if (f == DB_ERROR)
         goto out;
+    if (f == DB_OK && !force) {
+        rc = DB_EXISTS;
+        goto out;
+    }
+    if (bump_seq(c, instance, &seq) != 0)
+        goto out;
     if (f == DB_OK) {
-        if (!force) {
-            rc = DB_EXISTS;
-            goto out;
-        }
-        if (delete_row(c, existing) != 0)
+        if (delete_row(c, instance, existing, seq) != 0)
             goto out;
         *old_row = existing;
     }
@@ -290,7 +311,7 @@ enum db_status items_put(struct db *db, int64_t instance, struct item_rec *rec, 
     st =
         db_prepare(c, "INSERT INTO items(instance_id, item_id, descr, custom_tags, custom_num_tags,"
                       " keywords, vector, phash, width, height, box, thumb, created_ms,"
-                      " updated_ms) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
+                      " updated_ms, seq) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
     if (!st)
         goto out;
     sqlite3_bind_int64(st, 1, instance);
@@ -308,11 +329,12 @@ enum db_status items_put(struct db *db, int64_t instance, struct item_rec *rec, 
         sqlite3_bind_blob(st, 12, rec->thumb, (int)rec->thumb_len, SQLITE_STATIC);
     sqlite3_bind_int64(st, 13, now);
     sqlite3_bind_int64(st, 14, now);
+    sqlite3_bind_int64(st, 15, seq);
     if (sqlite3_step(st) != SQLITE_DONE)
         goto out;
     rec->row = sqlite3_last_insert_rowid(c);
     if (write_side_tables(c, rec->row, rec->custom_tags, rec->num_tags, rec->keywords) != 0 ||
-        write_views(c, rec) != 0 || bump_seq(c, instance) != 0)
+        write_views(c, rec) != 0)
         goto out;
     if (db_commit(c) == 0)
         rc = DB_OK;
@@ -524,8 +546,10 @@ enum db_status items_delete(struct db *db, int64_t instance, const char *item_id
     sqlite3 *c = db_conn(db);
     if (!c || db_begin(c) != 0)
         return DB_ERROR;
+    int64_t seq;
     enum db_status rc = find_row(c, instance, item_id, row);
-    if (rc == DB_OK && (delete_row(c, *row) != 0 || bump_seq(c, instance) != 0))
+    if (rc == DB_OK &&
+        (bump_seq(c, instance, &seq) != 0 || delete_row(c, instance, *row, seq) != 0))
         rc = DB_ERROR;
     if (rc == DB_OK && db_commit(c) != 0)
         rc = DB_ERROR;

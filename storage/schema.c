@@ -107,6 +107,22 @@ static const char *const migrations[] = {
      * listing_done = 0 while keys are still being appended. Older jobs had
      * their keys materialised at creation. */
     "ALTER TABLE import_jobs ADD COLUMN listing_done INTEGER NOT NULL DEFAULT 1;",
+    /* 6: a change log for index snapshots (server/registry.c). Each item row
+     * records the change_seq of the transaction that inserted it, each
+     * removed row leaves a tombstone with the seq that removed it, so a
+     * snapshot taken at seq S is brought up to date by replaying seq > S.
+     * replay_floor: changes with seq <= it may be missing from the log (all
+     * of them before this migration; tombstones pruned once a snapshot
+     * covers them), so an older snapshot is not replayed but rebuilt. */
+    "ALTER TABLE items ADD COLUMN seq INTEGER NOT NULL DEFAULT 0;"
+    "CREATE INDEX items_seq ON items(instance_id, seq);"
+    "ALTER TABLE instances ADD COLUMN replay_floor INTEGER NOT NULL DEFAULT 0;"
+    "UPDATE instances SET replay_floor = change_seq;"
+    "CREATE TABLE index_tombstones ("
+    "  instance_id INTEGER NOT NULL REFERENCES instances(id) ON DELETE CASCADE,"
+    "  seq INTEGER NOT NULL,"
+    "  row INTEGER NOT NULL,"
+    "  PRIMARY KEY (instance_id, seq, row)) WITHOUT ROWID;",
 };
 
 size_t schema_count(void)

@@ -8,8 +8,8 @@
 #define BATCH 1024
 
 /* One query's rows (id column, optional k column, vector) in batches. */
-static int batches(sqlite3 *c, const char *sql, int64_t instance_id, int dim, int has_k,
-                   vectors_batch_fn fn, void *arg)
+static int batches(sqlite3 *c, const char *sql, int64_t instance_id, int64_t since, int dim,
+                   int has_k, vectors_batch_fn fn, void *arg)
 {
     sqlite3_stmt *st = db_prepare(c, sql);
     if (!st)
@@ -20,6 +20,8 @@ static int batches(sqlite3 *c, const char *sql, int64_t instance_id, int dim, in
     size_t n = 0;
     int vcol = has_k ? 2 : 1;
     sqlite3_bind_int64(st, 1, instance_id);
+    if (sqlite3_bind_parameter_count(st) >= 2)
+        sqlite3_bind_int64(st, 2, since);
     int s = SQLITE_DONE;
     while (rc == 0 && (s = sqlite3_step(st)) == SQLITE_ROW) {
         const void *blob = sqlite3_column_blob(st, vcol);
@@ -52,13 +54,121 @@ int vectors_for_each(struct db *db, int64_t instance_id, int dim, vectors_batch_
     sqlite3 *c = db_conn(db);
     if (!c)
         return -1;
-    if (batches(c, "SELECT id, vector FROM items WHERE instance_id = ? ORDER BY id", instance_id,
+    if (batches(c, "SELECT id, vector FROM items WHERE instance_id = ? ORDER BY id", instance_id, 0,
                 dim, 0, fn, arg) != 0)
         return -1;
     return batches(c,
                    "SELECT r.item, r.k, r.vector FROM item_regions r JOIN items i"
                    " ON i.id = r.item WHERE i.instance_id = ? ORDER BY r.k, r.item",
-                   instance_id, dim, 1, fn, arg);
+                   instance_id, 0, dim, 1, fn, arg);
+}
+
+int vectors_for_each_since(struct db *db, int64_t instance_id, int64_t since, int dim,
+                           vectors_batch_fn fn, void *arg)
+{
+    sqlite3 *c = db_conn(db);
+    if (!c)
+        return -1;
+    if (batches(c, "SELECT id, vector FROM items WHERE instance_id = ? AND seq > ? ORDER BY id",
+                instance_id, since, dim, 0, fn, arg) != 0)
+        return -1;
+    return batches(c,
+                   "SELECT r.item, r.k, r.vector FROM items i JOIN item_regions r"
+                   " ON r.item = i.id WHERE i.instance_id = ? AND i.seq > ? ORDER BY r.k, r.item",
+                   instance_id, since, dim, 1, fn, arg);
+}
+
+/* Appends the first column of every result row to a growing array. */
+static int collect_rows(sqlite3 *c, const char *sql, int64_t instance_id, int64_t since,
+                        int64_t **rows, size_t *n, size_t *cap)
+{
+    sqlite3_stmt *st = db_prepare(c, sql);
+    if (!st)
+        return -1;
+    sqlite3_bind_int64(st, 1, instance_id);
+    sqlite3_bind_int64(st, 2, since);
+    int s, rc = 0;
+    while ((s = sqlite3_step(st)) == SQLITE_ROW) {
+        if (*n == *cap) {
+            size_t nc = *cap ? *cap * 2 : 256;
+            int64_t *g = realloc(*rows, nc * sizeof *g);
+            if (!g) {
+                rc = -1;
+                break;
+            }
+            *rows = g;
+            *cap = nc;
+        }
+        (*rows)[(*n)++] = sqlite3_column_int64(st, 0);
+    }
+    if (rc == 0 && s != SQLITE_DONE)
+        rc = -1;
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int vectors_changed_rows(struct db *db, int64_t instance_id, int64_t since, int64_t **rows,
+                         size_t *n)
+{
+    sqlite3 *c = db_conn(db);
+    size_t cap = 0;
+    *rows = NULL;
+    *n = 0;
+    if (!c ||
+        collect_rows(c, "SELECT row FROM index_tombstones WHERE instance_id = ? AND seq > ?",
+                     instance_id, since, rows, n, &cap) != 0 ||
+        collect_rows(c, "SELECT id FROM items WHERE instance_id = ? AND seq > ?", instance_id,
+                     since, rows, n, &cap) != 0) {
+        free(*rows);
+        *rows = NULL;
+        *n = 0;
+        return -1;
+    }
+    return 0;
+}
+
+int vectors_log_state(struct db *db, int64_t instance_id, int64_t *change_seq,
+                      int64_t *replay_floor)
+{
+    sqlite3 *c = db_conn(db);
+    sqlite3_stmt *st =
+        c ? db_prepare(c, "SELECT change_seq, replay_floor FROM instances WHERE id = ?") : NULL;
+    int rc = -1;
+    if (!st)
+        return -1;
+    sqlite3_bind_int64(st, 1, instance_id);
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        *change_seq = sqlite3_column_int64(st, 0);
+        *replay_floor = sqlite3_column_int64(st, 1);
+        rc = 0;
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int vectors_prune_log(struct db *db, int64_t instance_id, int64_t upto)
+{
+    sqlite3 *c = db_conn(db);
+    if (!c || db_begin(c) != 0)
+        return -1;
+    int rc = -1;
+    sqlite3_stmt *a =
+        db_prepare(c, "DELETE FROM index_tombstones WHERE instance_id = ? AND seq <= ?");
+    sqlite3_stmt *b =
+        db_prepare(c, "UPDATE instances SET replay_floor = max(replay_floor, ?) WHERE id = ?");
+    if (a && b) {
+        sqlite3_bind_int64(a, 1, instance_id);
+        sqlite3_bind_int64(a, 2, upto);
+        sqlite3_bind_int64(b, 1, upto);
+        sqlite3_bind_int64(b, 2, instance_id);
+        if (sqlite3_step(a) == SQLITE_DONE && sqlite3_step(b) == SQLITE_DONE)
+            rc = db_commit(c);
+    }
+    sqlite3_finalize(a);
+    sqlite3_finalize(b);
+    if (rc != 0)
+        db_rollback(c);
+    return rc;
 }
 
 int vectors_kinds(int regions, int views, int ks[VEC_KINDS])

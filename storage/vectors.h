@@ -38,6 +38,25 @@ static inline int vec_k(int64_t id)
 typedef int (*vectors_batch_fn)(void *arg, size_t n, const int64_t *ids, const float *vecs);
 int vectors_for_each(struct db *db, int64_t instance_id, int dim, vectors_batch_fn fn, void *arg);
 
+/* Like vectors_for_each, for the items inserted by changes with seq > since
+ * (the replay of a snapshot taken at `since`). */
+int vectors_for_each_since(struct db *db, int64_t instance_id, int64_t since, int dim,
+                           vectors_batch_fn fn, void *arg);
+
+/* Row ids touched by changes with seq > since: tombstoned rows and rows
+ * inserted after it (malloc'd, unsorted). Their vectors are removed from a
+ * snapshot before the replay adds the live ones, so a replay is idempotent. */
+int vectors_changed_rows(struct db *db, int64_t instance_id, int64_t since, int64_t **rows,
+                         size_t *n);
+
+/* change_seq and replay_floor: the change log is complete for seq > floor. */
+int vectors_log_state(struct db *db, int64_t instance_id, int64_t *change_seq,
+                      int64_t *replay_floor);
+
+/* After a durable snapshot at `upto`: drops the tombstones it covers and
+ * raises replay_floor to it, so no older snapshot is ever replayed. */
+int vectors_prune_log(struct db *db, int64_t instance_id, int64_t upto);
+
 /* The kinds k of an item's vectors for an instance with these flags, k = 0
  * first then ascending; returns how many. */
 int vectors_kinds(int regions, int views, int ks[VEC_KINDS]);

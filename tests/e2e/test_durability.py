@@ -59,12 +59,11 @@ def test_clean_restart_uses_snapshot(make_server):
                                          "image_base64": b64(scene(500 + i))}).status == 200
     s.stop()
     idx = os.path.join(s.data_dir, "index")
-    assert any(f.endswith(".faiss") for f in os.listdir(idx))
-    assert any(f.endswith(".seq") for f in os.listdir(idx))
+    assert any(f.endswith(".snap") for f in os.listdir(idx))
     s.start()
     c = s.client()
     assert first(c, "snap", 503) == "s3"
-    # A write after the snapshot makes it stale; a kill -9 then forces a rebuild.
+    # A write after the snapshot; a kill -9 then replays it onto the snapshot.
     c.v2("snap", "data/delete", {"item_id": "s3"})
     s.kill9()
     s.start()
@@ -124,7 +123,7 @@ def test_delete_instance_removes_items_and_index(make_server):
     assert c.admin("DELETE", "/instances/gone").status == 200
     s.stop()
     idx = os.path.join(s.data_dir, "index")
-    assert len([f for f in os.listdir(idx) if f.endswith(".faiss")]) == 1
+    assert len([f for f in os.listdir(idx) if f.endswith(".snap")]) == 1
     s.start()
     c = s.client()
     c.create_instance("gone")

@@ -193,7 +193,7 @@ def test_snapshot_on_full_disk_keeps_previous(make_server):
             assert add(c, "snapfull", "s%d" % i, 300 + i).status == 200
         s.stop()  # clean: writes snapshot 1
         snap = {f: open(os.path.join(idx, f), "rb").read() for f in os.listdir(idx)}
-        assert any(f.endswith(".faiss") for f in snap) and any(f.endswith(".seq") for f in snap)
+        assert any(f.endswith(".snap") for f in snap)
 
         s.start()
         c = s.client()
@@ -208,10 +208,11 @@ def test_snapshot_on_full_disk_keeps_previous(make_server):
         assert now == snap  # byte for byte, and no temp file left behind
 
         os.unlink(filler)
-        s.start()  # snapshot 1 is stale: rebuilt from SQLite
+        s.start()  # snapshot 1 is stale: the changes after it are replayed
         c = s.client()
         for i, name in enumerate(acked):
             assert top_id(c, "snapfull", 300 + i) == [name]
+        assert "replayed 3 changes" in s.read_log()
         per_item = 4 if c.admin("GET", "/instances/snapfull").json["views"] else 1
         assert c.metric("imgsearch_index_vectors") == len(acked) * per_item
         s.stop()  # space again: snapshot 2 is written
@@ -223,8 +224,10 @@ def test_snapshot_on_full_disk_keeps_previous(make_server):
         db = sqlite3.connect("file:%s/imgsearch.db?mode=ro" % data, uri=True)
         seq = db.execute("SELECT id, change_seq FROM instances").fetchone()
         db.close()
-        with open(os.path.join(idx, "%d.seq" % seq[0])) as f:
-            assert int(f.read()) == seq[1]  # snapshot 2 is current
+        with open(os.path.join(idx, "%d.snap" % seq[0]), "rb") as f:
+            head = f.read(16)
+        assert head[:8] == b"IMGSNAP1"
+        assert int.from_bytes(head[8:], "little") == seq[1]  # snapshot 2 is current
 
 
 def test_import_waits_out_a_full_disk(make_server):

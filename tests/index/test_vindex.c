@@ -348,6 +348,45 @@ static void check_save_load(struct vindex *vi, const float *x, long exact_max)
     rmdir(dir);
 }
 
+/* A filter passing ~1% of an IVF index, spread over its lists, with nprobe
+ * 1 of 16: the results are the true best allowed items (brute force), not
+ * just those in the probed list. k = 2 so the probed list alone usually
+ * holds enough allowed items to fill k (the found < k fallback never hides
+ * the problem). */
+static void test_selective_filter_ann(void)
+{
+    size_t n = 4000;
+    float *x = clustered(n, 64, 0.25f);
+    int64_t *ids = make_ids(n);
+    struct vindex *vi = make(100, "IVF16,Flat");
+    CHECK_INT(vindex_add(vi, n, ids, x), 0);
+    CHECK(!vindex_is_exact(vi));
+    int64_t allowed[40];
+    for (size_t i = 0; i < 40; i++)
+        allowed[i] = ids[i * 100 + 7];
+    int mismatches = 0;
+    for (int t = 0; t < 50; t++) {
+        const float *q = x + (size_t)(t * 37 % n) * DIM;
+        for (int k = 2; k <= 10; k += 8) {
+            int64_t got[10], want[10];
+            float gs[10], ws[10];
+            int nf = 0;
+            struct vindex_search_params p = {
+                .nprobe = 1, .max_scan = 100, .allowed = allowed, .n_allowed = 40};
+            CHECK_INT(vindex_search(vi, q, k, &p, got, gs, &nf), 0);
+            int nw = brute(x, ids, NULL, n, q, k, allowed, 40, want, ws);
+            CHECK_INT(nf, nw);
+            for (int i = 0; i < nf && i < nw; i++)
+                if (got[i] != want[i])
+                    mismatches++;
+        }
+    }
+    CHECK_INT(mismatches, 0);
+    vindex_free(vi);
+    free(x);
+    free(ids);
+}
+
 static void test_save_load_exact(void)
 {
     size_t n = 500;
@@ -594,6 +633,7 @@ int main(void)
     RUN(test_exact_matches_brute_force);
     RUN(test_remove);
     RUN(test_filter_exact);
+    RUN(test_selective_filter_ann);
     RUN(test_save_load_exact);
     RUN(test_switch_to_ann);
     RUN(test_concurrent_search_while_adding);

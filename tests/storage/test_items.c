@@ -108,6 +108,78 @@ static void test_commit_out_of_space(void)
     db_close(db);
 }
 
+static int collect(void *arg, size_t n, const int64_t *ids, const float *vecs)
+{
+    int64_t *acc = arg;
+    (void)vecs;
+    for (size_t i = 0; i < n; i++)
+        acc[1 + acc[0]++] = ids[i];
+    return 0;
+}
+
+static int has(const int64_t *a, size_t n, int64_t v)
+{
+    for (size_t i = 0; i < n; i++)
+        if (a[i] == v)
+            return 1;
+    return 0;
+}
+
+/* The snapshot change log: each insert carries its seq, each removal leaves
+ * a tombstone; a forced replacement is both in one seq; pruning drops what a
+ * snapshot covers and raises replay_floor. */
+static void test_change_log(void)
+{
+    int64_t inst = 0, row;
+    struct db *db = open_with_instance("log", &inst);
+    if (!db)
+        return;
+    static const float vec[DIM] = {1, 0, 0, 0, 0, 0, 0, 0};
+    struct item_rec a = {.item_id = "a", .vector = vec, .dim = DIM};
+    struct item_rec b = a, c = a, a2 = a;
+    b.item_id = "b";
+    c.item_id = "c";
+    int64_t old = 0;
+    CHECK_INT(items_put(db, inst, &a, 0, &old), DB_OK);
+    CHECK_INT(items_put(db, inst, &b, 0, &old), DB_OK);
+    CHECK_INT(items_put(db, inst, &c, 0, &old), DB_OK);
+    CHECK_INT(items_delete(db, inst, "b", &row), DB_OK); /* seq 4 */
+    CHECK_INT(row, b.row);
+    CHECK_INT(items_put(db, inst, &a2, 1, &old), DB_OK); /* seq 5: a replaced */
+    CHECK_INT(old, a.row);
+    CHECK_INT(items_update(db, inst, "c", "desc", NULL, NULL, 0), DB_OK); /* no vector change */
+    int64_t cs = -1, floor = -1;
+    CHECK_INT(vectors_log_state(db, inst, &cs, &floor), 0);
+    CHECK_INT(cs, 5);
+    CHECK_INT(floor, 0);
+
+    int64_t *rows = NULL;
+    size_t n = 0;
+    CHECK_INT(vectors_changed_rows(db, inst, 3, &rows, &n), 0);
+    CHECK_INT(n, 3);
+    CHECK(has(rows, n, b.row) && has(rows, n, a.row) && has(rows, n, a2.row));
+    free(rows);
+    CHECK_INT(vectors_changed_rows(db, inst, 5, &rows, &n), 0);
+    CHECK_INT(n, 0);
+    free(rows);
+    int64_t got[16] = {0};
+    CHECK_INT(vectors_for_each_since(db, inst, 2, DIM, collect, got), 0);
+    CHECK_INT(got[0], 2); /* c (seq 3) and the new a (seq 5) */
+    CHECK(has(got + 1, 2, c.row) && has(got + 1, 2, a2.row));
+
+    CHECK_INT(vectors_prune_log(db, inst, 4), 0);
+    CHECK_INT(vectors_log_state(db, inst, &cs, &floor), 0);
+    CHECK_INT(floor, 4);
+    CHECK_INT(vectors_changed_rows(db, inst, 0, &rows, &n), 0);
+    CHECK(!has(rows, n, b.row)); /* its tombstone (seq 4) is pruned */
+    CHECK(has(rows, n, a.row));  /* seq 5 is not */
+    free(rows);
+    CHECK_INT(vectors_prune_log(db, inst, 2), 0); /* never lowers the floor */
+    CHECK_INT(vectors_log_state(db, inst, &cs, &floor), 0);
+    CHECK_INT(floor, 4);
+    db_close(db);
+}
+
 int main(void)
 {
     snprintf(dir, sizeof dir, "/tmp/test_items_XXXXXX");
@@ -116,6 +188,7 @@ int main(void)
         return 1;
     }
     RUN(test_commit_out_of_space);
+    RUN(test_change_log);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     if (system(cmd) != 0)
