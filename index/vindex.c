@@ -192,23 +192,14 @@ static int adopt(FaissIndex *idx, const char *what, const struct vindex_options 
 int vindex_load(const char *path, const struct vindex_options *opt, struct vindex **out,
                 char *errbuf, size_t errlen)
 {
-    FaissIndex *idx = NULL;
-
-    pthread_once(&tune_once, tune_faiss);
-    if (check_options(opt) != 0)
-        goto fail;
-    if (faiss_read_index_fname(path, 0, &idx) != 0) {
-        set_faiss_err(path);
-        goto fail;
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        snprintf(errbuf, errlen, "%s: %s", path, strerror(errno));
+        return -1;
     }
-    if (adopt(idx, path, opt, out) != 0)
-        goto fail;
-    return 0;
-fail:
-    if (idx)
-        faiss_Index_free(idx);
-    copy_err(errbuf, errlen);
-    return -1;
+    int rc = vindex_read(f, opt, out, errbuf, errlen);
+    fclose(f);
+    return rc;
 }
 
 int vindex_read(FILE *f, const struct vindex_options *opt, struct vindex **out, char *errbuf,
