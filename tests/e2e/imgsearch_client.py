@@ -100,6 +100,12 @@ class Client:
     def admin(self, method, suffix, body=None, **kw):
         return self.request(method, f"/admin/v1/{self.project}{suffix}", body, **kw)
 
+    def existed(self, service, item_id):
+        """data/check's answer: whether the item exists (the call must succeed)."""
+        r = self.v2(service, "data/check", {"item_id": item_id})
+        assert r.status == 200, r
+        return r.json["data"]["existed"]
+
     def metric(self, name):
         """Sum of every series of a /metrics counter or gauge (0 when absent)."""
         text = self.request("GET", "/metrics").body.decode()

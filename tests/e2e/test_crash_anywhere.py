@@ -86,12 +86,6 @@ def search_ids(c, svc, seed, limit=1):
     return [it["id"] for it in r.json["data"]["items"]]
 
 
-def existed(c, svc, name):
-    r = c.v2(svc, "data/check", {"item_id": name})
-    assert r.status == 200, r
-    return r.json["data"]["existed"]
-
-
 def db_check(data_dir, per_item):
     db = sqlite3.connect("file:%s/imgsearch.db?mode=ro" % data_dir, uri=True)
     try:
@@ -138,14 +132,14 @@ def crash_rounds(make_server, kills, delay_range):
             assert search_ids(c, "crash", img) == [name], (k, name)
         whole = 0
         for name, img in rd.unanswered.items():
-            if existed(c, "crash", name):
+            if c.existed("crash", name):
                 assert search_ids(c, "crash", img) == [name], (k, name)
                 present[name] = img
                 whole += 1
             else:
                 assert name not in search_ids(c, "crash", img, limit=5), (k, name)
         for name, (img, _, _) in rd.refused.items():
-            assert not existed(c, "crash", name), (k, name)
+            assert not c.existed("crash", name), (k, name)
         print("  after restart: %d of the unanswered adds were stored whole, %d absent"
               % (whole, len(rd.unanswered) - whole))
         n = c.admin("GET", "/instances/crash").json["item_count"]

@@ -78,12 +78,6 @@ def top_id(c, svc, seed, limit=1):
     return [it["id"] for it in r.json["data"]["items"]]
 
 
-def existed(c, svc, name):
-    r = c.v2(svc, "data/check", {"item_id": name})
-    assert r.status == 200, r
-    return r.json["data"]["existed"]
-
-
 def assert_store_failed(r):
     assert (r.status, r.json.get("error_code"), r.json.get("error_msg")) == STORE_FAILED, r
 
@@ -152,14 +146,14 @@ def test_full_disk_refuses_adds_and_recovers(make_server, kind):
         assert r.status == 200 and r.body[:2] == b"\xff\xd8", r
         for name, seed in acked.items():
             assert top_id(c, "full", seed) == [name]
-            assert existed(c, "full", name)
+            assert c.existed("full", name)
         for name, seed in refused.items():
-            assert not existed(c, "full", name)
+            assert not c.existed("full", name)
             assert name not in top_id(c, "full", seed, limit=5)
         # A refused delete changes nothing; an accepted one is complete.
         r = c.v2("full", "data/delete", {"item_id": "a0"})
         if r.status == 200:
-            assert not existed(c, "full", "a0")
+            assert not c.existed("full", "a0")
             assert "a0" not in top_id(c, "full", 100, limit=5)
             del acked["a0"]
         else:
@@ -174,7 +168,7 @@ def test_full_disk_refuses_adds_and_recovers(make_server, kind):
         for name, seed in acked.items():
             assert top_id(c, "full", seed) == [name]
         for name in refused:
-            assert not existed(c, "full", name)
+            assert not c.existed("full", name)
         r = c.v2("full", "data/check", {"item_id": "a1"})
         assert "desc" not in r.json["data"]["item_info"], r
         assert c.admin("GET", "/instances/full").json["item_count"] == len(acked)
