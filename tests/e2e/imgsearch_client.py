@@ -58,9 +58,13 @@ class Response:
 class Client:
     """auth: None, ("token", TOKEN) or ("aksk", AK, SK)."""
 
-    def __init__(self, host, port, auth=None, project="proj1", timeout=60):
+    def __init__(self, host, port, auth=None, project="proj1", timeout=60, keepalive=False):
         self.host, self.port, self.auth, self.project = host, port, auth, project
         self.timeout = timeout
+        # keepalive: one HTTP/1.1 connection reused across requests, as the SDKs' sessions
+        # do; by default every request has a connection of its own.
+        self.keepalive = keepalive
+        self._conn = None
 
     def with_auth(self, auth, project=None):
         return Client(self.host, self.port, auth, project or self.project, self.timeout)
@@ -81,14 +85,44 @@ class Client:
             sign(method, path.split("?")[0], h, data, self.auth[1], self.auth[2],
                  urllib.parse.parse_qsl(path.split("?")[1]) if "?" in path else ())
         h.update(headers or {})
+        body = data if (data or method in ("POST", "PUT")) else None
+        if self.keepalive:
+            return self._keepalive_request(method, path, body, h)
         conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
         try:
-            conn.request(method, path, body=data if (data or method in ("POST", "PUT")) else None,
-                         headers=h)
+            conn.request(method, path, body=body, headers=h)
             r = conn.getresponse()
             return Response(r.status, {k.lower(): v for k, v in r.getheaders()}, r.read())
         finally:
             conn.close()
+
+    def _keepalive_request(self, method, path, body, h):
+        # A reused connection the server closed while idle fails before any answer: send
+        # again once on a new one (what urllib3 does); a fresh connection's failure is final.
+        for attempt in (0, 1):
+            reused = self._conn is not None
+            if not reused:
+                self._conn = http.client.HTTPConnection(self.host, self.port,
+                                                        timeout=self.timeout)
+            try:
+                self._conn.request(method, path, body=body, headers=h)
+                r = self._conn.getresponse()
+                resp = Response(r.status, {k.lower(): v for k, v in r.getheaders()}, r.read())
+                if r.will_close:
+                    self.close()
+                return resp
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+                self.close()
+                if not reused or attempt:
+                    raise
+            except Exception:
+                self.close()
+                raise
+
+    def close(self):
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
 
     # Cloud API helpers.
     def v2(self, service, op, body, **kw):
