@@ -32,7 +32,7 @@ LIB_OBJ  = $(LIB_C:%.c=$(BUILD)/%.o) $(LIB_CXX:%.cpp=$(BUILD)/%.o)
 LIB_A    = $(BUILD)/libimgsearch.a
 TEST_BIN = $(TEST_C:%.c=$(BUILD)/%)
 
-.PHONY: all server cli tests asan run test model fuzz clean deps format bench
+.PHONY: all server cli tests asan run test model projection fuzz clean deps format bench
 
 all: server cli tests
 
@@ -76,6 +76,12 @@ deps:
 
 model:
 	scripts/fetch-model.sh
+
+# The compact-descriptor projections (issue 9), fitted on a pinned Debian photo
+# package: models/projection-*.bin. Not yet part of `model`: the server does
+# not use them until compact descriptors land.
+projection: model $(LIB_A)
+	scripts/train-projection
 
 run: deps
 	$(MAKE) -j$(JOBS) server
