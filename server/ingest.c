@@ -220,7 +220,8 @@ enum err item_store(struct request *req, const struct instance *inst, struct ite
     size_t thumb_len = 0;
     float *regions = NULL, *proj = NULL;
     int8_t *codes = NULL;
-    const float *raw = rec->vector;
+    const float *raw = rec->vector; /* the caller's, given back at the end */
+    int raw_dim = rec->dim;
     const struct projection *pr;
     enum err e = compact_space(req, inst, &pr);
     if (e)
@@ -299,7 +300,7 @@ out:
     rec->n_extra = 0;
     rec->vector = raw;
     rec->codes = rec->extra_codes = NULL;
-    rec->dim = EXTRACT_DIM;
+    rec->dim = raw_dim;
     return e;
 }
 
