@@ -143,7 +143,7 @@ def test_compact_instances(tmp_path):
     # v1 by path: the stored codes are the query, already in the space.
     r = c.v1("POST", "/cmp/image/search", {"path": "s5104", "limit": 2})
     assert r.status == 200, r
-    assert r.json["result"][0]["path"] == "s5104" and r.json["result"][0]["sim"] > 0.99, r
+    assert r.json["result"][0]["path"] == "s5104" and r.json["result"][0]["sim"] > 0.9, r
     r = c.v1("POST", "/cmp/image/search", {"file": b64(modified(scene(5105))), "limit": 1})
     assert r.status == 200 and r.json["result"][0]["path"] == "s5105", r
     # The float instance beside it answers as before.
