@@ -57,13 +57,14 @@ struct fetch_config {
 };
 
 struct index_config {
-    long exact_max;    /* exact (flat) search up to this many items; default 100000 */
-    char *ann_factory; /* FAISS factory string beyond it; default "IVF1024,SQ8" */
-    long nprobe;       /* default nprobe when the request has none; 0 = request default */
-    int views;         /* new instances index extra views (vectors.h); default 1 */
-    int int8;          /* 1x1 convolutions in int8 where the CPU has VNNI; default 1 */
+    long exact_max;        /* exact (flat) search up to this many items; default 100000 */
+    char *ann_factory;     /* FAISS factory string beyond it; default "IVF1024,SQ8" */
+    long nprobe;           /* default nprobe when the request has none; 0 = request default */
+    int views;             /* new instances index extra views (vectors.h); default 1 */
+    int int8;              /* 1x1 convolutions in int8 where the CPU has VNNI; default 1 */
     long snapshot_changes; /* background snapshot after this many changes; 0: never */
     long snapshot_seconds; /* ... or when a change is this old; 0: never */
+    char *projection;      /* compact descriptors for new instances; NULL: off */
 };
 
 /* [search]: query-time retries of a weak match. When the query's best score
@@ -77,6 +78,12 @@ struct search_config {
     int rotations;           /* 1: on (default) */
     double rotation_below;   /* default 0.9 */
     double rotation_penalty; /* default 0.1 */
+    /* The same for compact instances, whose whitened scores run lower
+     * (calibrated in docs/bench/compact.md, Recommendation). */
+    double compact_views_below;      /* default 0.78 */
+    double compact_view_penalty;     /* stored and query views; default 0.041 */
+    double compact_rotation_below;   /* default 0.78 */
+    double compact_rotation_penalty; /* default 0.21 */
 };
 
 struct config {

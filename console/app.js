@@ -46,7 +46,9 @@ async function loadInstances() {
       el("td", { textContent: i.custom_tags.join(", ") }),
       el("td", { textContent: i.custom_num_tags.join(", ") }),
       el("td", { textContent: (i.views ? "on" : "off") + (i.regions ? " + regions" : ""),
-                 className: "views" }), el("td", {}, del)));
+                 className: "views" }),
+      el("td", { textContent: i.descriptor || "float", className: "descriptor" }),
+      el("td", {}, del)));
   }
   for (const sel of document.querySelectorAll(".instance-select")) {
     const keep = sel.value;

@@ -64,7 +64,8 @@ static int open_all(const char *dir, struct config *cfg, struct db **db, struct 
         cfg->index.exact_max = atol(getenv("BENCH_EXACT_MAX"));
     mkdir(dir, 0755);
     snprintf(path, sizeof path, "%s/imgsearch.db", dir);
-    if (db_open(path, db, err, sizeof err) != 0 || registry_new(cfg, *db, reg, err, sizeof err)) {
+    if (db_open(path, db, err, sizeof err) != 0 ||
+        registry_new(cfg, NULL, *db, reg, err, sizeof err)) {
         fprintf(stderr, "%s\n", err);
         return -1;
     }

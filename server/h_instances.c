@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include "index/projection.h"
 #include "server/handlers.h"
 #include "server/json_util.h"
 #include "server/registry.h"
@@ -106,19 +107,28 @@ static json_t *admin_instance_json(const struct instance *inst)
     gmtime_r(&t, &tm);
     strftime(iso, sizeof iso, "%Y-%m-%dT%H:%M:%SZ", &tm);
     return json_pack(
-        "{s:s, s:s, s:s, s:s, s:o, s:o, s:o, s:s, s:I, s:s, s:I, s:b, s:b}", "name", inst->name,
-        "project_id", inst->project_id, "description", inst->description, "model", inst->model,
-        "custom_tags", str_array(inst->tag_keys, inst->n_tag_keys), "custom_num_tags",
+        "{s:s, s:s, s:s, s:s, s:o, s:o, s:o, s:s, s:I, s:s, s:I, s:b, s:b, s:s}", "name",
+        inst->name, "project_id", inst->project_id, "description", inst->description, "model",
+        inst->model, "custom_tags", str_array(inst->tag_keys, inst->n_tag_keys), "custom_num_tags",
         str_array(inst->num_tag_keys, inst->n_num_tag_keys), "search_types", types, "created_at",
         iso, "created_ms", (json_int_t)inst->created_ms, "status", inst->status, "item_count",
-        (json_int_t)inst->item_count, "regions", inst->regions, "views", inst->views);
+        (json_int_t)inst->item_count, "regions", inst->regions, "views", inst->views, "descriptor",
+        inst->projection ? "compact" : "float");
 }
 
 /* Stores `inst` and reloads it so the answer shows what was stored. */
 static enum err create_and_reload(struct request *req, struct instance *inst,
                                   struct instance *stored)
 {
+    /* Compact descriptors are decided at creation, for good: the instance
+     * keeps the space of the projection loaded now (compact.h). */
+    const struct projection *pr = req->srv->projection;
+    char digest[sizeof pr->digest] = "";
+    if (pr)
+        memcpy(digest, pr->digest, sizeof digest);
+    inst->projection = pr ? digest : NULL;
     enum db_status s = instances_create(req->srv->db, inst);
+    inst->projection = NULL; /* borrowed */
     if (s == DB_EXISTS)
         return req_fail(req, E_INSTANCE_EXISTS, inst->name);
     if (s != DB_OK)

@@ -2,6 +2,7 @@
  * picture's `path` is its id; tags are the instance's tag keys. */
 #include <stdlib.h>
 #include <string.h>
+#include "server/compact.h"
 #include "server/handlers.h"
 #include "server/ingest.h"
 #include "server/json_util.h"
@@ -181,7 +182,7 @@ enum err h_v1_image_search(struct request *req)
     struct item_meta *meta = NULL;
     int64_t *rows = NULL;
     uint64_t phash = 0;
-    int use_phash = 0;
+    int use_phash = 0, in_space = 0;
     if ((e = jget_string(req, req->json, "file", JOPT, 0, 12u << 20, &file)) ||
         (e = jget_string(req, req->json, "path", JOPT, 1, 4096, &path)) ||
         (e = jget_int(req, req->json, "limit", JOPT, 1, 100, &limit)) ||
@@ -210,12 +211,17 @@ enum err h_v1_image_search(struct request *req)
             goto out;
         use_phash = 1;
     } else {
-        /* A picture already in the library searches with its stored vector. */
-        enum db_status s = items_vector(req->srv->db, inst.id, path, EXTRACT_DIM, &vec);
+        /* A picture already in the library searches with its stored vector,
+         * already in the instance's space. */
+        const struct projection *pr;
+        if ((e = compact_space(req, &inst, &pr)))
+            goto out;
+        enum db_status s = items_vector(req->srv->db, inst.id, path, compact_dim(pr), pr, &vec);
         if (s != DB_OK) {
             e = req_fail(req, s == DB_NOT_FOUND ? E_IS_0016 : E_STORE_FAILED, "path");
             goto out;
         }
+        in_space = 1;
     }
     /* tags {k: v} filter = custom_tags {k: [v]}, AND across keys. */
     if (tags) {
@@ -231,7 +237,8 @@ enum err h_v1_image_search(struct request *req)
                             .use_phash = use_phash,
                             .phash = phash,
                             .nprobe = 100,
-                            .max_scan = 10000};
+                            .max_scan = 10000,
+                            .in_space = in_space};
     int rotated = 0;
     if ((e = search_image(req, &inst, file ? &img : NULL, vec, &o, &hits, &nh, &rotated)))
         goto out;

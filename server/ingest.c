@@ -8,6 +8,7 @@
 #include "index/thumb.h"
 #include "index/views.h"
 #include "index/vindex.h"
+#include "server/compact.h"
 #include "server/http_log.h"
 #include "server/ingest.h"
 #include "server/metrics.h"
@@ -189,20 +190,49 @@ static int index_item(struct vindex *vi, const struct item_rec *rec)
     return 0;
 }
 
+/* A compact instance stores the int8 codes of every vector of rec and
+ * indexes their decoded values (compact.h): rec's vectors are swapped for
+ * those, in `proj` (n floats of out_dim each) and `codes`. */
+static int project_rec(const struct projection *pr, struct item_rec *rec, float **proj,
+                       int8_t **codes)
+{
+    int n = 1 + rec->n_extra, d = compact_dim(pr);
+    *proj = malloc((size_t)n * (size_t)d * sizeof **proj);
+    *codes = malloc((size_t)n * (size_t)d);
+    if (!*proj || !*codes)
+        return -1;
+    for (int i = 0; i < n; i++)
+        compact_project(pr, i ? rec->extra + (size_t)(i - 1) * EXTRACT_DIM : rec->vector,
+                        *proj + (size_t)i * (size_t)d, *codes + (size_t)i * (size_t)d);
+    rec->vector = *proj;
+    rec->codes = *codes;
+    rec->extra = rec->n_extra ? *proj + d : NULL;
+    rec->extra_codes = rec->n_extra ? *codes + d : NULL;
+    rec->dim = d;
+    return 0;
+}
+
 enum err item_store(struct request *req, const struct instance *inst, struct item_rec *rec,
                     const struct image *img, int force)
 {
     struct server *srv = req->srv;
     uint8_t *thumb = NULL;
     size_t thumb_len = 0;
-    float *regions = NULL;
+    float *regions = NULL, *proj = NULL;
+    int8_t *codes = NULL;
+    const float *raw = rec->vector; /* the caller's, given back at the end */
+    int raw_dim = rec->dim;
+    const struct projection *pr;
+    enum err e = compact_space(req, inst, &pr);
+    if (e)
+        return e;
     int kinds[VEC_KINDS];
     int n_kinds = instance_view_kinds(inst, kinds);
     if (n_kinds > 1 && img) {
         regions = malloc((size_t)(n_kinds - 1) * EXTRACT_DIM * sizeof *regions);
         if (!regions)
             return req_fail(req, E_INTERNAL, "out of memory");
-        enum err e = embed_views(req, img, kinds + 1, n_kinds - 1, regions);
+        e = embed_views(req, img, kinds + 1, n_kinds - 1, regions);
         if (e) {
             free(regions);
             return e;
@@ -211,17 +241,19 @@ enum err item_store(struct request *req, const struct instance *inst, struct ite
         rec->extra_k = kinds + 1;
         rec->n_extra = n_kinds - 1;
     }
+    if (pr && project_rec(pr, rec, &proj, &codes) != 0) {
+        e = req_fail(req, E_INTERNAL, "out of memory");
+        goto out;
+    }
     if (img && thumb_jpeg(img, THUMB_SIDE, &thumb, &thumb_len) == 0) {
         rec->thumb = thumb;
         rec->thumb_len = thumb_len;
     }
     struct instance_rt *rt = registry_get(srv->registry, inst->id);
     if (!rt) {
-        free(thumb);
-        free(regions);
-        return req_fail(req, E_INDEX_FAILED, "index unavailable");
+        e = req_fail(req, E_INDEX_FAILED, "index unavailable");
+        goto out;
     }
-    enum err e = E_OK;
     int64_t old_row = 0;
     /* The write lock keeps SQLite and the index in the same order for this
      * instance; searches do not take it. COMMIT first: on a full disk it is
@@ -257,12 +289,18 @@ enum err item_store(struct request *req, const struct instance *inst, struct ite
     }
     pthread_mutex_unlock(&rt->write_lock);
     registry_put(srv->registry, rt);
+out:
     free(thumb);
     free(regions);
+    free(proj);
+    free(codes);
     rec->thumb = NULL;
     rec->extra = NULL;
     rec->extra_k = NULL;
     rec->n_extra = 0;
+    rec->vector = raw;
+    rec->codes = rec->extra_codes = NULL;
+    rec->dim = raw_dim;
     return e;
 }
 
@@ -270,6 +308,11 @@ enum err item_remove(struct request *req, const struct instance *inst, const cha
                      int *found)
 {
     struct server *srv = req->srv;
+    const struct projection *pr;
+    enum err ce = compact_space(req, inst, &pr);
+    *found = 0;
+    if (ce)
+        return ce;
     struct instance_rt *rt = registry_get(srv->registry, inst->id);
     if (!rt)
         return req_fail(req, E_INDEX_FAILED, "index unavailable");

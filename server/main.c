@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include "index/extract.h"
+#include "index/projection.h"
 #include "server/http_log.h"
 #include "server/imports.h"
 #include "server/metrics.h"
@@ -57,6 +58,29 @@ static void set_thread_env(struct server *srv)
     mallopt(M_ARENA_MAX, 2 * srv->n_cores);
 }
 
+/* [index] projection: compact descriptors for new instances. A file that
+ * is missing or fails its checksum stops the start: running without it
+ * would refuse every compact instance. */
+static int load_projection(struct server *srv, char *err, size_t errlen)
+{
+    char why[512];
+    const char *path = srv->cfg.index.projection;
+    if (projection_load(path, &srv->projection, why, sizeof why) != 0) {
+        snprintf(err, errlen, "[index] projection %s: %s (make projection)", path, why);
+        return -1;
+    }
+    if (srv->projection->in_dim != EXTRACT_DIM) {
+        snprintf(err, errlen, "[index] projection %s: maps %d-d vectors, the extractor's are %d-d",
+                 path, srv->projection->in_dim, EXTRACT_DIM);
+        projection_free(srv->projection);
+        srv->projection = NULL;
+        return -1;
+    }
+    log_info("compact descriptors: new instances use %s (%d-d, digest %.12s)", path,
+             srv->projection->out_dim, srv->projection->digest);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     static struct server srv;
@@ -91,9 +115,13 @@ int main(int argc, char **argv)
         fprintf(stderr, "imgsearchd: libcurl initialisation failed\n");
         return 1;
     }
+    if (srv.cfg.index.projection && load_projection(&srv, err, sizeof err) != 0) {
+        fprintf(stderr, "imgsearchd: %s\n", err);
+        return 2;
+    }
     if (db_open(db_path, &srv.db, err, sizeof err) != 0 ||
         source_create(&srv.cfg, &srv.source, err, sizeof err) != 0 ||
-        registry_new(&srv.cfg, srv.db, &srv.registry, err, sizeof err) != 0) {
+        registry_new(&srv.cfg, srv.projection, srv.db, &srv.registry, err, sizeof err) != 0) {
         fprintf(stderr, "imgsearchd: %s\n", err);
         return 1;
     }
@@ -143,6 +171,7 @@ int main(int argc, char **argv)
     imports_stop(srv.imports); /* after the current image; the rest resumes at start */
     registry_free(srv.registry);
     extractor_close(srv.extractor);
+    projection_free(srv.projection);
     source_free(srv.source);
     db_close(srv.db);
     metrics_free(srv.metrics);

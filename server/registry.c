@@ -33,6 +33,7 @@
 #include <unistd.h>
 #include "config/config.h"
 #include "index/extract.h"
+#include "index/projection.h"
 #include "index/vindex.h"
 #include "server/http_log.h"
 #include "server/metrics.h"
@@ -46,8 +47,9 @@
 struct registry {
     pthread_mutex_t lock;
     struct db *db;
-    char *dir; /* <data_dir>/index */
-    struct vindex_options opt;
+    char *dir;                 /* <data_dir>/index */
+    struct vindex_options opt; /* dim: float instances' */
+    const struct projection *pr;
     char *factory;
     struct instance_rt **items;
     size_t n, cap;
@@ -82,8 +84,8 @@ static double now_s(void)
 
 static void *saver_main(void *arg);
 
-int registry_new(const struct config *cfg, struct db *db, struct registry **out, char *errbuf,
-                 size_t errlen)
+int registry_new(const struct config *cfg, const struct projection *pr, struct db *db,
+                 struct registry **out, char *errbuf, size_t errlen)
 {
     struct registry *reg = calloc(1, sizeof *reg);
     if (!reg)
@@ -91,6 +93,7 @@ int registry_new(const struct config *cfg, struct db *db, struct registry **out,
     pthread_mutex_init(&reg->lock, NULL);
     pthread_cond_init(&reg->wake, NULL);
     reg->db = db;
+    reg->pr = pr;
     if (asprintf(&reg->dir, "%s/index", cfg->data_dir) < 0) {
         reg->dir = NULL;
         goto nomem;
@@ -192,7 +195,8 @@ static int cmp_i64(const void *a, const void *b)
 /* Brings a snapshot taken at `since` up to date: removes every vector of a
  * row tombstoned or inserted after it (absent ones are skipped, so a replay
  * is idempotent), then adds the rows inserted after it that still exist. */
-static int replay(struct registry *reg, int64_t id, struct vindex *vi, int64_t since)
+static int replay(struct registry *reg, int64_t id, struct vindex *vi, int64_t since, int dim,
+                  const struct projection *pr)
 {
     int64_t *rows = NULL, *ids = NULL;
     size_t n = 0;
@@ -210,7 +214,7 @@ static int replay(struct registry *reg, int64_t id, struct vindex *vi, int64_t s
         if (vindex_remove(vi, n * VEC_KINDS, ids) < 0)
             goto out;
     }
-    rc = vectors_for_each_since(reg->db, id, since, reg->opt.dim, add_batch, vi);
+    rc = vectors_for_each_since(reg->db, id, since, dim, pr, add_batch, vi);
 out:
     free(rows);
     free(ids);
@@ -228,6 +232,25 @@ static struct vindex *load_index(struct registry *reg, struct instance_rt *rt)
      * several vectors per item and stays exact just as long. */
     struct vindex_options opt = reg->opt;
     opt.exact_max *= vectors_per_item(reg->db, id);
+    /* A compact instance's index holds its decoded codes (out_dim-d); a
+     * snapshot of another dimension fails vindex_read and is rebuilt. */
+    char *digest = NULL;
+    const struct projection *pr = NULL;
+    if (vectors_projection(reg->db, id, &digest) == DB_ERROR) {
+        log_info("index %lld: cannot read its descriptor space", (long long)id);
+        return NULL;
+    }
+    if (digest) {
+        if (!reg->pr || strcmp(digest, reg->pr->digest) != 0) {
+            log_info("index %lld: compact descriptors of projection %.12s, the server has %.12s",
+                     (long long)id, digest, reg->pr ? reg->pr->digest : "none");
+            free(digest);
+            return NULL;
+        }
+        pr = reg->pr;
+        opt.dim = pr->out_dim;
+        free(digest);
+    }
     /* Temp files of a save a crash cut short: never read, and they hold space. */
     for (int k = F_SNAP; k <= F_LEGACY_SEQ; k++) {
         path_of(reg, id, k, ".tmp", path, sizeof path);
@@ -243,7 +266,7 @@ static struct vindex *load_index(struct registry *reg, struct instance_rt *rt)
             s = read_legacy(reg, id, NULL, NULL);
         if (s >= 0 && s >= floor && s <= cs) {
             s = legacy ? read_legacy(reg, id, &opt, &vi) : read_snapshot(reg, id, &opt, &vi);
-            if (s >= 0 && replay(reg, id, vi, s) == 0) {
+            if (s >= 0 && replay(reg, id, vi, s, opt.dim, pr) == 0) {
                 rt->snap_seq = legacy ? -1 : s; /* a legacy file is replaced soon */
                 rt->load_replayed = cs - s;
                 rt->load_s = now_s() - t0;
@@ -266,7 +289,7 @@ static struct vindex *load_index(struct registry *reg, struct instance_rt *rt)
         log_info("index %lld: %s", (long long)id, err);
         return NULL;
     }
-    if (vectors_for_each(reg->db, id, reg->opt.dim, add_batch, vi) != 0) {
+    if (vectors_for_each(reg->db, id, opt.dim, pr, add_batch, vi) != 0) {
         log_info("index %lld: rebuild failed: %s", (long long)id, vindex_last_error());
         vindex_free(vi);
         return NULL;

@@ -14,6 +14,7 @@
 struct db;
 struct vindex;
 struct config;
+struct projection;
 
 struct instance_rt {
     int64_t id;
@@ -36,8 +37,11 @@ struct instance_rt {
 
 struct registry;
 
-int registry_new(const struct config *cfg, struct db *db, struct registry **out, char *errbuf,
-                 size_t errlen);
+/* `pr`: the server's projection (NULL: none); a compact instance's index is
+ * out_dim-d, rebuilt from its decoded codes, and one of another projection
+ * does not load (server/compact.h refuses its calls first). */
+int registry_new(const struct config *cfg, const struct projection *pr, struct db *db,
+                 struct registry **out, char *errbuf, size_t errlen);
 /* Saves current snapshots (clean shutdown) and frees everything. */
 void registry_free(struct registry *reg);
 

@@ -4,6 +4,7 @@
 #include "index/extract.h"
 #include "index/views.h"
 #include "index/vindex.h"
+#include "server/compact.h"
 #include "server/ingest.h"
 #include "server/registry.h"
 #include "server/search.h"
@@ -62,9 +63,11 @@ static int in_sorted(const int64_t *a, size_t n, int64_t v)
 /* Exact duplicates by hash are always found, even when an ANN index would
  * miss them: score them exactly from their stored vectors. */
 static void add_phash_hits(struct request *req, const struct instance *inst, const float *query,
-                           const struct search_opts *o, const int64_t *allowed, size_t n_allowed,
-                           struct hit *hits, size_t *n, size_t cap)
+                           const struct projection *pr, const struct search_opts *o,
+                           const int64_t *allowed, size_t n_allowed, struct hit *hits, size_t *n,
+                           size_t cap)
 {
+    int dim = compact_dim(pr);
     int64_t *rows = NULL;
     size_t nr = 0;
     if (items_by_phash(req->srv->db, inst->id, o->phash, &rows, &nr) != DB_OK) {
@@ -78,10 +81,10 @@ static void add_phash_hits(struct request *req, const struct instance *inst, con
         if (seen || (allowed && !in_sorted(allowed, n_allowed, rows[i])))
             continue;
         float *v = NULL;
-        if (items_vector_row(req->srv->db, rows[i], EXTRACT_DIM, &v) != DB_OK)
+        if (items_vector_row(req->srv->db, rows[i], dim, pr, &v) != DB_OK)
             continue;
         float ip = 0;
-        for (int d = 0; d < EXTRACT_DIM; d++)
+        for (int d = 0; d < dim; d++)
             ip += v[d] * query[d];
         free(v);
         hits[(*n)++] = (struct hit){rows[i], search_score(ip)};
@@ -95,13 +98,26 @@ enum err search_vector(struct request *req, const struct instance *inst, const f
     struct server *srv = req->srv;
     int64_t *allowed = NULL, *ids = NULL;
     size_t n_allowed = 0;
-    float *scores = NULL;
-    enum err e = E_OK;
+    float *scores = NULL, *projected = NULL;
     *hits = NULL;
     *n = 0;
+    const struct projection *pr;
+    enum err e = compact_space(req, inst, &pr);
+    if (e)
+        return e;
+    if (pr && !o->in_space) {
+        if (!(projected = malloc((size_t)compact_dim(pr) * sizeof *projected)))
+            return req_fail(req, E_INTERNAL, "out of memory");
+        compact_project(pr, query, projected, NULL);
+        query = projected;
+    }
+    /* Scores in a compact space run lower: its own view penalty. */
+    double view_penalty = pr ? srv->cfg.search.compact_view_penalty : VIEW_PENALTY;
     struct instance_rt *rt = registry_get(srv->registry, inst->id);
-    if (!rt)
+    if (!rt) {
+        free(projected);
         return req_fail(req, E_INDEX_FAILED, "index unavailable");
+    }
     if (o->filter && (o->filter->tags || o->filter->num_tags)) {
         if (items_filter_rows(srv->db, inst->id, o->filter, &allowed, &n_allowed) != DB_OK) {
             e = req_fail(req, E_STORE_FAILED, "filter");
@@ -163,13 +179,13 @@ enum err search_vector(struct request *req, const struct instance *inst, const f
     for (int i = 0; i < found; i++) {
         if (!(meet & (1u << vec_k(ids[i]))))
             continue;
-        double sc = search_score(scores[i]) - (vec_k(ids[i]) ? VIEW_PENALTY : 0);
+        double sc = search_score(scores[i]) - (vec_k(ids[i]) ? view_penalty : 0);
         (*hits)[(*n)++] = (struct hit){vec_row(ids[i]), sc < 0 ? 0 : sc};
     }
     if (per_item > 1)
         fold_rows(*hits, n);
     if (o->use_phash && !o->grey && !(allowed && n_allowed == 0))
-        add_phash_hits(req, inst, query, o, allowed, n_allowed, *hits, n, cap);
+        add_phash_hits(req, inst, query, pr, o, allowed, n_allowed, *hits, n, cap);
     qsort(*hits, *n, sizeof **hits, cmp_hit);
     if (*n > (size_t)o->k)
         *n = (size_t)o->k;
@@ -182,6 +198,7 @@ out:
     free(allowed);
     free(ids);
     free(scores);
+    free(projected);
     registry_put(srv->registry, rt);
     return e;
 }
@@ -232,13 +249,29 @@ static enum err search_view(struct request *req, const struct instance *inst, st
     return e;
 }
 
+/* When a match counts as weak, and what its retries cost, in the
+ * instance's space: compact scores run lower ([search] compact_*). */
+struct retry_limits {
+    double views_below, view_penalty, rotation_below, rotation_penalty;
+};
+
+static struct retry_limits retry_limits(const struct search_config *sc, int compact)
+{
+    if (compact)
+        return (struct retry_limits){sc->compact_views_below, sc->compact_view_penalty,
+                                     sc->compact_rotation_below, sc->compact_rotation_penalty};
+    return (struct retry_limits){sc->views_below, QUERY_VIEW_PENALTY, sc->rotation_below,
+                                 sc->rotation_penalty};
+}
+
 /* A weak match may be a copy with a caption, logo or border (the centre
  * window leaves those out) or with its colours changed (the grey view). */
 static enum err search_query_views(struct request *req, const struct instance *inst,
-                                   const struct image *img, const struct search_opts *o, float *vec,
-                                   struct hit **hits, size_t *n, size_t *cap)
+                                   const struct image *img, const struct search_opts *o,
+                                   const struct retry_limits *lim, float *vec, struct hit **hits,
+                                   size_t *n, size_t *cap)
 {
-    double below = req->srv->cfg.search.views_below;
+    double below = lim->views_below;
     struct search_opts vo = *o;
     vo.use_phash = 0;
     int w = img->orig_width, h = img->orig_height;
@@ -246,14 +279,14 @@ static enum err search_query_views(struct request *req, const struct instance *i
     struct image view;
     if (image_crop(img, (w - cw) / 2, (h - ch) / 2, (w - cw) / 2 + cw, (h - ch) / 2 + ch, &view) ==
         0) {
-        enum err e = search_view(req, inst, &view, &vo, QUERY_VIEW_PENALTY, vec, hits, n, cap);
+        enum err e = search_view(req, inst, &view, &vo, lim->view_penalty, vec, hits, n, cap);
         if (e)
             return e;
     }
     if (best_score(*hits, *n) >= below || image_grey_stretch(img, &view) != 0)
         return E_OK;
     vo.grey = 1;
-    return search_view(req, inst, &view, &vo, QUERY_VIEW_PENALTY, vec, hits, n, cap);
+    return search_view(req, inst, &view, &vo, lim->view_penalty, vec, hits, n, cap);
 }
 
 enum err search_image(struct request *req, const struct instance *inst, const struct image *img,
@@ -265,25 +298,26 @@ enum err search_image(struct request *req, const struct instance *inst, const st
     enum err e = search_vector(req, inst, upright, o, hits, n);
     if (e || !img)
         return e;
-    int views = sc->query_views && inst->views && best_score(*hits, *n) < sc->views_below;
-    if (!views && (!sc->rotations || best_score(*hits, *n) >= sc->rotation_below))
+    struct retry_limits lim = retry_limits(sc, inst->projection != NULL);
+    int views = sc->query_views && inst->views && best_score(*hits, *n) < lim.views_below;
+    if (!views && (!sc->rotations || best_score(*hits, *n) >= lim.rotation_below))
         return E_OK;
     float *vec = malloc(EXTRACT_DIM * sizeof *vec);
     size_t cap = *n;
     if (!vec)
         return E_OK; /* the plain answer stands */
     if (views)
-        e = search_query_views(req, inst, img, o, vec, hits, n, &cap);
+        e = search_query_views(req, inst, img, o, &lim, vec, hits, n, &cap);
     /* A weak upright match may be a rotated copy: try the other three
      * orientations (cost: three more extractions, only for such queries). */
-    if (e == E_OK && sc->rotations && best_score(*hits, *n) < sc->rotation_below) {
+    if (e == E_OK && sc->rotations && best_score(*hits, *n) < lim.rotation_below) {
         struct search_opts ro = *o;
         ro.use_phash = 0;
         for (int q = 1; q <= 3 && e == E_OK; q++) {
             struct image rimg;
             if (image_rotate(img, q, &rimg) != 0)
                 break;
-            e = search_view(req, inst, &rimg, &ro, sc->rotation_penalty, vec, hits, n, &cap);
+            e = search_view(req, inst, &rimg, &ro, lim.rotation_penalty, vec, hits, n, &cap);
         }
         *rotated = 1;
     }

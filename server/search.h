@@ -29,7 +29,9 @@ struct search_opts {
     int k;                            /* how many best hits, <= SEARCH_MAX_K */
     int use_phash;
     uint64_t phash;
-    int grey; /* a grey query: compared with grey views only (others never are) */
+    int grey;     /* a grey query: compared with grey views only (others never are) */
+    int in_space; /* the query is a stored vector, already in the instance's
+                   * space (compact.h); else an extractor vector */
 };
 
 /* Cosine similarity of L2-normalised descriptors to a score in [0, 1]:
@@ -37,6 +39,8 @@ struct search_opts {
  * only clamps rounding. Monotone; documented in docs/compatibility.md. */
 double search_score(float inner_product);
 
+/* The query is projected into the instance's space first (compact.h)
+ * unless o->in_space. */
 enum err search_vector(struct request *req, const struct instance *inst, const float *query,
                        const struct search_opts *o, struct hit **hits, size_t *n);
 

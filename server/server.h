@@ -15,6 +15,7 @@ struct metrics;
 struct imports;
 struct MHD_Daemon;
 struct workpool;
+struct projection;
 
 struct server {
     struct config cfg;           /* immutable after start-up */
@@ -22,6 +23,9 @@ struct server {
     struct source *source;       /* image bytes: URLs and object store */
     struct extractor *extractor; /* NULL when the model file is missing */
     struct registry *registry;   /* per-instance vector indexes and locks */
+    /* [index] projection: compact descriptors for instances created now;
+     * NULL: off (server/compact.h). */
+    struct projection *projection;
     struct metrics *metrics;
     struct imports *imports; /* background import jobs */
     struct workpool *pool;   /* runs the image calls; full queue -> 429 */

@@ -110,7 +110,7 @@ enum db_status instances_create(struct db *db, struct instance *inst)
     sqlite3_finalize(st);
     st = db_prepare(c, "INSERT INTO instances(project_id, name, description, model, level,"
                        " search_types, custom_tags, custom_num_tags, created_ms, status, regions,"
-                       " views) VALUES (?,?,?,?,?,?,?,?,?,'NORMAL',?,?)");
+                       " views, projection) VALUES (?,?,?,?,?,?,?,?,?,'NORMAL',?,?,?)");
     if (!st)
         goto out;
     sqlite3_bind_text(st, 1, inst->project_id, -1, SQLITE_STATIC);
@@ -124,6 +124,10 @@ enum db_status instances_create(struct db *db, struct instance *inst)
     sqlite3_bind_int64(st, 9, inst->created_ms);
     sqlite3_bind_int(st, 10, inst->regions ? 1 : 0);
     sqlite3_bind_int(st, 11, inst->views ? 1 : 0);
+    if (inst->projection)
+        sqlite3_bind_text(st, 12, inst->projection, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, 12);
     int s = sqlite3_step(st);
     if (s == SQLITE_CONSTRAINT) {
         rc = DB_EXISTS;
@@ -149,7 +153,8 @@ out:
 #define INSTANCE_COLS                                                                              \
     "i.id, i.project_id, i.name, i.description, i.model, i.level, i.search_types,"                 \
     " i.custom_tags, i.custom_num_tags, i.created_ms, i.status,"                                   \
-    " (SELECT count(*) FROM items WHERE instance_id = i.id), i.regions, i.views"
+    " (SELECT count(*) FROM items WHERE instance_id = i.id), i.regions, i.views,"                  \
+    " i.projection"
 
 static int row_to_instance(sqlite3_stmt *st, struct instance *out)
 {
@@ -169,6 +174,8 @@ static int row_to_instance(sqlite3_stmt *st, struct instance *out)
     out->item_count = sqlite3_column_int64(st, 11);
     out->regions = sqlite3_column_int(st, 12);
     out->views = sqlite3_column_int(st, 13);
+    if (sqlite3_column_type(st, 14) != SQLITE_NULL) /* NULL: float */
+        out->projection = dup_col(st, 14);
     if (rc || !out->project_id || !out->name || !out->description || !out->model || !out->status) {
         instance_free(out);
         return -1;
@@ -304,6 +311,7 @@ void instance_free(struct instance *inst)
     free(inst->description);
     free(inst->model);
     free(inst->status);
+    free(inst->projection);
     for (size_t i = 0; i < inst->n_tag_keys; i++)
         free(inst->tag_keys[i]);
     free(inst->tag_keys);

@@ -31,6 +31,9 @@ struct instance {
     long long item_count; /* filled by get/list */
     int regions;          /* also index 5 regional descriptors per item */
     int views;            /* also index the centre, low-res and grey views */
+    /* Compact descriptors (issue 9): the digest of the projection its
+     * vectors are coded in (index/projection.h); NULL: float vectors. */
+    char *projection;
 };
 
 /* Creates the project row if needed. DB_EXISTS when the name is taken. */

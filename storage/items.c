@@ -6,6 +6,7 @@
 #include <string.h>
 #include "storage/instances.h"
 #include "storage/items.h"
+#include "storage/vectors.h"
 
 /* --- a small SQL builder with bound parameters ------------------------------ */
 
@@ -232,8 +233,12 @@ static int write_views(sqlite3 *c, const struct item_rec *rec)
         sqlite3_reset(st);
         sqlite3_bind_int64(st, 1, rec->row);
         sqlite3_bind_int(st, 2, rec->extra_k[k]);
-        sqlite3_bind_blob(st, 3, rec->extra + (size_t)k * (size_t)rec->dim,
-                          rec->dim * (int)sizeof(float), SQLITE_STATIC);
+        if (rec->extra_codes)
+            sqlite3_bind_blob(st, 3, rec->extra_codes + (size_t)k * (size_t)rec->dim, rec->dim,
+                              SQLITE_STATIC);
+        else
+            sqlite3_bind_blob(st, 3, rec->extra + (size_t)k * (size_t)rec->dim,
+                              rec->dim * (int)sizeof(float), SQLITE_STATIC);
         if (sqlite3_step(st) != SQLITE_DONE)
             rc = -1;
     }
@@ -320,7 +325,10 @@ enum db_status items_put(struct db *db, int64_t instance, struct item_rec *rec, 
     sqlite3_bind_text(st, 4, tags, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 5, num, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 6, kw, -1, SQLITE_STATIC);
-    sqlite3_bind_blob(st, 7, rec->vector, rec->dim * (int)sizeof(float), SQLITE_STATIC);
+    if (rec->codes)
+        sqlite3_bind_blob(st, 7, rec->codes, rec->dim, SQLITE_STATIC);
+    else
+        sqlite3_bind_blob(st, 7, rec->vector, rec->dim * (int)sizeof(float), SQLITE_STATIC);
     sqlite3_bind_int64(st, 8, (sqlite3_int64)rec->phash);
     sqlite3_bind_int(st, 9, rec->width);
     sqlite3_bind_int(st, 10, rec->height);
@@ -418,23 +426,37 @@ static enum db_status get_blob(struct db *db, const char *sql, int64_t instance,
     return rc;
 }
 
+/* A blob as dim floats (vectors_decode), replacing *data. */
+static enum db_status blob_to_vector(enum db_status rc, uint8_t *data, size_t len, int dim,
+                                     const struct projection *pr, float **vec)
+{
+    *vec = NULL;
+    if (rc != DB_OK)
+        return rc;
+    float *v = malloc((size_t)dim * sizeof *v);
+    if (!v || vectors_decode(data, (int)len, dim, pr, v) != 0) {
+        free(v);
+        free(data);
+        return DB_ERROR;
+    }
+    free(data);
+    *vec = v;
+    return DB_OK;
+}
+
 enum db_status items_vector(struct db *db, int64_t instance, const char *item_id, int dim,
-                            float **vec)
+                            const struct projection *pr, float **vec)
 {
     uint8_t *data = NULL;
     size_t len = 0;
     enum db_status rc =
         get_blob(db, "SELECT vector FROM items WHERE instance_id = ? AND item_id = ?", instance,
                  item_id, &data, &len);
-    if (rc == DB_OK && len != (size_t)dim * sizeof(float)) {
-        free(data);
-        return DB_ERROR;
-    }
-    *vec = (float *)data;
-    return rc;
+    return blob_to_vector(rc, data, len, dim, pr, vec);
 }
 
-enum db_status items_vector_row(struct db *db, int64_t row, int dim, float **vec)
+enum db_status items_vector_row(struct db *db, int64_t row, int dim, const struct projection *pr,
+                                float **vec)
 {
     uint8_t *data = NULL;
     size_t len = 0;
@@ -443,12 +465,7 @@ enum db_status items_vector_row(struct db *db, int64_t row, int dim, float **vec
     /* Same helper, keyed by row: the instance column is matched as 0 = 0. */
     enum db_status rc = get_blob(
         db, "SELECT vector FROM items WHERE ? = 0 AND id = CAST(? AS INTEGER)", 0, id, &data, &len);
-    if (rc == DB_OK && len != (size_t)dim * sizeof(float)) {
-        free(data);
-        return DB_ERROR;
-    }
-    *vec = (float *)data;
-    return rc;
+    return blob_to_vector(rc, data, len, dim, pr, vec);
 }
 
 enum db_status items_thumb(struct db *db, int64_t instance, const char *item_id, uint8_t **data,

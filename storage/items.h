@@ -9,6 +9,8 @@
 #include <stdint.h>
 #include "storage/db.h"
 
+struct projection;
+
 struct item_rec {
     int64_t row;         /* vector id in the index */
     const char *item_id; /* borrowed */
@@ -19,6 +21,9 @@ struct item_rec {
     const float *vector; /* dim floats */
     int dim;
     const float *extra; /* n_extra * dim floats: extra views (vectors.h), or NULL */
+    /* Compact instances: the int8 codes stored instead of those floats (dim
+     * bytes each, vector then n_extra views); NULL: the floats are stored. */
+    const int8_t *codes, *extra_codes;
     const int *extra_k; /* their kinds k */
     int n_extra;
     uint64_t phash;
@@ -46,10 +51,12 @@ enum db_status items_put(struct db *db, int64_t instance, struct item_rec *rec, 
  * custom_num_tags, keywords}, absent fields omitted); *source new ref. */
 enum db_status items_get(struct db *db, int64_t instance, const char *item_id, int64_t *row,
                          json_t **source);
-/* The stored vector (dim floats, malloc'd). */
+/* The stored vector (dim floats, malloc'd; int8 codes decoded through pr
+ * for a compact instance, vectors.h). */
 enum db_status items_vector(struct db *db, int64_t instance, const char *item_id, int dim,
-                            float **vec);
-enum db_status items_vector_row(struct db *db, int64_t row, int dim, float **vec);
+                            const struct projection *pr, float **vec);
+enum db_status items_vector_row(struct db *db, int64_t row, int dim, const struct projection *pr,
+                                float **vec);
 enum db_status items_thumb(struct db *db, int64_t instance, const char *item_id, uint8_t **data,
                            size_t *len);
 

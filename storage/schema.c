@@ -123,6 +123,10 @@ static const char *const migrations[] = {
     "  seq INTEGER NOT NULL,"
     "  row INTEGER NOT NULL,"
     "  PRIMARY KEY (instance_id, seq, row)) WITHOUT ROWID;",
+    /* 7: compact descriptors (issue 9). projection: the hex SHA-256 of the
+     * projection file an instance's vectors are int8 codes in; NULL (every
+     * older instance) keeps float32 vectors. */
+    "ALTER TABLE instances ADD COLUMN projection TEXT;",
 };
 
 size_t schema_count(void)

@@ -3,13 +3,30 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "index/projection.h"
 #include "storage/vectors.h"
 
 #define BATCH 1024
 
+int vectors_decode(const void *blob, int bytes, int dim, const struct projection *pr, float *out)
+{
+    if (!blob)
+        return -1;
+    if (pr) {
+        if (dim != pr->out_dim || bytes != dim)
+            return -1;
+        projection_decode(pr, blob, out);
+        return 0;
+    }
+    if (bytes != dim * (int)sizeof(float))
+        return -1;
+    memcpy(out, blob, (size_t)bytes);
+    return 0;
+}
+
 /* One query's rows (id column, optional k column, vector) in batches. */
 static int batches(sqlite3 *c, const char *sql, int64_t instance_id, int64_t since, int dim,
-                   int has_k, vectors_batch_fn fn, void *arg)
+                   const struct projection *pr, int has_k, vectors_batch_fn fn, void *arg)
 {
     sqlite3_stmt *st = db_prepare(c, sql);
     if (!st)
@@ -27,13 +44,12 @@ static int batches(sqlite3 *c, const char *sql, int64_t instance_id, int64_t sin
         const void *blob = sqlite3_column_blob(st, vcol);
         int bytes = sqlite3_column_bytes(st, vcol);
         int64_t row = sqlite3_column_int64(st, 0);
-        if (!blob || bytes != dim * (int)sizeof(float)) {
+        if (vectors_decode(blob, bytes, dim, pr, vecs + n * (size_t)dim) != 0) {
             fprintf(stderr, "vectors: item row %lld has a %d-byte vector, expected %d\n",
-                    (long long)row, bytes, dim * (int)sizeof(float));
+                    (long long)row, bytes, pr ? dim : dim * (int)sizeof(float));
             continue; /* one bad row must not make the whole instance unusable */
         }
         ids[n] = has_k ? vec_id(row, sqlite3_column_int(st, 1)) : row;
-        memcpy(vecs + n * (size_t)dim, blob, (size_t)bytes);
         if (++n == BATCH) {
             rc = fn(arg, n, ids, vecs);
             n = 0;
@@ -49,33 +65,34 @@ static int batches(sqlite3 *c, const char *sql, int64_t instance_id, int64_t sin
     return rc;
 }
 
-int vectors_for_each(struct db *db, int64_t instance_id, int dim, vectors_batch_fn fn, void *arg)
+int vectors_for_each(struct db *db, int64_t instance_id, int dim, const struct projection *pr,
+                     vectors_batch_fn fn, void *arg)
 {
     sqlite3 *c = db_conn(db);
     if (!c)
         return -1;
     if (batches(c, "SELECT id, vector FROM items WHERE instance_id = ? ORDER BY id", instance_id, 0,
-                dim, 0, fn, arg) != 0)
+                dim, pr, 0, fn, arg) != 0)
         return -1;
     return batches(c,
                    "SELECT r.item, r.k, r.vector FROM item_regions r JOIN items i"
                    " ON i.id = r.item WHERE i.instance_id = ? ORDER BY r.k, r.item",
-                   instance_id, 0, dim, 1, fn, arg);
+                   instance_id, 0, dim, pr, 1, fn, arg);
 }
 
 int vectors_for_each_since(struct db *db, int64_t instance_id, int64_t since, int dim,
-                           vectors_batch_fn fn, void *arg)
+                           const struct projection *pr, vectors_batch_fn fn, void *arg)
 {
     sqlite3 *c = db_conn(db);
     if (!c)
         return -1;
     if (batches(c, "SELECT id, vector FROM items WHERE instance_id = ? AND seq > ? ORDER BY id",
-                instance_id, since, dim, 0, fn, arg) != 0)
+                instance_id, since, dim, pr, 0, fn, arg) != 0)
         return -1;
     return batches(c,
                    "SELECT r.item, r.k, r.vector FROM items i JOIN item_regions r"
                    " ON r.item = i.id WHERE i.instance_id = ? AND i.seq > ? ORDER BY r.k, r.item",
-                   instance_id, since, dim, 1, fn, arg);
+                   instance_id, since, dim, pr, 1, fn, arg);
 }
 
 /* Appends the first column of every result row to a growing array. */
@@ -213,4 +230,21 @@ long long vectors_change_seq(struct db *db, int64_t instance_id)
         v = sqlite3_column_int64(st, 0);
     sqlite3_finalize(st);
     return v;
+}
+
+enum db_status vectors_projection(struct db *db, int64_t instance_id, char **digest)
+{
+    sqlite3 *c = db_conn(db);
+    sqlite3_stmt *st = c ? db_prepare(c, "SELECT projection FROM instances WHERE id = ?") : NULL;
+    *digest = NULL;
+    if (!st)
+        return DB_ERROR;
+    sqlite3_bind_int64(st, 1, instance_id);
+    int s = sqlite3_step(st);
+    enum db_status rc = s == SQLITE_ROW ? DB_OK : s == SQLITE_DONE ? DB_NOT_FOUND : DB_ERROR;
+    const unsigned char *t = rc == DB_OK ? sqlite3_column_text(st, 0) : NULL;
+    if (t && !(*digest = strdup((const char *)t)))
+        rc = DB_ERROR;
+    sqlite3_finalize(st);
+    return rc;
 }

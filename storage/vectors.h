@@ -6,6 +6,8 @@
 #include <stdint.h>
 #include "storage/db.h"
 
+struct projection;
+
 /* Index ids: an item's whole-image vector has its row id; its extra views
  * have row | k << 56, so whole-image ids stay plain row ids:
  *   k = 1      centre window (0.6 x 0.6 of the sides): "views" and "regions"
@@ -32,16 +34,22 @@ static inline int vec_k(int64_t id)
     return (int)(id >> VEC_K_SHIFT);
 }
 
+/* A stored vector blob: `dim` float32, or for a compact instance (pr not
+ * NULL, dim == pr->out_dim) `dim` int8 codes, decoded here to `dim` floats.
+ * 0 ok; -1 when the blob has another size (a vector of the other mode). */
+int vectors_decode(const void *blob, int bytes, int dim, const struct projection *pr, float *out);
+
 /* Calls fn for batches of (index id, vector): every whole-image vector, then
- * every regional one; `dim` floats each. Stops and returns -1 if fn does, or
- * on error. */
+ * every regional one; `dim` floats each (decoded through pr when not NULL).
+ * Stops and returns -1 if fn does, or on error. */
 typedef int (*vectors_batch_fn)(void *arg, size_t n, const int64_t *ids, const float *vecs);
-int vectors_for_each(struct db *db, int64_t instance_id, int dim, vectors_batch_fn fn, void *arg);
+int vectors_for_each(struct db *db, int64_t instance_id, int dim, const struct projection *pr,
+                     vectors_batch_fn fn, void *arg);
 
 /* Like vectors_for_each, for the items inserted by changes with seq > since
  * (the replay of a snapshot taken at `since`). */
 int vectors_for_each_since(struct db *db, int64_t instance_id, int64_t since, int dim,
-                           vectors_batch_fn fn, void *arg);
+                           const struct projection *pr, vectors_batch_fn fn, void *arg);
 
 /* Row ids touched by changes with seq > since: tombstoned rows and rows
  * inserted after it (malloc'd, unsorted). Their vectors are removed from a
@@ -63,6 +71,10 @@ int vectors_kinds(int regions, int views, int ks[VEC_KINDS]);
 
 /* How many vectors an item of the instance has (1 when unknown). */
 int vectors_per_item(struct db *db, int64_t instance_id);
+
+/* The digest of the projection the instance's vectors are int8 codes in
+ * (instances.projection): *digest NULL for float vectors, else malloc'd. */
+enum db_status vectors_projection(struct db *db, int64_t instance_id, char **digest);
 
 /* The instance's change_seq, or -1. */
 long long vectors_change_seq(struct db *db, int64_t instance_id);

@@ -83,6 +83,11 @@ static void check_defaults(const struct config *cfg)
     CHECK_STR(cfg->index.ann_factory, "IVF1024,SQ8");
     CHECK_INT(cfg->index.nprobe, 0);
     CHECK_INT(cfg->index.int8, 1);
+    CHECK(cfg->index.projection == NULL); /* compact descriptors off */
+    CHECK(cfg->search.compact_views_below == 0.78);
+    CHECK(cfg->search.compact_view_penalty == 0.041);
+    CHECK(cfg->search.compact_rotation_below == 0.78);
+    CHECK(cfg->search.compact_rotation_penalty == 0.21);
     CHECK_INT(cfg->import_workers, 1);
     /* No bucket configured: the embedded "local" bucket at objects_dir. */
     CHECK_INT(cfg->n_buckets, 1);
@@ -192,6 +197,12 @@ static const char full_ini[] = "; every key of config_usage\n"
                                "ann_factory = IVF64,Flat\n"
                                "nprobe = 8\n"
                                "int8 = off\n"
+                               "projection = models/p.bin\n"
+                               "[search]\n"
+                               "compact_views_below = 0.7\n"
+                               "compact_view_penalty = 0.05\n"
+                               "compact_rotation_below = 0.6\n"
+                               "compact_rotation_penalty = 0.3\n"
                                "[import]\n"
                                "workers = 4\n";
 
@@ -284,6 +295,11 @@ static void test_every_key(void)
     CHECK_STR(cfg.index.ann_factory, "IVF64,Flat");
     CHECK_INT(cfg.index.nprobe, 8);
     CHECK_INT(cfg.index.int8, 0);
+    CHECK_STR(cfg.index.projection, "models/p.bin");
+    CHECK(cfg.search.compact_views_below == 0.7);
+    CHECK(cfg.search.compact_view_penalty == 0.05);
+    CHECK(cfg.search.compact_rotation_below == 0.6);
+    CHECK(cfg.search.compact_rotation_penalty == 0.3);
     CHECK_INT(cfg.import_workers, 4);
     CHECK_STR(cfg.path, path);
     config_free(&cfg);
@@ -341,6 +357,11 @@ static void test_usage_lists_every_key(void)
                                        "ann_factory",
                                        "nprobe",
                                        "int8",
+                                       "projection",
+                                       "compact_views_below",
+                                       "compact_view_penalty",
+                                       "compact_rotation_below",
+                                       "compact_rotation_penalty",
                                        "[import]",
                                        "workers",
                                        "--config",
@@ -671,6 +692,19 @@ static void test_error_validation(void)
     expect_error("[token:t]\ntoken = short\n", 0, n5);
 }
 
+/* "projection =" means off (the default), unlike an empty path elsewhere,
+ * so a later file or line can switch compact descriptors off again. */
+static void test_projection_empty_is_off(void)
+{
+    struct config cfg;
+    char err[512], path[64];
+    CHECK_INT(load_text("[index]\nprojection = a.bin\nprojection =\n", &cfg, err, sizeof err, path),
+              0);
+    CHECK(cfg.index.projection == NULL);
+    config_free(&cfg);
+    unlink(path);
+}
+
 static void test_error_missing_file(void)
 {
     struct config cfg;
@@ -728,6 +762,7 @@ int main(void)
     RUN(test_defaults_empty_file);
     RUN(test_default_bucket_follows_objects_dir);
     RUN(test_every_key);
+    RUN(test_projection_empty_is_off);
     RUN(test_usage_lists_every_key);
     RUN(test_auth_modes);
     RUN(test_size_suffixes);

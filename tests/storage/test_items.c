@@ -163,7 +163,7 @@ static void test_change_log(void)
     CHECK_INT(n, 0);
     free(rows);
     int64_t got[16] = {0};
-    CHECK_INT(vectors_for_each_since(db, inst, 2, DIM, collect, got), 0);
+    CHECK_INT(vectors_for_each_since(db, inst, 2, DIM, NULL, collect, got), 0);
     CHECK_INT(got[0], 2); /* c (seq 3) and the new a (seq 5) */
     CHECK(has(got + 1, 2, c.row) && has(got + 1, 2, a2.row));
 

@@ -1,0 +1,42 @@
+/* compact.c: an instance's descriptor space (compact.h). */
+#include <stdio.h>
+#include <string.h>
+#include "index/extract.h"
+#include "index/projection.h"
+#include "server/compact.h"
+#include "server/http_log.h"
+#include "server/server.h"
+
+enum err compact_space(struct request *req, const struct instance *inst,
+                       const struct projection **pr)
+{
+    const struct projection *have = req->srv->projection;
+    *pr = NULL;
+    if (!inst->projection)
+        return E_OK;
+    if (have && !strcmp(have->digest, inst->projection)) {
+        *pr = have;
+        return E_OK;
+    }
+    char detail[200];
+    snprintf(detail, sizeof detail,
+             "instance %s has compact descriptors of projection %.12s, %s%.12s", inst->name,
+             inst->projection, have ? "the server has " : "the server has none",
+             have ? have->digest : "");
+    log_info("%s: %s ([index] projection)", req->request_id, detail);
+    return req_fail(req, E_MA_4508, detail);
+}
+
+int compact_dim(const struct projection *pr)
+{
+    return pr ? pr->out_dim : EXTRACT_DIM;
+}
+
+void compact_project(const struct projection *pr, const float *x, float *y, int8_t *q)
+{
+    projection_apply(pr, x, y);
+    if (q) {
+        projection_encode(pr, y, q);
+        projection_decode(pr, q, y);
+    }
+}

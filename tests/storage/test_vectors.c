@@ -1,0 +1,205 @@
+/* test_vectors.c: compact descriptors in storage (issue 9). A compact
+ * instance stores each vector as out_dim int8 codes; items_vector,
+ * items_vector_row and vectors_for_each decode them to exactly the floats
+ * projection_decode gives (what the live index holds), and a blob of the
+ * other mode is refused, never misread. Float instances are unchanged. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "index/projection.h"
+#include "storage/db.h"
+#include "storage/instances.h"
+#include "storage/items.h"
+#include "storage/vectors.h"
+#include "tests/unit.h"
+
+#define IN 1792
+#define OUT 256
+#define NTRAIN 320
+
+static char dir[64];
+static struct projection *pr;
+
+/* Deterministic pseudo-random floats in [-1, 1). */
+static float rnd(unsigned *s)
+{
+    *s = *s * 1103515245u + 12345u;
+    return (float)((*s >> 8) & 0xffff) / 32768.0f - 1.0f;
+}
+
+static struct db *open_db(const char *name)
+{
+    char path[128], err[256] = "";
+    struct db *db = NULL;
+    snprintf(path, sizeof path, "%s/%s.db", dir, name);
+    CHECK_INT(db_open(path, &db, err, sizeof err), 0);
+    return db;
+}
+
+static int64_t make_instance(struct db *db, const char *name, char *projection)
+{
+    struct instance in = {.project_id = "p",
+                          .name = (char *)name,
+                          .model = "common-search",
+                          .views = 1,
+                          .projection = projection};
+    CHECK_INT(instances_create(db, &in), DB_OK);
+    return in.id;
+}
+
+static int blob_bytes(struct db *db, const char *sql, int64_t row)
+{
+    sqlite3_stmt *st = db_prepare(db_conn(db), sql);
+    int n = -1;
+    sqlite3_bind_int64(st, 1, row);
+    if (sqlite3_step(st) == SQLITE_ROW)
+        n = sqlite3_column_bytes(st, 0);
+    sqlite3_finalize(st);
+    return n;
+}
+
+struct seen {
+    size_t n;
+    int64_t ids[8];
+    float vecs[8][OUT];
+};
+
+static int collect(void *arg, size_t n, const int64_t *ids, const float *vecs)
+{
+    struct seen *s = arg;
+    for (size_t i = 0; i < n && s->n < 8; i++, s->n++) {
+        s->ids[s->n] = ids[i];
+        memcpy(s->vecs[s->n], vecs + i * OUT, sizeof s->vecs[0]);
+    }
+    return 0;
+}
+
+static void test_codes_round_trip(void)
+{
+    struct db *db = open_db("compact");
+    if (!db)
+        return;
+    int64_t inst = make_instance(db, "c", pr->digest);
+    char *digest = NULL;
+    CHECK_INT(vectors_projection(db, inst, &digest), DB_OK);
+    CHECK_STR(digest, pr->digest);
+    free(digest);
+    struct instance got;
+    CHECK_INT(instances_get(db, "p", "c", &got), DB_OK);
+    CHECK_STR(got.projection, pr->digest);
+    instance_free(&got);
+
+    /* Three views (k = 0, 1, 6) projected, coded and decoded. */
+    unsigned seed = 7;
+    static float x[3][IN], y[3][OUT];
+    static int8_t q[3][OUT];
+    for (int v = 0; v < 3; v++) {
+        for (int d = 0; d < IN; d++)
+            x[v][d] = rnd(&seed);
+        projection_apply(pr, x[v], y[v]);
+        projection_encode(pr, y[v], q[v]);
+        projection_decode(pr, q[v], y[v]);
+    }
+    static const int ks[] = {1, 6};
+    struct item_rec rec = {.item_id = "a",
+                           .vector = y[0],
+                           .codes = q[0],
+                           .dim = OUT,
+                           .extra = y[1],
+                           .extra_codes = q[1],
+                           .extra_k = ks,
+                           .n_extra = 2};
+    int64_t old = 0;
+    CHECK_INT(items_put(db, inst, &rec, 0, &old), DB_OK);
+    CHECK_INT(blob_bytes(db, "SELECT vector FROM items WHERE id = ?", rec.row), OUT);
+    CHECK_INT(blob_bytes(db, "SELECT vector FROM item_regions WHERE item = ? AND k = 1", rec.row),
+              OUT);
+    CHECK_INT(blob_bytes(db, "SELECT vector FROM item_regions WHERE item = ? AND k = 6", rec.row),
+              OUT);
+
+    float *v = NULL;
+    CHECK_INT(items_vector(db, inst, "a", OUT, pr, &v), DB_OK);
+    CHECK(v && !memcmp(v, y[0], sizeof y[0]));
+    free(v);
+    v = NULL;
+    CHECK_INT(items_vector_row(db, rec.row, OUT, pr, &v), DB_OK);
+    CHECK(v && !memcmp(v, y[0], sizeof y[0]));
+    free(v);
+    v = NULL;
+    /* Read as float32 it is the wrong size: refused. */
+    CHECK_INT(items_vector(db, inst, "a", IN, NULL, &v), DB_ERROR);
+    CHECK(!v);
+
+    struct seen s = {0};
+    CHECK_INT(vectors_for_each(db, inst, OUT, pr, collect, &s), 0);
+    CHECK_INT(s.n, 3);
+    CHECK_INT(s.ids[0], rec.row);
+    CHECK_INT(s.ids[1], vec_id(rec.row, 1));
+    CHECK_INT(s.ids[2], vec_id(rec.row, 6));
+    for (size_t i = 0; i < s.n && i < 3; i++)
+        CHECK(!memcmp(s.vecs[i], y[i], sizeof y[0]));
+    /* The replay reader decodes the same way. */
+    struct seen r = {0};
+    CHECK_INT(vectors_for_each_since(db, inst, 0, OUT, pr, collect, &r), 0);
+    CHECK_INT(r.n, 3);
+    CHECK(!memcmp(r.vecs, s.vecs, sizeof r.vecs));
+    /* A float reader of a compact instance skips every (wrong-size) row. */
+    struct seen f = {0};
+    CHECK_INT(vectors_for_each(db, inst, IN, NULL, collect, &f), 0);
+    CHECK_INT(f.n, 0);
+    db_close(db);
+}
+
+static void test_float_instance_unchanged(void)
+{
+    struct db *db = open_db("float");
+    if (!db)
+        return;
+    int64_t inst = make_instance(db, "f", NULL);
+    char *digest = (char *)"x";
+    CHECK_INT(vectors_projection(db, inst, &digest), DB_OK);
+    CHECK(digest == NULL);
+    static float x[IN];
+    x[3] = 1;
+    struct item_rec rec = {.item_id = "a", .vector = x, .dim = IN};
+    int64_t old = 0;
+    CHECK_INT(items_put(db, inst, &rec, 0, &old), DB_OK);
+    CHECK_INT(blob_bytes(db, "SELECT vector FROM items WHERE id = ?", rec.row), IN * 4);
+    float *v = NULL;
+    CHECK_INT(items_vector(db, inst, "a", IN, NULL, &v), DB_OK);
+    CHECK(v && !memcmp(v, x, sizeof x));
+    free(v);
+    v = NULL;
+    /* Read as codes it is the wrong size: refused. */
+    CHECK_INT(items_vector_row(db, rec.row, OUT, pr, &v), DB_ERROR);
+    db_close(db);
+}
+
+int main(void)
+{
+    snprintf(dir, sizeof dir, "/tmp/test_vectors_XXXXXX");
+    if (!mkdtemp(dir)) {
+        perror("mkdtemp");
+        return 1;
+    }
+    /* A projection fitted on random vectors: enough for storage. */
+    float *train = malloc((size_t)NTRAIN * IN * sizeof *train);
+    unsigned seed = 1;
+    for (size_t i = 0; i < (size_t)NTRAIN * IN; i++)
+        train[i] = rnd(&seed);
+    char err[256];
+    if (projection_train(train, NTRAIN, IN, OUT, 1, 0, &pr, err, sizeof err) != 0) {
+        fprintf(stderr, "projection_train: %s\n", err);
+        return 1;
+    }
+    free(train);
+    RUN(test_codes_round_trip);
+    RUN(test_float_instance_unchanged);
+    projection_free(pr);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "could not remove %s\n", dir);
+    return unit_report();
+}
