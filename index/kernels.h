@@ -73,7 +73,7 @@ struct kern_q8 {
 /* Whether this CPU runs the int8 kernels (AVX-512 F/BW/VNNI). */
 int kern_q8_supported(void);
 /* Whether `c` (a dense convolution) runs in int8: 1x1, stride 1, cin % 4 == 0,
- * and wide enough (cin >= 32) for int8 to pay. */
+ * and wide enough (cin >= 24) for int8 to pay. */
 int kern_q8_eligible(const struct kern_conv *c);
 /* Requantises c->w into q. Returns 0, or -1 on allocation failure. */
 int kern_q8_pack(const struct kern_conv *c, struct kern_q8 *q);
