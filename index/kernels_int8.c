@@ -279,6 +279,47 @@ Q8 INLINE __m512i dpbusd(__m512i acc, __m512i u8, __m512i s8)
     return acc;
 }
 
+/* out = alpha * acc + gamma * bsum + beta + bias, ReLU6, + skip, for a
+ * tile. Everything it reads is read before its first store: the stores go
+ * through may-alias intrinsics, after each of which the compiler would
+ * otherwise reload every pointer and constant behind each store (measured
+ * on 192 rows, whole GEMM: 24 -> 144 56 -> 36 ns a row, 32 -> 192 71 -> 45,
+ * 48 -> 24 29 -> 21; same results). */
+Q8 INLINE void epilogue(const int mr, const int nv, const struct kern_conv *c,
+                        const struct rows_q *rq, __m512i acc[][4], int co, const float *skip,
+                        float *out)
+{
+    const int relu6 = c->relu6, cout = c->q8->cout;
+    float al[TILE_M_NARROW], ga[TILE_M_NARROW], be[TILE_M_NARROW];
+    __m512 bias[4], bs[4];
+    __mmask16 msk[4];
+    for (int i = 0; i < mr; i++) {
+        al[i] = rq->alpha[i];
+        ga[i] = rq->gamma[i];
+        be[i] = rq->beta[i];
+    }
+    for (int j = 0; j < nv; j++) {
+        int ch = co + 16 * j, valid = cout - ch;
+        msk[j] = valid >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << valid) - 1);
+        bias[j] = _mm512_maskz_loadu_ps(msk[j], c->b + ch);
+        bs[j] = _mm512_loadu_ps(c->q8->bsum + ch);
+    }
+    __m512 zero = _mm512_setzero_ps(), six = _mm512_set1_ps(6.0f);
+    for (int i = 0; i < mr; i++) {
+        __m512 a = _mm512_set1_ps(al[i]), g = _mm512_set1_ps(ga[i]), b = _mm512_set1_ps(be[i]);
+        for (int j = 0; j < nv; j++) {
+            __m512 base = _mm512_fmadd_ps(g, bs[j], _mm512_add_ps(bias[j], b));
+            __m512 v = _mm512_fmadd_ps(a, _mm512_cvtepi32_ps(acc[i][j]), base);
+            if (relu6)
+                v = _mm512_min_ps(_mm512_max_ps(v, zero), six);
+            size_t off = (size_t)i * cout + co + 16 * j;
+            if (skip)
+                v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(msk[j], skip + off));
+            _mm512_mask_storeu_ps(out + off, msk[j], v);
+        }
+    }
+}
+
 /* mr x nv tile: mr rows, nv 16-channel vectors of one panel. mr and nv are
  * constants at every call site, so the loops unroll and the accumulators
  * stay in registers. */
@@ -303,25 +344,7 @@ Q8 INLINE void tile(const int mr, const int nv, const struct kern_conv *c, const
                 acc[i][j] = dpbusd(acc[i][j], b, wv[j]);
         }
     }
-    __m512 zero = _mm512_setzero_ps(), six = _mm512_set1_ps(6.0f);
-    for (int j = 0; j < nv; j++) {
-        int ch = co + 16 * j, valid = q->cout - ch;
-        __mmask16 msk = valid >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << valid) - 1);
-        __m512 bias = _mm512_maskz_loadu_ps(msk, c->b + ch);
-        __m512 bs = _mm512_loadu_ps(q->bsum + ch);
-        for (int i = 0; i < mr; i++) {
-            __m512 base = _mm512_fmadd_ps(_mm512_set1_ps(rq->gamma[i]), bs,
-                                          _mm512_add_ps(bias, _mm512_set1_ps(rq->beta[i])));
-            __m512 v =
-                _mm512_fmadd_ps(_mm512_set1_ps(rq->alpha[i]), _mm512_cvtepi32_ps(acc[i][j]), base);
-            if (c->relu6)
-                v = _mm512_min_ps(_mm512_max_ps(v, zero), six);
-            size_t off = (size_t)i * q->cout + ch;
-            if (skip)
-                v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(msk, skip + off));
-            _mm512_mask_storeu_ps(out + off, msk, v);
-        }
-    }
+    epilogue(mr, nv, c, rq, acc, co, skip, out);
 }
 
 #define TILE_CASE(m, v)                                                                            \
