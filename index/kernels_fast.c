@@ -82,6 +82,10 @@ void kern_conv_fast(const struct kern_conv *c, const float *in, float *out, floa
     int npix = c->out_h * c->out_w;
     int kdim = c->k * c->k * c->cin;
     const float *a = in;
+    if (!c->skip && kern_stem_eligible(c)) {
+        kern_stem_rows(c, in, 0, c->out_h, out);
+        return;
+    }
     if (!(c->k == 1 && c->stride == 1)) {
         im2col(c, in, 0, c->out_h, scratch);
         a = scratch;
@@ -317,6 +321,10 @@ static void conv_rows(const struct kern_conv *c, const float *in, int oy0, int o
     int m = (oy1 - oy0) * c->out_w;
     if (c->k == 1 && c->stride == 1) {
         kern_gemm_bias(c, in + (size_t)oy0 * c->in_w * c->cin, m, c->cin, NULL, out);
+        return;
+    }
+    if (kern_stem_eligible(c)) {
+        kern_stem_rows(c, in, oy0, oy1, out);
         return;
     }
     im2col(c, in, oy0, oy1, col);
