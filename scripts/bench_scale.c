@@ -1,0 +1,534 @@
+/* bench_scale.c: the index tier of issue 9's scale target, at N items (run
+ * through scripts/bench-scale, which prepares the inputs and writes
+ * docs/bench/scale.md).
+ *
+ * Items: real 4-view descriptors (whole image, centre window, 96 px copy,
+ * grey copy; 1792-d float, embedded by the server's extractor) for the
+ * first n_src items, then the same items perturbed for larger N: item i
+ * takes source i mod n_src and adds B a_i to each of its views, with B a
+ * fixed random 64 x 1792 basis scaled to a noise of norm --noise and a_i
+ * ~ N(0, I) per item, then re-normalises. Every view goes through the
+ * compact path (index/projection.c: PCA-whitening to 256 dims, int8 codes)
+ * and the decoded codes are indexed by index/vindex.c exactly as the server
+ * would (exact until --exact-max items, then trained into --factory).
+ *
+ * Because the noise lives in a 64-d subspace, projections and float inner
+ * products of perturbed vectors come from small precomputed tables, so the
+ * exact top-10 against the float 1792-d originals (the issue's recall10) is
+ * computed for every query over all N items without storing them.
+ * Queries: real copy-detection queries (transformed copies of the sources).
+ * An item's score is the best of its views (the server's fold; the grey
+ * view only meets grey queries, so plain queries skip it).
+ *
+ * Prints figures and, last, the issue's line:
+ *   bench-scale: items=N bytes_ram_per_item=R bytes_disk_per_item=D
+ *   search_p50_ms=P search_p99_ms=Q recall10=C restart_s=S */
+#include <cblas.h>
+#include <fcntl.h>
+#include <math.h>
+#include <omp.h>
+#include <sqlite3.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include "index/projection.h"
+#include "index/vindex.h"
+
+#define IN 1792
+#define V 4   /* views per item */
+#define R 64  /* noise subspace */
+#define K 10  /* recall@K */
+#define KV 64 /* vectors asked of the index per query, folded to items */
+#define CHUNK 8192
+
+static int n_src, n_q, out_dim;
+static float *src;   /* n_src*V x IN, unit */
+static float *qry;   /* n_q x IN, unit */
+static float *bas;   /* R x IN: the noise basis, already scaled */
+static float *p_src; /* n_src*V x out: P x (no mean) */
+static float *p_bas; /* R x out: P B */
+static float *p_mean; /* out: P mean */
+static float *bx;     /* n_src*V x R: B x */
+static float *gram;   /* R x R: B B^T */
+static float *q_src;  /* n_q x n_src*V: q . x */
+static float *q_bas;  /* n_q x R: B q */
+static float *q_proj; /* n_q x out: projected queries */
+static struct projection *proj;
+static double noise = 1.0;
+static int *q_orig; /* per query: its original's item id (1-based), or 0 */
+
+static uint64_t rng_next(uint64_t *s)
+{
+    *s ^= *s >> 12;
+    *s ^= *s << 25;
+    *s ^= *s >> 27;
+    return *s * 2685821657736338717ull;
+}
+
+static float gauss(uint64_t *s)
+{
+    uint64_t r = rng_next(s);
+    double u = (double)(r & 0xffff) + (double)((r >> 16) & 0xffff) +
+               (double)((r >> 32) & 0xffff) + (double)(r >> 48);
+    return (float)((u / 65536.0 - 2.0) * 1.7320508);
+}
+
+static void item_noise(long i, float *a)
+{
+    uint64_t s = 0x9e3779b97f4a7c15ull ^ ((uint64_t)(i + 1) * 0xbf58476d1ce4e5b9ull);
+    for (int r = 0; r < R; r++)
+        a[r] = i < n_src ? 0.0f : gauss(&s);
+}
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+static long rss_kb(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long kb = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
+            break;
+    if (f)
+        fclose(f);
+    return kb;
+}
+
+static float *read_f32(const char *path, int cols, int *rows)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        perror(path);
+        exit(1);
+    }
+    fseek(f, 0, SEEK_END);
+    long b = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    *rows = (int)(b / ((long)cols * 4));
+    float *x = malloc((size_t)b);
+    if (!x || fread(x, 4, (size_t)*rows * cols, f) != (size_t)*rows * cols) {
+        fprintf(stderr, "%s: short read\n", path);
+        exit(1);
+    }
+    fclose(f);
+    return x;
+}
+
+/* Tables that make every perturbed vector's projection and dot products cheap. */
+static void precompute(void)
+{
+    int ns = n_src * V, d = out_dim;
+    uint64_t s = 42;
+    bas = malloc((size_t)R * IN * sizeof *bas);
+    /* Entries N(0, noise^2 / (R IN)): B a with a ~ N(0, I) has expected norm noise. */
+    float scale = (float)(noise / sqrt((double)R * IN));
+    for (size_t j = 0; j < (size_t)R * IN; j++)
+        bas[j] = scale * gauss(&s);
+    p_src = malloc((size_t)ns * d * sizeof *p_src);
+    p_bas = malloc((size_t)R * d * sizeof *p_bas);
+    p_mean = malloc((size_t)d * sizeof *p_mean);
+    bx = malloc((size_t)ns * R * sizeof *bx);
+    gram = malloc((size_t)R * R * sizeof *gram);
+    q_src = malloc((size_t)n_q * ns * sizeof *q_src);
+    q_bas = malloc((size_t)n_q * R * sizeof *q_bas);
+    q_proj = malloc((size_t)n_q * d * sizeof *q_proj);
+    /* P is out x IN row-major: X P^T */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, ns, d, IN, 1, src, IN, proj->p, IN, 0,
+                p_src, d);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, R, d, IN, 1, bas, IN, proj->p, IN, 0,
+                p_bas, d);
+    cblas_sgemv(CblasRowMajor, CblasNoTrans, d, IN, 1, proj->p, IN, proj->mean, 1, 0, p_mean, 1);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, ns, R, IN, 1, src, IN, bas, IN, 0, bx, R);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, R, R, IN, 1, bas, IN, bas, IN, 0, gram, R);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n_q, ns, IN, 1, qry, IN, src, IN, 0,
+                q_src, ns);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n_q, R, IN, 1, qry, IN, bas, IN, 0, q_bas,
+                R);
+    for (int q = 0; q < n_q; q++)
+        projection_apply(proj, qry + (size_t)q * IN, q_proj + (size_t)q * d);
+}
+
+/* View v of item i: its norm before normalising, and its decoded compact vector. */
+static float make_view(long i, int v, const float *a, float *dec, int8_t *code)
+{
+    int d = out_dim;
+    size_t sv = (size_t)(i % n_src) * V + (size_t)v;
+    double n2 = 1.0, ba = 0, aga = 0;
+    for (int r = 0; r < R; r++) {
+        ba += (double)bx[sv * R + (size_t)r] * a[r];
+        double ga = 0;
+        for (int t = 0; t < R; t++)
+            ga += (double)gram[(size_t)r * R + (size_t)t] * a[t];
+        aga += ga * a[r];
+    }
+    n2 += 2 * ba + aga;
+    float inv = (float)(1.0 / sqrt(n2));
+    float y[1024];
+    double yn = 0;
+    for (int k = 0; k < d; k++) {
+        double t = p_src[sv * (size_t)d + (size_t)k];
+        for (int r = 0; r < R; r++)
+            t += (double)p_bas[(size_t)r * d + (size_t)k] * a[r];
+        y[k] = (float)(t * inv - p_mean[k]);
+        yn += (double)y[k] * y[k];
+    }
+    float yi = (float)(1.0 / sqrt(yn));
+    for (int k = 0; k < d; k++)
+        y[k] *= yi;
+    projection_encode(proj, y, code);
+    projection_decode(proj, code, dec);
+    return inv;
+}
+
+/* Top-K items per query, kept as sorted (score, item) lists. */
+struct topk {
+    float s[K];
+    long id[K];
+};
+
+static void topk_push(struct topk *t, float s, long id)
+{
+    if (s <= t->s[K - 1])
+        return;
+    int j = K - 1;
+    while (j > 0 && t->s[j - 1] < s) {
+        t->s[j] = t->s[j - 1];
+        t->id[j] = t->id[j - 1];
+        j--;
+    }
+    t->s[j] = s;
+    t->id[j] = id;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double pct(double *v, int n, double p)
+{
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return v[(int)((n - 1) * p / 100.0 + 0.5)];
+}
+
+static double recall(const struct topk *truth, long *got, int n)
+{
+    int hit = 0;
+    for (int j = 0; j < K; j++)
+        for (int g = 0; g < n; g++)
+            if (got[g] == truth->id[j]) {
+                hit++;
+                break;
+            }
+    return (double)hit / K;
+}
+
+/* The compact layout's vector rows in SQLite (whole view in items, the
+ * others in item_regions, 256-byte blobs, as the server stores them):
+ * bytes per item of a database holding n of them. */
+static double sqlite_bytes_per_item(const char *path, long n, const int8_t *codes_of_one)
+{
+    sqlite3 *db;
+    unlink(path);
+    if (sqlite3_open(path, &db) != SQLITE_OK)
+        return -1;
+    sqlite3_exec(db,
+                 "PRAGMA journal_mode=WAL; PRAGMA synchronous=OFF;"
+                 "CREATE TABLE items(id INTEGER PRIMARY KEY, instance_id INTEGER, item_id TEXT,"
+                 " vector BLOB, created_ms INTEGER, UNIQUE(instance_id, item_id));"
+                 "CREATE TABLE item_regions(item INTEGER, k INTEGER, vector BLOB,"
+                 " PRIMARY KEY(item, k)) WITHOUT ROWID;",
+                 NULL, NULL, NULL);
+    sqlite3_stmt *a, *b;
+    sqlite3_prepare_v2(db, "INSERT INTO items VALUES(?, 1, ?, ?, ?)", -1, &a, NULL);
+    sqlite3_prepare_v2(db, "INSERT INTO item_regions VALUES(?, ?, ?)", -1, &b, NULL);
+    sqlite3_exec(db, "BEGIN", NULL, NULL, NULL);
+    for (long i = 1; i <= n; i++) {
+        char item_id[32];
+        snprintf(item_id, sizeof item_id, "item-%08ld", i);
+        sqlite3_bind_int64(a, 1, i);
+        sqlite3_bind_text(a, 2, item_id, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_blob(a, 3, codes_of_one, out_dim, SQLITE_STATIC);
+        sqlite3_bind_int64(a, 4, 1764000000000LL + i);
+        sqlite3_step(a);
+        sqlite3_reset(a);
+        for (int v = 1; v < V; v++) {
+            sqlite3_bind_int64(b, 1, i);
+            sqlite3_bind_int(b, 2, v == 1 ? 1 : v == 2 ? 6 : 7);
+            sqlite3_bind_blob(b, 3, codes_of_one + (size_t)v * out_dim, out_dim, SQLITE_STATIC);
+            sqlite3_step(b);
+            sqlite3_reset(b);
+        }
+        if (i % 100000 == 0) {
+            sqlite3_exec(db, "COMMIT; BEGIN", NULL, NULL, NULL);
+        }
+    }
+    sqlite3_exec(db, "COMMIT; PRAGMA wal_checkpoint(TRUNCATE);", NULL, NULL, NULL);
+    sqlite3_finalize(a);
+    sqlite3_finalize(b);
+    sqlite3_close(db);
+    struct stat st;
+    double bytes = stat(path, &st) == 0 ? (double)st.st_size : -1;
+    unlink(path);
+    return bytes / (double)n;
+}
+
+int main(int argc, char **argv)
+{
+    long items = 100000, exact_max = 100000;
+    const char *src_path = NULL, *q_path = NULL, *proj_path = NULL, *work = "/tmp";
+    const char *factory = "IVF4096,SQ8";
+    int nprobes[8] = {32, 64, 16}, n_np = 3;
+    long max_scan = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!v)
+            break;
+        if (!strcmp(a, "--items"))
+            items = atol(v), i++;
+        else if (!strcmp(a, "--exact-max"))
+            exact_max = atol(v), i++;
+        else if (!strcmp(a, "--src"))
+            src_path = v, i++;
+        else if (!strcmp(a, "--queries"))
+            q_path = v, i++;
+        else if (!strcmp(a, "--query-originals")) {
+            int nqo = 0;
+            float *raw = read_f32(v, 1, &nqo); /* int32 in a float-sized file */
+            q_orig = (int *)raw;
+            i++;
+        } else if (!strcmp(a, "--projection"))
+            proj_path = v, i++;
+        else if (!strcmp(a, "--factory"))
+            factory = v, i++;
+        else if (!strcmp(a, "--noise"))
+            noise = atof(v), i++;
+        else if (!strcmp(a, "--work"))
+            work = v, i++;
+        else if (!strcmp(a, "--max-scan"))
+            max_scan = atol(v), i++;
+        else if (!strcmp(a, "--nprobe")) {
+            n_np = 0;
+            for (char *t = strtok((char *)v, ","); t && n_np < 8; t = strtok(NULL, ","))
+                nprobes[n_np++] = atoi(t);
+            i++;
+        }
+    }
+    if (!src_path || !q_path || !proj_path) {
+        fprintf(stderr, "usage: bench_scale --src F --queries F --projection F [--items N] "
+                        "[--exact-max N] [--factory S] [--nprobe a,b] [--noise X] [--work DIR]\n");
+        return 2;
+    }
+    char err[512];
+    if (projection_load(proj_path, &proj, err, sizeof err) != 0) {
+        fprintf(stderr, "%s\n", err);
+        return 1;
+    }
+    out_dim = proj->out_dim;
+    src = read_f32(src_path, IN * V, &n_src);
+    qry = read_f32(q_path, IN, &n_q);
+    printf("sources %d items x %d views, %d queries, projection %d -> %d (%.16s), noise %.2f\n",
+           n_src, V, n_q, IN, out_dim, proj->digest, noise);
+    fflush(stdout);
+    double t0 = now_ms();
+    precompute();
+    printf("tables: %.1f s\n", (now_ms() - t0) / 1e3);
+
+    int ns = n_src * V;
+    struct topk *truth_f = calloc((size_t)n_q, sizeof *truth_f);
+    struct topk *truth_c = calloc((size_t)n_q, sizeof *truth_c);
+    for (int q = 0; q < n_q; q++)
+        for (int j = 0; j < K; j++)
+            truth_f[q].s[j] = truth_c[q].s[j] = -1e30f, truth_f[q].id[j] = truth_c[q].id[j] = -1;
+
+    struct vindex_options opt = {.dim = out_dim, .exact_max = exact_max * V,
+                                 .ann_factory = factory};
+    struct vindex *vi = NULL;
+    if (vindex_create(&opt, &vi, err, sizeof err) != 0) {
+        fprintf(stderr, "%s\n", err);
+        return 1;
+    }
+    float *dec = malloc((size_t)CHUNK * V * out_dim * sizeof *dec);
+    float *inv = malloc((size_t)CHUNK * V * sizeof *inv);
+    float *an = malloc((size_t)CHUNK * R * sizeof *an);
+    int64_t *ids = malloc((size_t)CHUNK * V * sizeof *ids);
+    int8_t *codes = malloc((size_t)CHUNK * V * out_dim);
+    float *sc = malloc((size_t)n_q * CHUNK * V * sizeof *sc);
+    long rss0 = rss_kb();
+    double add_ms = 0, gen_ms = 0;
+    for (long c0 = 0; c0 < items; c0 += CHUNK) {
+        int n = (int)(items - c0 < CHUNK ? items - c0 : CHUNK);
+        double g0 = now_ms();
+#pragma omp parallel for schedule(static)
+        for (int i = 0; i < n; i++) {
+            item_noise(c0 + i, an + (size_t)i * R);
+            for (int v = 0; v < V; v++) {
+                size_t r = (size_t)i * V + (size_t)v;
+                inv[r] = make_view(c0 + i, v, an + (size_t)i * R, dec + r * (size_t)out_dim,
+                                   codes + r * (size_t)out_dim);
+                ids[r] = (int64_t)(c0 + i + 1) | ((int64_t)(v == 0   ? 0
+                                                            : v == 1 ? 1
+                                                            : v == 2 ? 6
+                                                                     : 7)
+                                                  << 56);
+            }
+        }
+        /* Truth in the compact space: projected float queries against the decoded codes. */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n_q, n * V, out_dim, 1, q_proj,
+                    out_dim, dec, out_dim, 0, sc, n * V);
+#pragma omp parallel for schedule(static)
+        for (int q = 0; q < n_q; q++) {
+            const float *qs = q_src + (size_t)q * ns, *qb = q_bas + (size_t)q * R;
+            for (int i = 0; i < n; i++) {
+                long item = c0 + i;
+                float bf = -1e30f, bc = -1e30f;
+                for (int v = 0; v < V - 1; v++) { /* the grey view meets grey queries only */
+                    size_t r = (size_t)i * V + (size_t)v;
+                    double t = qs[(size_t)(item % n_src) * V + (size_t)v];
+                    for (int k = 0; k < R; k++)
+                        t += (double)qb[k] * an[(size_t)i * R + (size_t)k];
+                    float f = (float)(t * inv[r]);
+                    bf = f > bf ? f : bf;
+                    float cc = sc[(size_t)q * n * V + r];
+                    bc = cc > bc ? cc : bc;
+                }
+                topk_push(&truth_f[q], bf, item + 1);
+                topk_push(&truth_c[q], bc, item + 1);
+            }
+        }
+        gen_ms += now_ms() - g0;
+        double a0 = now_ms();
+        if (vindex_add(vi, (size_t)n * V, ids, dec) != 0) {
+            fprintf(stderr, "vindex_add: %s\n", vindex_last_error());
+            return 1;
+        }
+        add_ms += now_ms() - a0;
+        if ((c0 / CHUNK) % 16 == 0) {
+            printf("  %ld items, %s, rss %ld MB\n", c0 + n, vindex_is_exact(vi) ? "exact" : factory,
+                   rss_kb() / 1024);
+            fflush(stdout);
+        }
+    }
+    free(sc);
+    long rss1 = rss_kb();
+    double ram_per_item = (rss1 - rss0) * 1024.0 / (double)items;
+    printf("built %ld items (%zu vectors) in %.0f s (indexing %.0f s), %s; RSS +%ld MB = %.0f "
+           "B/item\n",
+           items, vindex_count(vi), (gen_ms + add_ms) / 1e3, add_ms / 1e3,
+           vindex_is_exact(vi) ? "exact" : factory, (rss1 - rss0) / 1024, ram_per_item);
+    fflush(stdout);
+
+    /* Exact over the compact vectors vs the float originals: the projection's own loss. */
+    double r_proj = 0;
+    for (int q = 0; q < n_q; q++)
+        r_proj += recall(&truth_f[q], truth_c[q].id, K);
+    printf("recall@10 of exact compact search vs float originals: %.3f\n", r_proj / n_q);
+    if (q_orig) { /* copy detection as the user sees it, for both exact searches */
+        double in_f = 0, in_c = 0;
+        for (int q = 0; q < n_q; q++) {
+            long o = q_orig[q];
+            in_f += recall(&truth_f[q], &o, 1) * K;
+            in_c += recall(&truth_c[q], &o, 1) * K;
+        }
+        printf("the query's original in the exact top 10: float %.3f, compact %.3f\n", in_f / n_q,
+               in_c / n_q);
+    }
+
+    omp_set_num_threads(1); /* the server searches one query per thread */
+    double best_p50 = 0, best_p99 = 0, best_rf = 0, best_rc = 0;
+    double *lat = malloc((size_t)n_q * sizeof *lat);
+    int64_t vids[KV];
+    float vsc[KV];
+    for (int pi = 0; pi < n_np; pi++) {
+        struct vindex_search_params sp = {.nprobe = nprobes[pi], .max_scan = max_scan};
+        double rf = 0, rc = 0, orig = 0;
+        for (int q = 0; q < n_q; q++) {
+            int found = 0;
+            double s0 = now_ms();
+            vindex_search(vi, q_proj + (size_t)q * out_dim, KV, &sp, vids, vsc, &found);
+            /* Fold views to items, best first (results come sorted). */
+            long got[K];
+            int ng = 0;
+            for (int j = 0; j < found && ng < K; j++) {
+                long item = (long)(vids[j] & ((1LL << 56) - 1));
+                int dup = (vids[j] >> 56) == 7; /* grey view: grey queries only */
+                for (int g = 0; g < ng; g++)
+                    dup |= got[g] == item;
+                if (!dup)
+                    got[ng++] = item;
+            }
+            lat[q] = now_ms() - s0;
+            rf += recall(&truth_f[q], got, ng);
+            rc += recall(&truth_c[q], got, ng);
+            for (int g = 0; q_orig && g < ng; g++)
+                if (got[g] == q_orig[q]) {
+                    orig += 1;
+                    break;
+                }
+        }
+        rf /= n_q, rc /= n_q, orig /= n_q;
+        double p50 = pct(lat, n_q, 50), p99 = pct(lat, n_q, 99);
+        printf("nprobe %d: search p50 %.2f ms, p99 %.2f ms, recall@10 vs float %.3f, vs compact "
+               "exact %.3f; the query's original in the top 10: %.3f\n",
+               nprobes[pi], p50, p99, rf, rc, orig);
+        fflush(stdout);
+        if (pi == 0)
+            best_p50 = p50, best_p99 = p99, best_rf = rf, best_rc = rc;
+    }
+
+    /* Restart: the snapshot written and read back as the registry does. */
+    char snap[4096], dbp[4096];
+    snprintf(snap, sizeof snap, "%s/bench-scale.snap", work);
+    snprintf(dbp, sizeof dbp, "%s/bench-scale.db", work);
+    FILE *f = fopen(snap, "wb");
+    if (!f || vindex_write(vi, f) != 0 || fflush(f) != 0 || fsync(fileno(f)) != 0) {
+        fprintf(stderr, "snapshot write failed\n");
+        return 1;
+    }
+    fclose(f);
+    struct stat st;
+    stat(snap, &st);
+    double snap_per_item = (double)st.st_size / (double)items;
+    vindex_free(vi);
+    vi = NULL;
+    /* Cold-ish: drop the file from the page cache so the read is from disk. */
+    int fd = open(snap, O_RDONLY);
+    if (fd >= 0) {
+        posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+        close(fd);
+    }
+    double r0 = now_ms();
+    f = fopen(snap, "rb");
+    if (!f || vindex_read(f, &opt, &vi, err, sizeof err) != 0) {
+        fprintf(stderr, "snapshot read failed: %s\n", err);
+        return 1;
+    }
+    fclose(f);
+    double restart_s = (now_ms() - r0) / 1e3;
+    printf("snapshot %.0f MB (%.0f B/item), read back in %.2f s (%zu vectors)\n",
+           st.st_size / 1048576.0, snap_per_item, restart_s, vindex_count(vi));
+    unlink(snap);
+    double db_per_item = sqlite_bytes_per_item(dbp, items, codes);
+    printf("SQLite rows of the compact layout (4 x %d-byte codes, item id, time): %.0f B/item\n",
+           out_dim, db_per_item);
+    double disk_per_item = snap_per_item + db_per_item;
+    printf("recall@10 (nprobe %d): vs float 1792-d originals %.3f, vs exact compact %.3f\n",
+           nprobes[0], best_rf, best_rc);
+    printf("bench-scale: items=%ld bytes_ram_per_item=%.0f bytes_disk_per_item=%.0f "
+           "search_p50_ms=%.2f search_p99_ms=%.2f recall10=%.3f restart_s=%.2f\n",
+           items, ram_per_item, disk_per_item, best_p50, best_p99, best_rf, restart_s);
+    vindex_free(vi);
+    projection_free(proj);
+    return 0;
+}
