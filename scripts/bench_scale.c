@@ -46,11 +46,11 @@
 #define CHUNK 8192
 
 static int n_src, n_q, out_dim;
-static float *src;   /* n_src*V x IN, unit */
-static float *qry;   /* n_q x IN, unit */
-static float *bas;   /* R x IN: the noise basis, already scaled */
-static float *p_src; /* n_src*V x out: P x (no mean) */
-static float *p_bas; /* R x out: P B */
+static float *src;    /* n_src*V x IN, unit */
+static float *qry;    /* n_q x IN, unit */
+static float *bas;    /* R x IN: the noise basis, already scaled */
+static float *p_src;  /* n_src*V x out: P x (no mean) */
+static float *p_bas;  /* R x out: P B */
 static float *p_mean; /* out: P mean */
 static float *bx;     /* n_src*V x R: B x */
 static float *gram;   /* R x R: B B^T */
@@ -72,8 +72,8 @@ static uint64_t rng_next(uint64_t *s)
 static float gauss(uint64_t *s)
 {
     uint64_t r = rng_next(s);
-    double u = (double)(r & 0xffff) + (double)((r >> 16) & 0xffff) +
-               (double)((r >> 32) & 0xffff) + (double)(r >> 48);
+    double u = (double)(r & 0xffff) + (double)((r >> 16) & 0xffff) + (double)((r >> 32) & 0xffff) +
+               (double)(r >> 48);
     return (float)((u / 65536.0 - 2.0) * 1.7320508);
 }
 
@@ -150,8 +150,8 @@ static void precompute(void)
     cblas_sgemv(CblasRowMajor, CblasNoTrans, d, IN, 1, proj->p, IN, proj->mean, 1, 0, p_mean, 1);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, ns, R, IN, 1, src, IN, bas, IN, 0, bx, R);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, R, R, IN, 1, bas, IN, bas, IN, 0, gram, R);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n_q, ns, IN, 1, qry, IN, src, IN, 0,
-                q_src, ns);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n_q, ns, IN, 1, qry, IN, src, IN, 0, q_src,
+                ns);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n_q, R, IN, 1, qry, IN, bas, IN, 0, q_bas,
                 R);
     for (int q = 0; q < n_q; q++)
@@ -352,8 +352,8 @@ int main(int argc, char **argv)
         for (int j = 0; j < K; j++)
             truth_f[q].s[j] = truth_c[q].s[j] = -1e30f, truth_f[q].id[j] = truth_c[q].id[j] = -1;
 
-    struct vindex_options opt = {.dim = out_dim, .exact_max = exact_max * V,
-                                 .ann_factory = factory};
+    struct vindex_options opt = {
+        .dim = out_dim, .exact_max = exact_max * V, .ann_factory = factory};
     struct vindex *vi = NULL;
     if (vindex_create(&opt, &vi, err, sizeof err) != 0) {
         fprintf(stderr, "%s\n", err);
