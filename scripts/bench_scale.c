@@ -37,6 +37,7 @@
 #include <unistd.h>
 #include "index/projection.h"
 #include "index/vindex.h"
+#include "scripts/bench_util.h"
 
 #define IN 1792
 #define V 4   /* views per item */
@@ -61,47 +62,11 @@ static struct projection *proj;
 static double noise = 1.0;
 static int *q_orig; /* per query: its original's item id (1-based), or 0 */
 
-static uint64_t rng_next(uint64_t *s)
-{
-    *s ^= *s >> 12;
-    *s ^= *s << 25;
-    *s ^= *s >> 27;
-    return *s * 2685821657736338717ull;
-}
-
-static float gauss(uint64_t *s)
-{
-    uint64_t r = rng_next(s);
-    double u = (double)(r & 0xffff) + (double)((r >> 16) & 0xffff) + (double)((r >> 32) & 0xffff) +
-               (double)(r >> 48);
-    return (float)((u / 65536.0 - 2.0) * 1.7320508);
-}
-
 static void item_noise(long i, float *a)
 {
     uint64_t s = 0x9e3779b97f4a7c15ull ^ ((uint64_t)(i + 1) * 0xbf58476d1ce4e5b9ull);
     for (int r = 0; r < R; r++)
         a[r] = i < n_src ? 0.0f : gauss(&s);
-}
-
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
-static long rss_kb(void)
-{
-    FILE *f = fopen("/proc/self/status", "r");
-    char line[256];
-    long kb = -1;
-    while (f && fgets(line, sizeof line, f))
-        if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
-            break;
-    if (f)
-        fclose(f);
-    return kb;
 }
 
 static float *read_f32(const char *path, int cols, int *rows)

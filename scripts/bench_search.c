@@ -9,6 +9,7 @@
  * computed with OpenBLAS sgemm while the chunks go by. Queries are fresh draws from the same
  * mixture, searched one at a time (as the server does). */
 #include "index/vindex.h"
+#include "scripts/bench_util.h"
 
 #include <faiss/c_api/utils/distances_c.h>
 
@@ -32,23 +33,6 @@ struct gen {
 
 static int dim = 1792;
 static float noise = 2.0f; /* per-point noise around its sub-cluster centre */
-
-static uint64_t rng_next(uint64_t *s)
-{
-    *s ^= *s >> 12;
-    *s ^= *s << 25;
-    *s ^= *s >> 27;
-    return *s * 2685821657736338717ull;
-}
-
-/* Approximate N(0,1): four 16-bit uniforms summed (Irwin-Hall), rescaled. */
-static float gauss(uint64_t *s)
-{
-    uint64_t r = rng_next(s);
-    double u = (double)(r & 0xffff) + (double)((r >> 16) & 0xffff) + (double)((r >> 32) & 0xffff) +
-               (double)(r >> 48);
-    return (float)((u / 65536.0 - 2.0) * 1.7320508);
-}
 
 static void normalise(float *v)
 {
@@ -87,26 +71,6 @@ static void gen_points(const struct gen *g, uint64_t seed, size_t n, float *out)
     uint64_t s = 0x9e3779b97f4a7c15ull ^ (seed * 0xbf58476d1ce4e5b9ull);
     for (size_t i = 0; i < n; i++)
         around(g->sub + (rng_next(&s) % NSUB) * dim, noise, &s, out + i * dim);
-}
-
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
-static long rss_kb(void)
-{
-    FILE *f = fopen("/proc/self/status", "r");
-    char line[256];
-    long kb = -1;
-    while (f && fgets(line, sizeof line, f))
-        if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
-            break;
-    if (f)
-        fclose(f);
-    return kb;
 }
 
 static int cmp_double(const void *a, const void *b)
