@@ -240,7 +240,7 @@ void projection_encode(const struct projection *pr, const float *y, int8_t *q)
 {
     for (int k = 0; k < pr->out_dim; k++) {
         float v = roundf(y[k] / pr->scale[k]);
-        q[k] = (int8_t)(v > 127 ? 127 : v < -127 ? -127 : v);
+        q[k] = (int8_t)(v != v ? 0 : v > 127 ? 127 : v < -127 ? -127 : v); /* NaN: 0 */
     }
 }
 
@@ -367,6 +367,13 @@ int projection_load(const char *path, struct projection **out, char *errbuf, siz
     for (int k = 0; k < pr->out_dim; k++)
         if (!(pr->scale[k] > 0) || !isfinite(pr->scale[k])) {
             fail(errbuf, errlen, "projection: %s has a bad int8 scale", path);
+            goto out;
+        }
+    /* A checksum proves the bytes, not the numbers: a NaN would spread into
+     * every vector. */
+    for (size_t j = 0; j < m + pn; j++)
+        if (!isfinite(j < m ? pr->mean[j] : pr->p[j - m])) {
+            fail(errbuf, errlen, "projection: %s holds a value that is not finite", path);
             goto out;
         }
     hex(md, pr->digest);

@@ -254,6 +254,13 @@ enum err item_store(struct request *req, const struct instance *inst, struct ite
         e = req_fail(req, E_INDEX_FAILED, "index unavailable");
         goto out;
     }
+    if (rt->dim != compact_dim(pr)) {
+        /* The index of a deleted instance whose id a new one took before
+         * the registry dropped it: never index into another space. */
+        registry_put(srv->registry, rt);
+        e = req_fail(req, E_INDEX_FAILED, "index of another descriptor space");
+        goto out;
+    }
     int64_t old_row = 0;
     /* The write lock keeps SQLite and the index in the same order for this
      * instance; searches do not take it. COMMIT first: on a full disk it is

@@ -251,6 +251,7 @@ static struct vindex *load_index(struct registry *reg, struct instance_rt *rt)
         opt.dim = pr->out_dim;
         free(digest);
     }
+    rt->dim = opt.dim;
     /* Temp files of a save a crash cut short: never read, and they hold space. */
     for (int k = F_SNAP; k <= F_LEGACY_SEQ; k++) {
         path_of(reg, id, k, ".tmp", path, sizeof path);

@@ -19,6 +19,7 @@ struct projection;
 struct instance_rt {
     int64_t id;
     struct vindex *vi;
+    int dim;                    /* of vi's vectors: EXTRACT_DIM, or a compact space's */
     pthread_mutex_t write_lock; /* item add/update/delete of this instance */
     int refs;                   /* guarded by the registry lock */
     int dropped;                /* deleted: files go when the last ref does */

@@ -118,6 +118,11 @@ enum err search_vector(struct request *req, const struct instance *inst, const f
         free(projected);
         return req_fail(req, E_INDEX_FAILED, "index unavailable");
     }
+    if (rt->dim != compact_dim(pr)) { /* a deleted instance's index, its id reused */
+        registry_put(srv->registry, rt);
+        free(projected);
+        return req_fail(req, E_INDEX_FAILED, "index of another descriptor space");
+    }
     if (o->filter && (o->filter->tags || o->filter->num_tags)) {
         if (items_filter_rows(srv->db, inst->id, o->filter, &allowed, &n_allowed) != DB_OK) {
             e = req_fail(req, E_STORE_FAILED, "filter");

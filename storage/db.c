@@ -201,7 +201,15 @@ static void release_write_mu(void)
 int db_begin(sqlite3 *c)
 {
     if (!holds_write_mu) {
-        pthread_mutex_lock(&write_mu);
+        /* As long as SQLite's own busy timeout was: a writer stuck behind a
+         * huge transaction gives up with an error instead of piling up. */
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += 10;
+        if (pthread_mutex_timedlock(&write_mu, &until) != 0) {
+            note_error("database is locked (another write took over 10 s)");
+            return -1;
+        }
         holds_write_mu = 1;
     }
     if (exec(c, "BEGIN IMMEDIATE") != 0) {

@@ -174,9 +174,12 @@ static int row_to_instance(sqlite3_stmt *st, struct instance *out)
     out->item_count = sqlite3_column_int64(st, 11);
     out->regions = sqlite3_column_int(st, 12);
     out->views = sqlite3_column_int(st, 13);
-    if (sqlite3_column_type(st, 14) != SQLITE_NULL) /* NULL: float */
+    int compact = sqlite3_column_type(st, 14) != SQLITE_NULL; /* NULL: float */
+    if (compact)
         out->projection = dup_col(st, 14);
-    if (rc || !out->project_id || !out->name || !out->description || !out->model || !out->status) {
+    /* Out of memory for the digest must not make a compact instance float. */
+    if (rc || !out->project_id || !out->name || !out->description || !out->model || !out->status ||
+        (compact && !out->projection)) {
         instance_free(out);
         return -1;
     }

@@ -67,7 +67,8 @@ class Client:
         self._conn = None
 
     def with_auth(self, auth, project=None):
-        return Client(self.host, self.port, auth, project or self.project, self.timeout)
+        return Client(self.host, self.port, auth, project or self.project, self.timeout,
+                      self.keepalive)
 
     def request(self, method, path, body=None, headers=None, raw=None, sign_date=None):
         if raw is not None:
@@ -111,7 +112,10 @@ class Client:
                 if r.will_close:
                     self.close()
                 return resp
-            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+            except (http.client.RemoteDisconnected, BrokenPipeError):
+                # The server closed the idle connection before reading this request (no
+                # answer, or the send itself failed). A reset after the request went out
+                # may follow a processed write: that one is not sent again.
                 self.close()
                 if not reused or attempt:
                     raise

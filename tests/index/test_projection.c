@@ -3,8 +3,8 @@
  * noise on the rest): the fitted rows are those axes, scaled by lambda^-1/2
  * when whitening (power 1) and of unit length without (power 0); int8 codes
  * round-trip within half a step; a saved file loads back identical with the
- * same digest; a flipped byte, a short file, a bad magic and too few
- * training vectors are refused. */
+ * same digest; a flipped byte, a short file, a bad magic, non-finite
+ * numbers and too few training vectors are refused. */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -187,6 +187,19 @@ static void test_save_load(void)
     CHECK_INT(projection_load(path, &back, err, sizeof err), -1);
     CHECK(strstr(err, "not a projection") != NULL);
     CHECK(back == NULL);
+
+    /* A well-formed file of bad numbers: the checksum holds, the load refuses. */
+    float keep = pr->mean[3];
+    pr->mean[3] = NAN;
+    CHECK_INT(projection_save(pr, path, err, sizeof err), 0);
+    CHECK_INT(projection_load(path, &back, err, sizeof err), -1);
+    CHECK(strstr(err, "not finite") != NULL);
+    pr->mean[3] = keep;
+    /* And a NaN component encodes to 0, not to whatever a cast makes of it. */
+    float y[K] = {NAN};
+    int8_t q[K];
+    projection_encode(pr, y, q);
+    CHECK_INT(q[0], 0);
     projection_free(pr);
 }
 
