@@ -23,6 +23,7 @@
 #include "storage/jobs.h"
 #include "storage/objurl.h"
 #include "storage/source.h"
+#include "tests/fuzz/fuzz_source.h"
 
 #define RESET_JOBS 2000
 
@@ -73,18 +74,7 @@ static void setup(void)
     snprintf(db_path, sizeof db_path, "%s/meta.db", dir);
     snprintf(manifest_path, sizeof manifest_path, "%s/m.jsonl", dir);
 
-    struct config cfg;
-    char err[256];
-    config_defaults(&cfg);
-    cfg.buckets = calloc(1, sizeof *cfg.buckets);
-    if (!cfg.buckets)
-        abort();
-    cfg.n_buckets = 1;
-    cfg.buckets[0].name = strdup("b1");
-    cfg.buckets[0].root = strdup(dir);
-    if (source_global_init() || source_create(&cfg, &srv.source, err, sizeof err))
-        abort();
-    config_free(&cfg);
+    fuzz_local_source(dir, &srv.source);
     srv.extractor = (struct extractor *)&dummy_extractor;
     open_db();
     /* Both URL forms, so keys are joined onto both kinds of base. */

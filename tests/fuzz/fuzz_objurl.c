@@ -15,6 +15,7 @@
 #include "storage/objstore.h"
 #include "storage/objurl.h"
 #include "storage/source.h"
+#include "tests/fuzz/fuzz_source.h"
 
 #define OUTSIDE "OUTSIDE-THE-ROOT"
 
@@ -66,18 +67,7 @@ static void setup(void)
     if (symlink("../secret", p))
         abort();
 
-    struct config cfg;
-    char err[256];
-    config_defaults(&cfg);
-    cfg.buckets = calloc(1, sizeof *cfg.buckets);
-    if (!cfg.buckets)
-        abort();
-    cfg.n_buckets = 1;
-    cfg.buckets[0].name = strdup("b1");
-    cfg.buckets[0].root = strdup(root);
-    if (source_global_init() || source_create(&cfg, &src, err, sizeof err))
-        abort();
-    config_free(&cfg);
+    fuzz_local_source(root, &src);
 }
 
 static void check_same(const struct objurl *a, const char *url)
