@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "server/auth.h"
+#include "server/req_timing.h"
 #include "server/http_log.h"
 #include "server/json_util.h"
 #include "server/metrics.h"
@@ -153,7 +154,9 @@ static enum MHD_Result answer(struct conn_ctx *cc, enum err e)
 static void run_in_pool(void *arg)
 {
     struct conn_ctx *cc = arg;
-    cc->result = cc->req.route->fn(&cc->req);
+    cc->req.timing.queue_ms =
+        req_clock_ms() - ((double)cc->start.tv_sec * 1e3 + (double)cc->start.tv_nsec / 1e6);
+    cc->result = req_timed_handler(&cc->req);
     atomic_store(&cc->phase, PHASE_POOL_DONE);
     MHD_resume_connection(cc->req.conn);
 }
@@ -212,7 +215,7 @@ static enum MHD_Result dispatch(struct server *srv, struct conn_ctx *cc)
         }
         return MHD_YES;
     }
-    return answer(cc, route->fn(req));
+    return answer(cc, req_timed_handler(req));
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,

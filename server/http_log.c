@@ -25,8 +25,13 @@ void http_log_access(const struct request *req, double ms)
         return;
     char ts[32];
     stamp(ts, sizeof ts);
-    fprintf(stderr, "%s %s %s %d %.1fms %s\n", ts, req->method ? req->method : "-",
-            req->path ? req->path : "-", req->status, ms, req->request_id);
+    const struct req_timing *t = &req->timing;
+    fprintf(stderr,
+            "%s %s %s %d %.1fms %s queue=%.2f lock=%.2f dbwait=%.2f commit=%.2f ckpt=%.2f "
+            "index=%.2f handler=%.2f cpu=%.2f runq=%.2f\n",
+            ts, req->method ? req->method : "-", req->path ? req->path : "-", req->status, ms,
+            req->request_id, t->queue_ms, t->lock_ms, t->db_wait_ms, t->commit_ms, t->checkpoint_ms,
+            t->index_ms, t->handler_ms, t->cpu_ms, t->runq_ms);
 }
 
 void http_log_error(const struct request *req, const char *code, const char *msg)

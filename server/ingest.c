@@ -267,8 +267,11 @@ enum err item_store(struct request *req, const struct instance *inst, struct ite
      * what fails, and then nothing was stored and the index is untouched.
      * (Indexing inside the transaction would hold SQLite's write lock, for
      * every instance, through a retrain into the ANN index.) */
+    double t_lock = req_clock_ms();
     pthread_mutex_lock(&rt->write_lock);
+    req->timing.lock_ms = req_clock_ms() - t_lock;
     enum db_status s = items_put(srv->db, inst->id, rec, force, &old_row);
+    double t_index = req_clock_ms();
     if (s == DB_EXISTS) {
         e = req_fail(req, E_MMS_ITEM_EXISTS, rec->item_id);
     } else if (s != DB_OK) {
@@ -294,6 +297,7 @@ enum err item_store(struct request *req, const struct instance *inst, struct ite
             e = req_fail(req, E_INDEX_FAILED, vindex_last_error());
         }
     }
+    req->timing.index_ms = req_clock_ms() - t_index;
     pthread_mutex_unlock(&rt->write_lock);
     registry_put(srv->registry, rt);
 out:
@@ -325,13 +329,17 @@ enum err item_remove(struct request *req, const struct instance *inst, const cha
         return req_fail(req, E_INDEX_FAILED, "index unavailable");
     enum err e = E_OK;
     int64_t row = 0;
+    double t_lock = req_clock_ms();
     pthread_mutex_lock(&rt->write_lock);
+    req->timing.lock_ms = req_clock_ms() - t_lock;
     enum db_status s = items_delete(srv->db, inst->id, item_id, &row);
     *found = s == DB_OK;
     if (s == DB_OK) {
         int64_t ids[VEC_KINDS];
         item_ids(row, ids);
+        double t_index = req_clock_ms();
         vindex_remove(rt->vi, VEC_KINDS, ids);
+        req->timing.index_ms = req_clock_ms() - t_index;
     } else if (s != DB_NOT_FOUND) {
         char detail[300];
         snprintf(detail, sizeof detail, "item delete: %s", db_last_error());

@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "server/errors.h"
+#include "server/req_timing.h"
 
 struct server;
 struct route;
@@ -42,6 +43,7 @@ struct request {
     size_t raw_len;
     const char *raw_type;
     char detail[256];
+    struct req_timing timing;
 };
 
 /* Records the failing field/reason and returns `e`, for `return req_fail(...)`. */

@@ -53,6 +53,33 @@ static int exec(sqlite3 *c, const char *sql)
  * next writer as soon as the last one commits. */
 static pthread_mutex_t write_mu = PTHREAD_MUTEX_INITIALIZER;
 static _Thread_local int holds_write_mu;
+static _Thread_local struct db_write_times times;
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+void db_write_times_take(struct db_write_times *out)
+{
+    *out = times;
+    times = (struct db_write_times){0, 0, 0};
+}
+
+/* SQLite's own auto-checkpoint (a PASSIVE one past 1000 WAL pages, run by
+ * the committing connection), timed: installing a WAL hook replaces it. */
+static int checkpoint_hook(void *arg, sqlite3 *c, const char *name, int pages)
+{
+    (void)arg;
+    if (pages >= 1000) {
+        double t0 = now_ms();
+        sqlite3_wal_checkpoint_v2(c, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+        times.checkpoint_ms += now_ms() - t0;
+    }
+    return SQLITE_OK;
+}
 
 /* For writers in other processes (the CLI, a second server on the same data
  * dir by mistake) and autocommit writes: short sleeps, up to 10 s in all. */
@@ -82,6 +109,7 @@ static sqlite3 *open_conn(const char *path)
         sqlite3_close(c);
         return NULL;
     }
+    sqlite3_wal_hook(c, checkpoint_hook, NULL);
     return c;
 }
 
@@ -203,6 +231,7 @@ int db_begin(sqlite3 *c)
     if (!holds_write_mu) {
         /* As long as SQLite's own busy timeout was: a writer stuck behind a
          * huge transaction gives up with an error instead of piling up. */
+        double t0 = now_ms();
         struct timespec until;
         clock_gettime(CLOCK_REALTIME, &until);
         until.tv_sec += 10;
@@ -211,6 +240,7 @@ int db_begin(sqlite3 *c)
             return -1;
         }
         holds_write_mu = 1;
+        times.wait_ms += now_ms() - t0;
     }
     if (exec(c, "BEGIN IMMEDIATE") != 0) {
         release_write_mu();
@@ -223,7 +253,9 @@ int db_begin(sqlite3 *c)
  * callers' own db_rollback after it finds nothing to do. */
 int db_commit(sqlite3 *c)
 {
+    double t0 = now_ms();
     int rc = exec(c, "COMMIT");
+    times.commit_ms += now_ms() - t0;
     if (rc != 0 && !sqlite3_get_autocommit(c))
         sqlite3_exec(c, "ROLLBACK", NULL, NULL, NULL);
     release_write_mu();

@@ -33,6 +33,14 @@ void db_rollback(sqlite3 *c);
  * failed statement a db_rollback followed ("database or disk is full"). */
 const char *db_last_error(void);
 
+/* Where this thread's writes waited since the last call, in ms: for the
+ * writer mutex, in COMMIT (the WAL's fsync) and in the checkpoints that
+ * follow a commit once the WAL passes 1000 pages. Returns and resets. */
+struct db_write_times {
+    double wait_ms, commit_ms, checkpoint_ms;
+};
+void db_write_times_take(struct db_write_times *out);
+
 /* Prepares (cached per connection by SQLite's own statement cache is not
  * available, so callers finalize). Logs the error on failure. */
 sqlite3_stmt *db_prepare(sqlite3 *c, const char *sql);
