@@ -4,7 +4,10 @@
  * with an X-Request-Id, errors through the error table. Routes flagged
  * R_POOL (the image calls) run on the work pool: the connection is suspended
  * while a worker downloads, decodes and extracts, so HTTP threads never wait
- * on that work; when the pool's queue is full the answer is 429 at once. */
+ * on that work; when the pool's queue is full the answer is 429 at once.
+ * The other project calls (R_STORE) run the same way on the store pool: a
+ * COMMIT waits for the disk's fsync, and an HTTP thread serves several
+ * connections, so waiting there would stall every request queued behind. */
 #include <arpa/inet.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
@@ -201,15 +204,20 @@ static enum MHD_Result dispatch(struct server *srv, struct conn_ctx *cc)
         if (!req->json)
             return queue_error(cc, req_fail(req, E_BAD_JSON, NULL), 0);
     }
-    if ((route->flags & R_POOL) && srv->pool) {
+    struct workpool *pool = (route->flags & R_POOL)    ? srv->pool
+                            : (route->flags & R_STORE) ? srv->store_pool
+                                                       : NULL;
+    if (pool) {
         /* Suspend before queueing: a fast worker may resume at once. */
         atomic_store(&cc->phase, PHASE_IN_POOL);
         MHD_suspend_connection(req->conn);
-        if (workpool_submit(srv->pool, run_in_pool, cc) != 0) {
-            /* Full, or draining for a shutdown (answered as one is above). */
-            cc->result = atomic_load(&srv->stopping)
-                             ? E_APIG_0601
-                             : req_fail(req, E_MA_4401, "extraction queue full");
+        if (workpool_submit(pool, run_in_pool, cc) != 0) {
+            /* Full, or draining for a shutdown (answered as one is above).
+             * The store pool queues as many calls as there may be
+             * connections, so only the image pool fills in practice. */
+            cc->result = atomic_load(&srv->stopping) ? E_APIG_0601
+                         : pool == srv->pool ? req_fail(req, E_MA_4401, "extraction queue full")
+                                             : req_fail(req, E_MA_4401, "request queue full");
             atomic_store(&cc->phase, PHASE_POOL_DONE);
             MHD_resume_connection(req->conn);
         }
@@ -394,6 +402,8 @@ void http_stop(struct server *srv, int grace_s)
      * suspended, so they all finish first (downloads have timeouts). */
     if (srv->pool)
         workpool_drain(srv->pool);
+    if (srv->store_pool)
+        workpool_drain(srv->store_pool);
     /* Let in-flight requests finish and their answers go out. */
     for (int i = 0; i < grace_s * 20 && atomic_load(&srv->in_flight) > 0; i++)
         usleep(50 * 1000);

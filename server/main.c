@@ -151,6 +151,14 @@ int main(int argc, char **argv)
         fprintf(stderr, "imgsearchd: cannot start %d image workers\n", workers);
         return 1;
     }
+    /* As many store calls may wait as there may be connections. They wait
+     * on the disk more than they compute, so 4 per core run at once (at
+     * least as many as HTTP threads): a few slow COMMITs leave room. */
+    int store_workers = srv.n_threads > 4 * srv.n_cores ? srv.n_threads : 4 * srv.n_cores;
+    if (workpool_new(store_workers, srv.cfg.max_connections, 0, &srv.store_pool) != 0) {
+        fprintf(stderr, "imgsearchd: cannot start %d store workers\n", store_workers);
+        return 1;
+    }
     if (http_start(&srv, err, sizeof err) != 0) {
         fprintf(stderr, "imgsearchd: %s\n", err);
         return 1;
@@ -168,6 +176,7 @@ int main(int argc, char **argv)
     log_info("signal %d: shutting down", sig);
     http_stop(&srv, 30);
     workpool_free(srv.pool);
+    workpool_free(srv.store_pool);
     imports_stop(srv.imports); /* after the current image; the rest resumes at start */
     registry_free(srv.registry);
     extractor_close(srv.extractor);

@@ -13,6 +13,7 @@ enum route_flags {
     R_PROJECT = 1 << 2, /* params[0] is {project_id} */
     R_RAW = 1 << 3,     /* body kept raw, not parsed (e.g. uploads) */
     R_POOL = 1 << 4,    /* runs on the work pool (downloads, decodes, extracts) */
+    R_STORE = 1 << 5,   /* reads or writes storage: runs on the store pool (R_POOL wins) */
 };
 
 struct route {

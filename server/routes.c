@@ -6,8 +6,11 @@
 #define V2 "/v2/{project_id}/mms/{service_name}"
 #define V1 "/v1/{project_id}"
 #define ADM "/admin/v1/{project_id}"
-#define CLOUD (R_AUTH | R_PROJECT | R_JSON)
-#define CLOUD_NOBODY (R_AUTH | R_PROJECT)
+/* Every project call touches storage: it runs on the store pool, so an HTTP
+ * thread never waits for a COMMIT's fsync while other connections wait for
+ * it (server/http.c). */
+#define CLOUD (R_AUTH | R_PROJECT | R_JSON | R_STORE)
+#define CLOUD_NOBODY (R_AUTH | R_PROJECT | R_STORE)
 /* Calls that take an image: they run on the work pool (server/workpool.h). */
 #define CLOUD_IMAGE (CLOUD | R_POOL)
 

@@ -27,8 +27,9 @@ struct server {
      * NULL: off (server/compact.h). */
     struct projection *projection;
     struct metrics *metrics;
-    struct imports *imports; /* background import jobs */
-    struct workpool *pool;   /* runs the image calls; full queue -> 429 */
+    struct imports *imports;     /* background import jobs */
+    struct workpool *pool;       /* runs the image calls; full queue -> 429 */
+    struct workpool *store_pool; /* runs the other project calls (storage) */
     struct MHD_Daemon *daemon;
     int n_cores;
     int n_threads;

@@ -1,15 +1,18 @@
 """Overload: image calls (add, search) run on a bounded work pool
 ([server] image_workers, image_queue). Past it the server sheds load at once
 with 429 ModelArts.4401 (the SDKs retry it) instead of queueing without bound,
-and the HTTP threads stay free for every other call meanwhile. Slow or idle
-clients (slowloris, bodies that stop arriving) cannot take every connection
-slot from normal clients: connections per address are capped and idle ones
-are closed after [server] request_timeout."""
+and the HTTP threads stay free for every other call meanwhile; calls that
+wait on storage (a COMMIT's fsync) run on a store pool and hold none either.
+Slow or idle clients (slowloris, bodies that stop arriving) cannot take every
+connection slot from normal clients: connections per address are capped and
+idle ones are closed after [server] request_timeout."""
+import os
 import socket
+import sqlite3
 import threading
 import time
 
-from images import encode, scene
+from images import b64, encode, scene
 from services import FixtureHTTP
 
 
@@ -114,6 +117,41 @@ def test_http_threads_free_while_images_work(make_server):
             t.join(60)
         assert len(out) == 4 and all(r.json["error_code"] == "ModelArts.4603"
                                      for r in out.values())
+
+
+def test_http_thread_free_while_a_commit_waits(make_server):
+    """One HTTP thread; an update waits for SQLite's write lock (held by
+    another process, as a disk slow to fsync would hold it): the update runs
+    on the store pool, so checks and health probes on other connections are
+    answered meanwhile, and the update completes once the lock is free."""
+    s = make_server(extra="[server]\nthreads = 1\n")
+    c = s.client()
+    c.create_instance("slowdisk", tags=["k"])
+    r = c.v2("slowdisk", "data/add", {"item_id": "a", "image_base64": b64(scene(3))})
+    assert r.status == 200, r
+    holder = sqlite3.connect(os.path.join(s.data_dir, "imgsearch.db"), isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    out = {}
+
+    def update():
+        out["r"] = s.client().v2("slowdisk", "data/update",
+                                 {"item_id": "a", "custom_tags": {"k": "v"}})
+    t = threading.Thread(target=update)
+    t.start()
+    try:
+        time.sleep(0.5)  # the update is waiting for the lock by now
+        other = s.client()
+        for i in range(5):
+            t0 = time.time()
+            assert other.v2("slowdisk", "data/check", {"item_id": "a"}).status == 200
+            assert other.request("GET", "/healthz").status == 200
+            assert time.time() - t0 < 1.0
+        assert "r" not in out  # still waiting: the lock is held
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    t.join(30)
+    assert out["r"].status == 200, out["r"]
 
 
 def _connect_from(addr, port):
