@@ -691,7 +691,7 @@ void config_usage(FILE *out)
           "  objects_dir = DIR        root of the default local bucket \"local\" (./objects)\n"
           "  threads = N              HTTP threads, 0 = 4 per core (default 0); calls\n"
           "                           that touch storage run on as many store\n"
-          "                           workers (at least 4 per core)\n"
+          "                           workers (at least 8 per core)\n"
           "  max_body_bytes = SIZE    larger bodies get 413 APIG.0201 (default 12M)\n"
           "  request_timeout = SEC    idle connection timeout (default 60)\n"
           "  max_connections = N      concurrent connections (default 256)\n"
