@@ -7,12 +7,16 @@ CXX      ?= g++
 JOBS     ?= 2
 WARN      = -Wall -Wextra -Werror
 CSTD      = -std=c11 -D_GNU_SOURCE
-INCLUDES  = -I. -I/usr/include/jansson
+# libpq (the PostgreSQL back end, storage/sql_pg.c): its headers live in
+# /usr/include/postgresql on Debian; pkg-config says so where it can. LIBS
+# names -lpq literally: tests and scripts read that line to link the library.
+PQ_CFLAGS := $(shell pkg-config --cflags libpq 2>/dev/null || echo -I/usr/include/postgresql)
+INCLUDES  = -I. -I/usr/include/jansson $(PQ_CFLAGS)
 DEPFLAGS  = -MMD -MP
 OPT       = -O2 -g
 SAN       =
 
-LIBS = -lmicrohttpd -ljansson -lsqlite3 -lcurl -lssl -lcrypto -lturbojpeg -ljpeg -lpng \
+LIBS = -lmicrohttpd -ljansson -lsqlite3 -lpq -lcurl -lssl -lcrypto -lturbojpeg -ljpeg -lpng \
        -lwebp -linih -lfaiss -lopenblas -llapack -fopenmp -lstdc++ -lm -lpthread
 
 # Everything except the programs' main() files is one library, linked into the

@@ -114,6 +114,7 @@ void config_free(struct config *cfg)
     free(cfg->buckets);
     free_cidrs(&cfg->fetch.allow, &cfg->fetch.n_allow);
     free_cidrs(&cfg->fetch.deny, &cfg->fetch.n_deny);
+    free(cfg->storage.dsn);
     free(cfg->index.ann_factory);
     free(cfg->index.projection);
     free(cfg->path);
@@ -530,6 +531,28 @@ static int import_key(struct parse_ctx *ctx, const char *k, const char *v)
     return -1;
 }
 
+static int storage_key(struct parse_ctx *ctx, const char *k, const char *v)
+{
+    struct storage_config *sc = &ctx->cfg->storage;
+    if (!strcmp(k, "backend")) {
+        if (!strcasecmp(v, "sqlite"))
+            sc->backend = STORAGE_SQLITE;
+        else if (!strcasecmp(v, "postgres") || !strcasecmp(v, "postgresql"))
+            sc->backend = STORAGE_POSTGRES;
+        else {
+            snprintf(ctx->err, sizeof ctx->err, "expected sqlite or postgres, got \"%s\"", v);
+            return -1;
+        }
+        return 0;
+    }
+    if (!strcmp(k, "dsn")) {
+        set_str(&sc->dsn, v);
+        return sc->dsn ? 0 : -1;
+    }
+    snprintf(ctx->err, sizeof ctx->err, "unknown key");
+    return -1;
+}
+
 /* inih calls this for every key; returning 0 makes ini_parse report the line. */
 static int on_key(void *user, const char *section, const char *key, const char *value)
 {
@@ -551,6 +574,8 @@ static int on_key(void *user, const char *section, const char *key, const char *
             rc = import_key(ctx, key, value);
         else if (!strcmp(section, "search"))
             rc = search_key(ctx, key, value);
+        else if (!strcmp(section, "storage"))
+            rc = storage_key(ctx, key, value);
         else
             snprintf(ctx->err, sizeof ctx->err, "unknown section");
     } else {
@@ -608,6 +633,10 @@ static int validate(struct config *cfg, char *errbuf, size_t errlen)
                      b->name);
             return -1;
         }
+    }
+    if (cfg->storage.backend == STORAGE_POSTGRES && (!cfg->storage.dsn || !*cfg->storage.dsn)) {
+        snprintf(errbuf, errlen, "%s: [storage] backend = postgres needs dsn", file);
+        return -1;
     }
     if ((cfg->auth_mode == AUTH_TOKEN && cfg->n_tokens == 0) ||
         (cfg->auth_mode == AUTH_AKSK && cfg->n_credentials == 0) ||
@@ -687,7 +716,8 @@ void config_usage(FILE *out)
           "\n"
           "[server]\n"
           "  listen = HOST:PORT       address to serve on (default 127.0.0.1:8080)\n"
-          "  data_dir = DIR           SQLite database and index files (default ./data)\n"
+          "  data_dir = DIR           SQLite database (backend sqlite) and index files\n"
+          "                           (default ./data)\n"
           "  objects_dir = DIR        root of the default local bucket \"local\" (./objects)\n"
           "  threads = N              HTTP threads, 0 = 4 per core (default 0); calls\n"
           "                           that touch storage run on as many store\n"
@@ -748,7 +778,13 @@ void config_usage(FILE *out)
           "  compact_rotation_penalty  the same for compact instances, whose scores run\n"
           "                           lower (0.78, 0.041 for every view, 0.78, 0.21)\n"
           "[import]\n"
-          "  workers = N              import worker threads (default 1)\n",
+          "  workers = N              import worker threads (default 1)\n"
+          "[storage]\n"
+          "  backend = sqlite|postgres  where the metadata lives (default sqlite: a\n"
+          "                           file in data_dir; postgres: a database several\n"
+          "                           nodes can share; index snapshots stay in data_dir)\n"
+          "  dsn = CONNINFO           postgres: libpq conninfo or URI, e.g. host=127.0.0.1\n"
+          "                           port=5432 dbname=imgsearch user=imgsearch\n",
           out);
 }
 

@@ -86,6 +86,16 @@ struct search_config {
     double compact_rotation_penalty; /* default 0.21 */
 };
 
+/* [storage]: where the metadata lives. SQLite (a file in data_dir) is the
+ * embedded default; PostgreSQL is a database several nodes can share. The
+ * index snapshots stay in data_dir either way. */
+enum storage_backend { STORAGE_SQLITE = 0, STORAGE_POSTGRES };
+
+struct storage_config {
+    enum storage_backend backend;
+    char *dsn; /* postgres: libpq conninfo ("host=... dbname=...") or URI */
+};
+
 struct config {
     /* [server] */
     char *listen_host;          /* default 127.0.0.1 */
@@ -119,6 +129,7 @@ struct config {
     struct fetch_config fetch;
     struct index_config index;
     struct search_config search;
+    struct storage_config storage;
 
     /* [import] */
     int import_workers; /* default 1 */

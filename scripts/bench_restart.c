@@ -96,11 +96,9 @@ static int build(const char *dir, long n, long m)
     float v[EXTRACT_DIM];
     if (open_all(dir, &cfg, &db, &reg) != 0)
         return 1;
-    sqlite3 *c = db_conn(db);
-    sqlite3_exec(c,
-                 "INSERT INTO projects VALUES ('p', 0);"
-                 "INSERT INTO instances(id, project_id, name, created_ms) VALUES (1, 'p', 'b', 0);",
-                 NULL, NULL, NULL);
+    sql_exec(db_conn(db), "INSERT INTO projects VALUES ('p', 0);"
+                          "INSERT INTO instances(id, project_id, name, created_ms)"
+                          " VALUES (1, 'p', 'b', 0);");
     struct instance_rt *rt = registry_get(reg, 1);
     double t0 = now();
     for (long i = 0; i < n; i++)

@@ -28,9 +28,10 @@ SAN="-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined"
 # in other files (declared without the attribute) do not find: fuzz builds
 # drop the cloning (index/kernels_*.c), speed there does not matter.
 CFLAGS="-std=c11 -D_GNU_SOURCE -g -O1 -fno-omit-frame-pointer $SAN -I. -I/usr/include/jansson \
+-I/usr/include/postgresql \
 -Dtarget_clones(...)=unused"
 CXXFLAGS="-std=c++17 -g -O1 -fno-omit-frame-pointer $SAN -fopenmp -I. -I/usr/include/jansson"
-LIBS="-lmicrohttpd -ljansson -lsqlite3 -lcurl -lssl -lcrypto -lturbojpeg -ljpeg -lpng -lwebp \
+LIBS="-lmicrohttpd -ljansson -lsqlite3 -lpq -lcurl -lssl -lcrypto -lturbojpeg -ljpeg -lpng -lwebp \
 -linih -lfaiss -lopenblas -llapack -fopenmp -lstdc++ -lm -lpthread"
 
 mkdir -p "$out/obj" "$out/bin" "$out/logs"

@@ -4,12 +4,17 @@
 set -eu
 
 PKGS="make gcc g++ pkg-config git ca-certificates curl openssl
-libmicrohttpd-dev libjansson-dev libsqlite3-dev sqlite3 libcurl4-openssl-dev libssl-dev
+libmicrohttpd-dev libjansson-dev libsqlite3-dev sqlite3 libpq-dev libcurl4-openssl-dev libssl-dev
 libjpeg62-turbo-dev libturbojpeg0-dev libpng-dev libwebp-dev
 libfaiss-dev libopenblas-dev liblapack-dev libinih-dev
 clang libclang-rt-14-dev libomp-14-dev
 python3 python3-pil python3-numpy python3-pytest
-chromium"
+chromium
+postgresql-15 postgresql-client-15"
+
+# libpq-dev builds the PostgreSQL back end ([storage] backend = postgres);
+# postgresql-15 (initdb, pg_ctl) and its client (psql) are for the tests
+# only, which start a throwaway cluster of their own (tests/pg_cluster.sh).
 
 # Node.js and npm fetch the model weights and run the S3 test server; many
 # machines already have a newer Node than Debian's, so only add it when absent.

@@ -9,13 +9,25 @@
 #include "server/workpool.h"
 #include "storage/db.h"
 
+/* A round trip to the database (a PostgreSQL server that went away is
+ * found out here, and reconnected to once it is back); "backend" says which
+ * one the metadata lives in. */
+static int db_alive(struct db *db)
+{
+    struct sql_conn *c = db_conn(db);
+    struct sql_stmt *st = c ? sql_prepare(c, "SELECT 1") : NULL;
+    int ok = st && sql_step(st) == SQL_ROW;
+    sql_finalize(st);
+    return ok;
+}
+
 enum err h_healthz(struct request *req)
 {
-    sqlite3 *c = db_conn(req->srv->db);
-    int ok = c && sqlite3_exec(c, "SELECT 1", NULL, NULL, NULL) == SQLITE_OK;
+    int ok = db_alive(req->srv->db);
     int model = req->srv->extractor != NULL;
-    req->reply = json_pack("{s:s, s:b, s:b}", "status", ok ? "ok" : "unavailable", "database", ok,
-                           "model", model);
+    req->reply =
+        json_pack("{s:s, s:b, s:s, s:b}", "status", ok ? "ok" : "unavailable", "database", ok,
+                  "backend", sql_backend_name(db_backend(req->srv->db)), "model", model);
     req->status = ok ? 200 : 503;
     return E_OK;
 }

@@ -119,7 +119,11 @@ int main(int argc, char **argv)
         fprintf(stderr, "imgsearchd: %s\n", err);
         return 2;
     }
-    if (db_open(db_path, &srv.db, err, sizeof err) != 0 ||
+    /* SQLite in data_dir, or the shared PostgreSQL database; a server that
+     * cannot reach it (or migrate it) stops here, saying why. */
+    int pg = srv.cfg.storage.backend == STORAGE_POSTGRES;
+    if (db_open_backend(pg ? SQL_POSTGRES : SQL_SQLITE, pg ? srv.cfg.storage.dsn : db_path, &srv.db,
+                        err, sizeof err) != 0 ||
         source_create(&srv.cfg, &srv.source, err, sizeof err) != 0 ||
         registry_new(&srv.cfg, srv.projection, srv.db, &srv.registry, err, sizeof err) != 0) {
         fprintf(stderr, "imgsearchd: %s\n", err);
@@ -166,12 +170,12 @@ int main(int argc, char **argv)
         return 1;
     }
     log_info("imgsearchd listening on %s:%d (%d threads, %d image workers, %d cores, %s CNN, "
-             "data in %s)",
+             "metadata in %s, data in %s)",
              srv.cfg.listen_host, http_port(&srv), srv.n_threads, workers, srv.n_cores,
              !srv.extractor                                       ? "no"
              : extractor_path(srv.extractor) == EXTRACT_PATH_INT8 ? "int8"
                                                                   : "float",
-             srv.cfg.data_dir);
+             pg ? "postgres" : "sqlite", srv.cfg.data_dir);
 
     int sig = 0;
     sigwait(&stop, &sig);

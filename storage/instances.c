@@ -32,10 +32,10 @@ const char *search_type_name(unsigned bit)
     return "?";
 }
 
-static char *dup_col(sqlite3_stmt *st, int col)
+static char *dup_col(struct sql_stmt *st, int col)
 {
-    const unsigned char *t = sqlite3_column_text(st, col);
-    return strdup(t ? (const char *)t : "");
+    const char *t = sql_column_text(st, col);
+    return strdup(t ? t : "");
 }
 
 static json_t *keys_json(char **keys, size_t n)
@@ -88,11 +88,11 @@ static char *types_text(unsigned bits)
 
 enum db_status instances_create(struct db *db, struct instance *inst)
 {
-    sqlite3 *c = db_conn(db);
+    struct sql_conn *c = db_conn(db);
     if (!c)
         return DB_ERROR;
     enum db_status rc = DB_ERROR;
-    sqlite3_stmt *st = NULL;
+    struct sql_stmt *st = NULL;
     json_t *tk = keys_json(inst->tag_keys, inst->n_tag_keys);
     json_t *nk = keys_json(inst->num_tag_keys, inst->n_num_tag_keys);
     char *tks = json_dumps(tk, JSON_COMPACT), *nks = json_dumps(nk, JSON_COMPACT);
@@ -100,48 +100,49 @@ enum db_status instances_create(struct db *db, struct instance *inst)
     inst->created_ms = now_ms();
     if (db_begin(c) != 0)
         goto out;
-    st = db_prepare(c, "INSERT OR IGNORE INTO projects(id, created_ms) VALUES (?, ?)");
+    st = sql_prepare(c, "INSERT INTO projects(id, created_ms) VALUES (?, ?)"
+                        " ON CONFLICT (id) DO NOTHING");
     if (!st)
         goto out;
-    sqlite3_bind_text(st, 1, inst->project_id, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 2, inst->created_ms);
-    if (sqlite3_step(st) != SQLITE_DONE)
+    sql_bind_text(st, 1, inst->project_id);
+    sql_bind_int64(st, 2, inst->created_ms);
+    if (sql_step(st) != SQL_DONE)
         goto out;
-    sqlite3_finalize(st);
-    st = db_prepare(c, "INSERT INTO instances(project_id, name, description, model, level,"
-                       " search_types, custom_tags, custom_num_tags, created_ms, status, regions,"
-                       " views, projection) VALUES (?,?,?,?,?,?,?,?,?,'NORMAL',?,?,?)");
+    sql_finalize(st);
+    st = sql_prepare(c, "INSERT INTO instances(project_id, name, description, model, level,"
+                        " search_types, custom_tags, custom_num_tags, created_ms, status, regions,"
+                        " views, projection) VALUES (?,?,?,?,?,?,?,?,?,'NORMAL',?,?,?)"
+                        " RETURNING id");
     if (!st)
         goto out;
-    sqlite3_bind_text(st, 1, inst->project_id, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, inst->name, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 3, inst->description ? inst->description : "", -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 4, inst->model ? inst->model : "common-search", -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 5, inst->level ? inst->level : 30000000);
-    sqlite3_bind_text(st, 6, types, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 7, tks, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 8, nks, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 9, inst->created_ms);
-    sqlite3_bind_int(st, 10, inst->regions ? 1 : 0);
-    sqlite3_bind_int(st, 11, inst->views ? 1 : 0);
-    if (inst->projection)
-        sqlite3_bind_text(st, 12, inst->projection, -1, SQLITE_STATIC);
-    else
-        sqlite3_bind_null(st, 12);
-    int s = sqlite3_step(st);
-    if (s == SQLITE_CONSTRAINT) {
+    sql_bind_text(st, 1, inst->project_id);
+    sql_bind_text(st, 2, inst->name);
+    sql_bind_text(st, 3, inst->description ? inst->description : "");
+    sql_bind_text(st, 4, inst->model ? inst->model : "common-search");
+    sql_bind_int64(st, 5, inst->level ? inst->level : 30000000);
+    sql_bind_text(st, 6, types);
+    sql_bind_text(st, 7, tks);
+    sql_bind_text(st, 8, nks);
+    sql_bind_int64(st, 9, inst->created_ms);
+    sql_bind_int64(st, 10, inst->regions ? 1 : 0);
+    sql_bind_int64(st, 11, inst->views ? 1 : 0);
+    sql_bind_text(st, 12, inst->projection); /* NULL: float vectors */
+    int s = sql_step(st);
+    if (s == SQL_CONSTRAINT) {
         rc = DB_EXISTS;
         goto out;
     }
-    if (s != SQLITE_DONE)
+    if (s != SQL_ROW)
         goto out;
-    inst->id = sqlite3_last_insert_rowid(c);
+    inst->id = sql_column_int64(st, 0);
+    if (sql_step(st) != SQL_DONE)
+        goto out;
     if (db_commit(c) == 0)
         rc = DB_OK;
 out:
     if (rc != DB_OK)
         db_rollback(c);
-    sqlite3_finalize(st);
+    sql_finalize(st);
     json_decref(tk);
     json_decref(nk);
     free(tks);
@@ -156,25 +157,24 @@ out:
     " (SELECT count(*) FROM items WHERE instance_id = i.id), i.regions, i.views,"                  \
     " i.projection"
 
-static int row_to_instance(sqlite3_stmt *st, struct instance *out)
+static int row_to_instance(struct sql_stmt *st, struct instance *out)
 {
     memset(out, 0, sizeof *out);
-    out->id = sqlite3_column_int64(st, 0);
+    out->id = sql_column_int64(st, 0);
     out->project_id = dup_col(st, 1);
     out->name = dup_col(st, 2);
     out->description = dup_col(st, 3);
     out->model = dup_col(st, 4);
-    out->level = sqlite3_column_int64(st, 5);
-    out->search_types = types_parse((const char *)sqlite3_column_text(st, 6));
-    int rc = keys_parse((const char *)sqlite3_column_text(st, 7), &out->tag_keys, &out->n_tag_keys);
-    rc |= keys_parse((const char *)sqlite3_column_text(st, 8), &out->num_tag_keys,
-                     &out->n_num_tag_keys);
-    out->created_ms = sqlite3_column_int64(st, 9);
+    out->level = sql_column_int64(st, 5);
+    out->search_types = types_parse(sql_column_text(st, 6));
+    int rc = keys_parse(sql_column_text(st, 7), &out->tag_keys, &out->n_tag_keys);
+    rc |= keys_parse(sql_column_text(st, 8), &out->num_tag_keys, &out->n_num_tag_keys);
+    out->created_ms = sql_column_int64(st, 9);
     out->status = dup_col(st, 10);
-    out->item_count = sqlite3_column_int64(st, 11);
-    out->regions = sqlite3_column_int(st, 12);
-    out->views = sqlite3_column_int(st, 13);
-    int compact = sqlite3_column_type(st, 14) != SQLITE_NULL; /* NULL: float */
+    out->item_count = sql_column_int64(st, 11);
+    out->regions = sql_column_int(st, 12);
+    out->views = sql_column_int(st, 13);
+    int compact = !sql_column_is_null(st, 14); /* NULL: float */
     if (compact)
         out->projection = dup_col(st, 14);
     /* Out of memory for the digest must not make a compact instance float. */
@@ -189,22 +189,22 @@ static int row_to_instance(sqlite3_stmt *st, struct instance *out)
 enum db_status instances_get(struct db *db, const char *project_id, const char *name,
                              struct instance *out)
 {
-    sqlite3 *c = db_conn(db);
+    struct sql_conn *c = db_conn(db);
     if (!c)
         return DB_ERROR;
-    sqlite3_stmt *st = db_prepare(c, "SELECT " INSTANCE_COLS
-                                     " FROM instances i WHERE i.project_id = ? AND i.name = ?");
+    struct sql_stmt *st = sql_prepare(c, "SELECT " INSTANCE_COLS
+                                         " FROM instances i WHERE i.project_id = ? AND i.name = ?");
     if (!st)
         return DB_ERROR;
-    sqlite3_bind_text(st, 1, project_id, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
+    sql_bind_text(st, 1, project_id);
+    sql_bind_text(st, 2, name);
     enum db_status rc = DB_NOT_FOUND;
-    int s = sqlite3_step(st);
-    if (s == SQLITE_ROW)
+    int s = sql_step(st);
+    if (s == SQL_ROW)
         rc = row_to_instance(st, out) == 0 ? DB_OK : DB_ERROR;
-    else if (s != SQLITE_DONE)
+    else if (s != SQL_DONE)
         rc = DB_ERROR;
-    sqlite3_finalize(st);
+    sql_finalize(st);
     return rc;
 }
 
@@ -213,21 +213,21 @@ static enum db_status list_query(struct db *db, const char *project_id, struct i
 {
     *out = NULL;
     *n = 0;
-    sqlite3 *c = db_conn(db);
+    struct sql_conn *c = db_conn(db);
     if (!c)
         return DB_ERROR;
-    sqlite3_stmt *st =
-        db_prepare(c, project_id ? "SELECT " INSTANCE_COLS
-                                   " FROM instances i WHERE i.project_id = ? ORDER BY i.name"
-                                 : "SELECT " INSTANCE_COLS " FROM instances i ORDER BY i.id");
+    struct sql_stmt *st =
+        sql_prepare(c, project_id ? "SELECT " INSTANCE_COLS
+                                    " FROM instances i WHERE i.project_id = ? ORDER BY i.name"
+                                  : "SELECT " INSTANCE_COLS " FROM instances i ORDER BY i.id");
     if (!st)
         return DB_ERROR;
     if (project_id)
-        sqlite3_bind_text(st, 1, project_id, -1, SQLITE_STATIC);
+        sql_bind_text(st, 1, project_id);
     enum db_status rc = DB_OK;
     size_t cap = 0;
     int s;
-    while ((s = sqlite3_step(st)) == SQLITE_ROW) {
+    while ((s = sql_step(st)) == SQL_ROW) {
         if (*n == cap) {
             cap = cap ? cap * 2 : 8;
             struct instance *g = realloc(*out, cap * sizeof **out);
@@ -243,9 +243,9 @@ static enum db_status list_query(struct db *db, const char *project_id, struct i
         }
         (*n)++;
     }
-    if (rc == DB_OK && s != SQLITE_DONE)
+    if (rc == DB_OK && s != SQL_DONE)
         rc = DB_ERROR;
-    sqlite3_finalize(st);
+    sql_finalize(st);
     if (rc != DB_OK) {
         instances_free(*out, *n);
         *out = NULL;
@@ -268,7 +268,7 @@ enum db_status instances_all(struct db *db, struct instance **out, size_t *n)
 enum db_status instances_delete(struct db *db, const char *project_id, const char *name,
                                 int64_t *id)
 {
-    sqlite3 *c = db_conn(db);
+    struct sql_conn *c = db_conn(db);
     if (!c || db_begin(c) != 0)
         return DB_ERROR;
     /* Items, tags and keywords go by cascade; import jobs are keyed by name
@@ -279,22 +279,22 @@ enum db_status instances_delete(struct db *db, const char *project_id, const cha
         "DELETE FROM import_jobs WHERE project_id = ? AND instance = ?"};
     enum db_status rc = DB_NOT_FOUND;
     for (int k = 0; k < 2 && rc != DB_ERROR; k++) {
-        sqlite3_stmt *st = db_prepare(c, sql[k]);
+        struct sql_stmt *st = sql_prepare(c, sql[k]);
         if (!st) {
             rc = DB_ERROR;
             break;
         }
-        sqlite3_bind_text(st, 1, project_id, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
-        int s = sqlite3_step(st);
-        if (k == 0 && s == SQLITE_ROW) {
-            *id = sqlite3_column_int64(st, 0);
+        sql_bind_text(st, 1, project_id);
+        sql_bind_text(st, 2, name);
+        int s = sql_step(st);
+        if (k == 0 && s == SQL_ROW) {
+            *id = sql_column_int64(st, 0);
             rc = DB_OK;
-            s = sqlite3_step(st);
+            s = sql_step(st);
         }
-        if (s != SQLITE_DONE)
+        if (s != SQL_DONE)
             rc = DB_ERROR;
-        sqlite3_finalize(st);
+        sql_finalize(st);
         if (rc == DB_NOT_FOUND)
             break;
     }

@@ -65,19 +65,19 @@ static void q_real(struct sqlq *q, double v)
     q_bind(q, (struct bind){.kind = B_REAL, .d = v});
 }
 
-static sqlite3_stmt *q_prepare(sqlite3 *c, struct sqlq *q)
+static struct sql_stmt *q_prepare(struct sql_conn *c, struct sqlq *q)
 {
     if (q->overflow)
         return NULL;
-    sqlite3_stmt *st = db_prepare(c, q->sql);
+    struct sql_stmt *st = sql_prepare(c, q->sql);
     for (int i = 0; st && i < q->n; i++) {
         struct bind *b = &q->b[i];
         if (b->kind == B_INT)
-            sqlite3_bind_int64(st, i + 1, b->i);
+            sql_bind_int64(st, i + 1, b->i);
         else if (b->kind == B_TEXT)
-            sqlite3_bind_text(st, i + 1, b->s, -1, SQLITE_STATIC);
+            sql_bind_text(st, i + 1, b->s);
         else
-            sqlite3_bind_double(st, i + 1, b->d);
+            sql_bind_double(st, i + 1, b->d);
     }
     return st;
 }
@@ -128,19 +128,19 @@ static void q_filter(struct sqlq *q, const struct item_filter *f)
 /* Bumps the instance's change_seq; *seq gets the new value, which the
  * transaction's item rows and tombstones carry (the snapshot change log,
  * server/registry.c). */
-static int bump_seq(sqlite3 *c, int64_t instance, int64_t *seq)
+static int bump_seq(struct sql_conn *c, int64_t instance, int64_t *seq)
 {
-    sqlite3_stmt *st = db_prepare(
+    struct sql_stmt *st = sql_prepare(
         c, "UPDATE instances SET change_seq = change_seq + 1 WHERE id = ? RETURNING change_seq");
     if (!st)
         return -1;
-    sqlite3_bind_int64(st, 1, instance);
+    sql_bind_int64(st, 1, instance);
     int rc = -1;
-    if (sqlite3_step(st) == SQLITE_ROW) {
-        *seq = sqlite3_column_int64(st, 0);
-        rc = sqlite3_step(st) == SQLITE_DONE ? 0 : -1;
+    if (sql_step(st) == SQL_ROW) {
+        *seq = sql_column_int64(st, 0);
+        rc = sql_step(st) == SQL_DONE ? 0 : -1;
     }
-    sqlite3_finalize(st);
+    sql_finalize(st);
     return rc;
 }
 
@@ -150,21 +150,21 @@ static char *dumps_or_null(json_t *j)
 }
 
 /* Binds a JSON value: strings as text, numbers as reals. */
-static void bind_json(sqlite3_stmt *st, int col, json_t *v)
+static void bind_json(struct sql_stmt *st, int col, json_t *v)
 {
     if (json_is_number(v))
-        sqlite3_bind_double(st, col, json_number_value(v));
+        sql_bind_double(st, col, json_number_value(v));
     else
-        sqlite3_bind_text(st, col, json_string_value(v), -1, SQLITE_STATIC);
+        sql_bind_text(st, col, json_string_value(v));
 }
 
 /* One row per member: (row, key, value) for an object, (row, value) for an
  * array. */
-static int insert_members(sqlite3 *c, const char *sql, int64_t row, json_t *members)
+static int insert_members(struct sql_conn *c, const char *sql, int64_t row, json_t *members)
 {
     if (!members)
         return 0;
-    sqlite3_stmt *st = db_prepare(c, sql);
+    struct sql_stmt *st = sql_prepare(c, sql);
     if (!st)
         return -1;
     int rc = 0;
@@ -174,130 +174,139 @@ static int insert_members(sqlite3 *c, const char *sql, int64_t row, json_t *memb
     if (json_is_object(members)) {
         json_object_foreach(members, key, v)
         {
-            sqlite3_reset(st);
-            sqlite3_bind_int64(st, 1, row);
-            sqlite3_bind_text(st, 2, key, -1, SQLITE_STATIC);
+            sql_reset(st);
+            sql_bind_int64(st, 1, row);
+            sql_bind_text(st, 2, key);
             bind_json(st, 3, v);
-            if (sqlite3_step(st) != SQLITE_DONE)
+            if (sql_step(st) != SQL_DONE)
                 rc = -1;
         }
     } else {
         json_array_foreach(members, i, v)
         {
-            sqlite3_reset(st);
-            sqlite3_bind_int64(st, 1, row);
+            sql_reset(st);
+            sql_bind_int64(st, 1, row);
             bind_json(st, 2, v);
-            if (sqlite3_step(st) != SQLITE_DONE)
+            if (sql_step(st) != SQL_DONE)
                 rc = -1;
         }
     }
-    sqlite3_finalize(st);
+    sql_finalize(st);
     return rc;
 }
 
 /* Rewrites the side tables of `row` from the JSON maps. */
-static int write_side_tables(sqlite3 *c, int64_t row, json_t *tags, json_t *num_tags,
+static int write_side_tables(struct sql_conn *c, int64_t row, json_t *tags, json_t *num_tags,
                              json_t *keywords)
 {
     static const char *const clear[] = {"DELETE FROM item_tags WHERE item = ?",
                                         "DELETE FROM item_num_tags WHERE item = ?",
                                         "DELETE FROM item_keywords WHERE item = ?"};
     for (int i = 0; i < 3; i++) {
-        sqlite3_stmt *st = db_prepare(c, clear[i]);
+        struct sql_stmt *st = sql_prepare(c, clear[i]);
         if (!st)
             return -1;
-        sqlite3_bind_int64(st, 1, row);
-        int ok = sqlite3_step(st) == SQLITE_DONE;
-        sqlite3_finalize(st);
+        sql_bind_int64(st, 1, row);
+        int ok = sql_step(st) == SQL_DONE;
+        sql_finalize(st);
         if (!ok)
             return -1;
     }
     if (insert_members(c, "INSERT INTO item_tags(item, key, value) VALUES (?,?,?)", row, tags) ||
         insert_members(c, "INSERT INTO item_num_tags(item, key, value) VALUES (?,?,?)", row,
                        num_tags) ||
-        insert_members(c, "INSERT OR IGNORE INTO item_keywords(item, keyword) VALUES (?,?)", row,
-                       keywords))
+        insert_members(c,
+                       "INSERT INTO item_keywords(item, keyword) VALUES (?,?)"
+                       " ON CONFLICT DO NOTHING",
+                       row, keywords))
         return -1;
     return 0;
 }
 
-static int write_views(sqlite3 *c, const struct item_rec *rec)
+static int write_views(struct sql_conn *c, const struct item_rec *rec)
 {
     if (!rec->extra || rec->n_extra <= 0)
         return 0;
-    sqlite3_stmt *st = db_prepare(c, "INSERT INTO item_regions(item, k, vector) VALUES (?,?,?)");
+    struct sql_stmt *st =
+        sql_prepare(c, "INSERT INTO item_regions(item, k, vector) VALUES (?,?,?)");
     if (!st)
         return -1;
     int rc = 0;
     for (int k = 0; k < rec->n_extra && rc == 0; k++) {
-        sqlite3_reset(st);
-        sqlite3_bind_int64(st, 1, rec->row);
-        sqlite3_bind_int(st, 2, rec->extra_k[k]);
+        sql_reset(st);
+        sql_bind_int64(st, 1, rec->row);
+        sql_bind_int64(st, 2, rec->extra_k[k]);
         if (rec->extra_codes)
-            sqlite3_bind_blob(st, 3, rec->extra_codes + (size_t)k * (size_t)rec->dim, rec->dim,
-                              SQLITE_STATIC);
+            sql_bind_blob(st, 3, rec->extra_codes + (size_t)k * (size_t)rec->dim, (size_t)rec->dim);
         else
-            sqlite3_bind_blob(st, 3, rec->extra + (size_t)k * (size_t)rec->dim,
-                              rec->dim * (int)sizeof(float), SQLITE_STATIC);
-        if (sqlite3_step(st) != SQLITE_DONE)
+            sql_bind_blob(st, 3, rec->extra + (size_t)k * (size_t)rec->dim,
+                          (size_t)rec->dim * sizeof(float));
+        if (sql_step(st) != SQL_DONE)
             rc = -1;
     }
-    sqlite3_finalize(st);
+    sql_finalize(st);
     return rc;
 }
 
-static enum db_status find_row(sqlite3 *c, int64_t instance, const char *item_id, int64_t *row)
+static enum db_status find_row(struct sql_conn *c, int64_t instance, const char *item_id,
+                               int64_t *row)
 {
-    sqlite3_stmt *st = db_prepare(c, "SELECT id FROM items WHERE instance_id = ? AND item_id = ?");
+    struct sql_stmt *st =
+        sql_prepare(c, "SELECT id FROM items WHERE instance_id = ? AND item_id = ?");
     if (!st)
         return DB_ERROR;
-    sqlite3_bind_int64(st, 1, instance);
-    sqlite3_bind_text(st, 2, item_id, -1, SQLITE_STATIC);
-    int s = sqlite3_step(st);
-    enum db_status rc = s == SQLITE_ROW ? DB_OK : s == SQLITE_DONE ? DB_NOT_FOUND : DB_ERROR;
+    sql_bind_int64(st, 1, instance);
+    sql_bind_text(st, 2, item_id);
+    int s = sql_step(st);
+    enum db_status rc = s == SQL_ROW ? DB_OK : s == SQL_DONE ? DB_NOT_FOUND : DB_ERROR;
     if (rc == DB_OK)
-        *row = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
+        *row = sql_column_int64(st, 0);
+    sql_finalize(st);
     return rc;
 }
 
 /* Deletes the row and leaves a tombstone at `seq`, so a snapshot that still
  * holds the row's vectors drops them at replay. */
-static int delete_row(sqlite3 *c, int64_t instance, int64_t row, int64_t seq)
+static int delete_row(struct sql_conn *c, int64_t instance, int64_t row, int64_t seq)
 {
-    sqlite3_stmt *st = db_prepare(c, "DELETE FROM items WHERE id = ?");
+    struct sql_stmt *st = sql_prepare(c, "DELETE FROM items WHERE id = ?");
     if (!st)
         return -1;
-    sqlite3_bind_int64(st, 1, row);
-    int rc = sqlite3_step(st) == SQLITE_DONE ? 0 : -1;
-    sqlite3_finalize(st);
+    sql_bind_int64(st, 1, row);
+    int rc = sql_step(st) == SQL_DONE ? 0 : -1;
+    sql_finalize(st);
     if (rc != 0)
         return -1;
-    st = db_prepare(c, "INSERT INTO index_tombstones(instance_id, seq, row) VALUES (?,?,?)");
+    st = sql_prepare(c, "INSERT INTO index_tombstones(instance_id, seq, row) VALUES (?,?,?)");
     if (!st)
         return -1;
-    sqlite3_bind_int64(st, 1, instance);
-    sqlite3_bind_int64(st, 2, seq);
-    sqlite3_bind_int64(st, 3, row);
-    rc = sqlite3_step(st) == SQLITE_DONE ? 0 : -1;
-    sqlite3_finalize(st);
+    sql_bind_int64(st, 1, instance);
+    sql_bind_int64(st, 2, seq);
+    sql_bind_int64(st, 3, row);
+    rc = sql_step(st) == SQL_DONE ? 0 : -1;
+    sql_finalize(st);
     return rc;
 }
 
 enum db_status items_put(struct db *db, int64_t instance, struct item_rec *rec, int force,
                          int64_t *old_row)
 {
-    sqlite3 *c = db_conn(db);
+    struct sql_conn *c = db_conn(db);
     if (!c)
         return DB_ERROR;
     enum db_status rc = DB_ERROR;
-    sqlite3_stmt *st = NULL;
+    struct sql_stmt *st = NULL;
     char *tags = dumps_or_null(rec->custom_tags), *num = dumps_or_null(rec->num_tags),
          *kw = dumps_or_null(rec->keywords);
     *old_row = 0;
     if (db_begin(c) != 0)
         goto out;
+    /* The seq first: its row lock orders this instance's writers (another
+     * node's too, on PostgreSQL), so the lookup below sees the last one's
+     * row. A refused put rolls the bump back. */
     int64_t existing, seq;
+    if (bump_seq(c, instance, &seq) != 0)
+        goto out;
     enum db_status f = find_row(c, instance, rec->item_id, &existing);
     if (f == DB_ERROR)
         goto out;
@@ -305,42 +314,42 @@ enum db_status items_put(struct db *db, int64_t instance, struct item_rec *rec, 
         rc = DB_EXISTS;
         goto out;
     }
-    if (bump_seq(c, instance, &seq) != 0)
-        goto out;
     if (f == DB_OK) {
         if (delete_row(c, instance, existing, seq) != 0)
             goto out;
         *old_row = existing;
     }
     long long now = now_ms();
-    st =
-        db_prepare(c, "INSERT INTO items(instance_id, item_id, descr, custom_tags, custom_num_tags,"
-                      " keywords, vector, phash, width, height, box, thumb, created_ms,"
-                      " updated_ms, seq) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
+    st = sql_prepare(c,
+                     "INSERT INTO items(instance_id, item_id, descr, custom_tags, custom_num_tags,"
+                     " keywords, vector, phash, width, height, box, thumb, created_ms,"
+                     " updated_ms, seq) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) RETURNING id");
     if (!st)
         goto out;
-    sqlite3_bind_int64(st, 1, instance);
-    sqlite3_bind_text(st, 2, rec->item_id, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 3, rec->desc, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 4, tags, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 5, num, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 6, kw, -1, SQLITE_STATIC);
+    sql_bind_int64(st, 1, instance);
+    sql_bind_text(st, 2, rec->item_id);
+    sql_bind_text(st, 3, rec->desc);
+    sql_bind_text(st, 4, tags);
+    sql_bind_text(st, 5, num);
+    sql_bind_text(st, 6, kw);
     if (rec->codes)
-        sqlite3_bind_blob(st, 7, rec->codes, rec->dim, SQLITE_STATIC);
+        sql_bind_blob(st, 7, rec->codes, (size_t)rec->dim);
     else
-        sqlite3_bind_blob(st, 7, rec->vector, rec->dim * (int)sizeof(float), SQLITE_STATIC);
-    sqlite3_bind_int64(st, 8, (sqlite3_int64)rec->phash);
-    sqlite3_bind_int(st, 9, rec->width);
-    sqlite3_bind_int(st, 10, rec->height);
-    sqlite3_bind_text(st, 11, rec->box, -1, SQLITE_STATIC);
+        sql_bind_blob(st, 7, rec->vector, (size_t)rec->dim * sizeof(float));
+    sql_bind_int64(st, 8, (int64_t)rec->phash);
+    sql_bind_int64(st, 9, rec->width);
+    sql_bind_int64(st, 10, rec->height);
+    sql_bind_text(st, 11, rec->box);
     if (rec->thumb)
-        sqlite3_bind_blob(st, 12, rec->thumb, (int)rec->thumb_len, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 13, now);
-    sqlite3_bind_int64(st, 14, now);
-    sqlite3_bind_int64(st, 15, seq);
-    if (sqlite3_step(st) != SQLITE_DONE)
+        sql_bind_blob(st, 12, rec->thumb, rec->thumb_len);
+    sql_bind_int64(st, 13, now);
+    sql_bind_int64(st, 14, now);
+    sql_bind_int64(st, 15, seq);
+    if (sql_step(st) != SQL_ROW)
         goto out;
-    rec->row = sqlite3_last_insert_rowid(c);
+    rec->row = sql_column_int64(st, 0);
+    if (sql_step(st) != SQL_DONE)
+        goto out;
     if (write_side_tables(c, rec->row, rec->custom_tags, rec->num_tags, rec->keywords) != 0 ||
         write_views(c, rec) != 0)
         goto out;
@@ -349,7 +358,7 @@ enum db_status items_put(struct db *db, int64_t instance, struct item_rec *rec, 
 out:
     if (rc != DB_OK)
         db_rollback(c);
-    sqlite3_finalize(st);
+    sql_finalize(st);
     free(tags);
     free(num);
     free(kw);
@@ -359,15 +368,15 @@ out:
 /* --- reads ------------------------------------------------------------------- */
 
 /* ItemSource from the row's columns: desc, custom_tags, custom_num_tags, keywords. */
-static json_t *source_json(sqlite3_stmt *st, int col)
+static json_t *source_json(struct sql_stmt *st, int col)
 {
     json_t *src = json_object();
-    const char *desc = (const char *)sqlite3_column_text(st, col);
+    const char *desc = sql_column_text(st, col);
     if (desc)
         json_object_set_new(src, "desc", json_string(desc));
     static const char *const names[] = {"custom_tags", "custom_num_tags", "keywords"};
     for (int k = 0; k < 3; k++) {
-        const char *text = (const char *)sqlite3_column_text(st, col + 1 + k);
+        const char *text = sql_column_text(st, col + 1 + k);
         json_t *j = text ? json_loads(text, 0, NULL) : NULL;
         if (j)
             json_object_set_new(src, names[k], j);
@@ -380,40 +389,37 @@ static json_t *source_json(sqlite3_stmt *st, int col)
 enum db_status items_get(struct db *db, int64_t instance, const char *item_id, int64_t *row,
                          json_t **source)
 {
-    sqlite3 *c = db_conn(db);
-    sqlite3_stmt *st = c ? db_prepare(c, "SELECT i.id, " SOURCE_COLS " FROM items i"
-                                         " WHERE i.instance_id = ? AND i.item_id = ?")
-                         : NULL;
+    struct sql_conn *c = db_conn(db);
+    struct sql_stmt *st = c ? sql_prepare(c, "SELECT i.id, " SOURCE_COLS " FROM items i"
+                                             " WHERE i.instance_id = ? AND i.item_id = ?")
+                            : NULL;
     if (!st)
         return DB_ERROR;
-    sqlite3_bind_int64(st, 1, instance);
-    sqlite3_bind_text(st, 2, item_id, -1, SQLITE_STATIC);
-    int s = sqlite3_step(st);
-    enum db_status rc = s == SQLITE_ROW ? DB_OK : s == SQLITE_DONE ? DB_NOT_FOUND : DB_ERROR;
+    sql_bind_int64(st, 1, instance);
+    sql_bind_text(st, 2, item_id);
+    int s = sql_step(st);
+    enum db_status rc = s == SQL_ROW ? DB_OK : s == SQL_DONE ? DB_NOT_FOUND : DB_ERROR;
     if (rc == DB_OK) {
         if (row)
-            *row = sqlite3_column_int64(st, 0);
+            *row = sql_column_int64(st, 0);
         if (source)
             *source = source_json(st, 1);
     }
-    sqlite3_finalize(st);
+    sql_finalize(st);
     return rc;
 }
 
-static enum db_status get_blob(struct db *db, const char *sql, int64_t instance,
-                               const char *item_id, uint8_t **data, size_t *len)
+/* Copies column 0 of the statement's one row and finalizes it;
+ * DB_NOT_FOUND without a row or without a blob in it. */
+static enum db_status read_blob(struct sql_stmt *st, uint8_t **data, size_t *len)
 {
-    sqlite3 *c = db_conn(db);
-    sqlite3_stmt *st = c ? db_prepare(c, sql) : NULL;
     if (!st)
         return DB_ERROR;
-    sqlite3_bind_int64(st, 1, instance);
-    sqlite3_bind_text(st, 2, item_id, -1, SQLITE_STATIC);
-    int s = sqlite3_step(st);
-    enum db_status rc = s == SQLITE_ROW ? DB_OK : s == SQLITE_DONE ? DB_NOT_FOUND : DB_ERROR;
+    int s = sql_step(st);
+    enum db_status rc = s == SQL_ROW ? DB_OK : s == SQL_DONE ? DB_NOT_FOUND : DB_ERROR;
     if (rc == DB_OK) {
-        const void *b = sqlite3_column_blob(st, 0);
-        int n = sqlite3_column_bytes(st, 0);
+        const void *b = sql_column_blob(st, 0);
+        int n = sql_column_bytes(st, 0);
         *data = b && n > 0 ? malloc((size_t)n) : NULL;
         if (*data) {
             memcpy(*data, b, (size_t)n);
@@ -422,8 +428,21 @@ static enum db_status get_blob(struct db *db, const char *sql, int64_t instance,
             rc = b && n > 0 ? DB_ERROR : DB_NOT_FOUND;
         }
     }
-    sqlite3_finalize(st);
+    sql_finalize(st);
     return rc;
+}
+
+/* `sql` with ?1 the instance and ?2 the item_id. */
+static struct sql_stmt *by_item(struct db *db, const char *sql, int64_t instance,
+                                const char *item_id)
+{
+    struct sql_conn *c = db_conn(db);
+    struct sql_stmt *st = c ? sql_prepare(c, sql) : NULL;
+    if (st) {
+        sql_bind_int64(st, 1, instance);
+        sql_bind_text(st, 2, item_id);
+    }
+    return st;
 }
 
 /* A blob as dim floats (vectors_decode), replacing *data. */
@@ -450,8 +469,9 @@ enum db_status items_vector(struct db *db, int64_t instance, const char *item_id
     uint8_t *data = NULL;
     size_t len = 0;
     enum db_status rc =
-        get_blob(db, "SELECT vector FROM items WHERE instance_id = ? AND item_id = ?", instance,
-                 item_id, &data, &len);
+        read_blob(by_item(db, "SELECT vector FROM items WHERE instance_id = ? AND item_id = ?",
+                          instance, item_id),
+                  &data, &len);
     return blob_to_vector(rc, data, len, dim, pr, vec);
 }
 
@@ -460,19 +480,20 @@ enum db_status items_vector_row(struct db *db, int64_t row, int dim, const struc
 {
     uint8_t *data = NULL;
     size_t len = 0;
-    char id[32];
-    snprintf(id, sizeof id, "%lld", (long long)row);
-    /* Same helper, keyed by row: the instance column is matched as 0 = 0. */
-    enum db_status rc = get_blob(
-        db, "SELECT vector FROM items WHERE ? = 0 AND id = CAST(? AS INTEGER)", 0, id, &data, &len);
+    struct sql_conn *c = db_conn(db);
+    struct sql_stmt *st = c ? sql_prepare(c, "SELECT vector FROM items WHERE id = ?") : NULL;
+    if (st)
+        sql_bind_int64(st, 1, row);
+    enum db_status rc = read_blob(st, &data, &len);
     return blob_to_vector(rc, data, len, dim, pr, vec);
 }
 
 enum db_status items_thumb(struct db *db, int64_t instance, const char *item_id, uint8_t **data,
                            size_t *len)
 {
-    return get_blob(db, "SELECT thumb FROM items WHERE instance_id = ? AND item_id = ?", instance,
-                    item_id, data, len);
+    return read_blob(by_item(db, "SELECT thumb FROM items WHERE instance_id = ? AND item_id = ?",
+                             instance, item_id),
+                     data, len);
 }
 
 /* Merges `patch` into the stored JSON object text; returns new text. */
@@ -492,64 +513,64 @@ static char *merge_text(const char *stored, json_t *patch)
 enum db_status items_update(struct db *db, int64_t instance, const char *item_id, const char *desc,
                             json_t *custom_tags, json_t *num_tags, int replace_tags)
 {
-    sqlite3 *c = db_conn(db);
+    struct sql_conn *c = db_conn(db);
     if (!c)
         return DB_ERROR;
     enum db_status rc = DB_ERROR;
-    sqlite3_stmt *st = NULL;
+    struct sql_stmt *st = NULL;
     char *tags_text = NULL, *num_text = NULL;
     json_t *tags_j = NULL, *num_j = NULL, *kw_j = NULL;
     if (db_begin(c) != 0)
         return DB_ERROR;
-    st = db_prepare(c, "SELECT id, custom_tags, custom_num_tags, keywords FROM items"
-                       " WHERE instance_id = ? AND item_id = ?");
+    st = sql_prepare(c, "SELECT id, custom_tags, custom_num_tags, keywords FROM items"
+                        " WHERE instance_id = ? AND item_id = ?");
     if (!st)
         goto out;
-    sqlite3_bind_int64(st, 1, instance);
-    sqlite3_bind_text(st, 2, item_id, -1, SQLITE_STATIC);
-    int s = sqlite3_step(st);
-    if (s == SQLITE_DONE) {
+    sql_bind_int64(st, 1, instance);
+    sql_bind_text(st, 2, item_id);
+    int s = sql_step(st);
+    if (s == SQL_DONE) {
         rc = DB_NOT_FOUND;
         goto out;
     }
-    if (s != SQLITE_ROW)
+    if (s != SQL_ROW)
         goto out;
-    int64_t row = sqlite3_column_int64(st, 0);
-    const char *t0 = (const char *)sqlite3_column_text(st, 1);
-    const char *n0 = (const char *)sqlite3_column_text(st, 2);
-    const char *k0 = (const char *)sqlite3_column_text(st, 3);
+    int64_t row = sql_column_int64(st, 0);
+    const char *t0 = sql_column_text(st, 1);
+    const char *n0 = sql_column_text(st, 2);
+    const char *k0 = sql_column_text(st, 3);
     tags_text = custom_tags ? (replace_tags ? json_dumps(custom_tags, JSON_COMPACT | JSON_SORT_KEYS)
                                             : merge_text(t0, custom_tags))
                             : (t0 ? strdup(t0) : NULL);
     num_text = num_tags ? merge_text(n0, num_tags) : (n0 ? strdup(n0) : NULL);
     kw_j = k0 ? json_loads(k0, 0, NULL) : NULL;
-    sqlite3_finalize(st);
+    sql_finalize(st);
     st = NULL;
     tags_j = tags_text ? json_loads(tags_text, 0, NULL) : NULL;
     num_j = num_text ? json_loads(num_text, 0, NULL) : NULL;
-    st = db_prepare(c, desc ? "UPDATE items SET custom_tags = ?, custom_num_tags = ?,"
-                              " updated_ms = ?, descr = ? WHERE id = ?"
-                            : "UPDATE items SET custom_tags = ?, custom_num_tags = ?,"
-                              " updated_ms = ? WHERE id = ?");
+    st = sql_prepare(c, desc ? "UPDATE items SET custom_tags = ?, custom_num_tags = ?,"
+                               " updated_ms = ?, descr = ? WHERE id = ?"
+                             : "UPDATE items SET custom_tags = ?, custom_num_tags = ?,"
+                               " updated_ms = ? WHERE id = ?");
     if (!st)
         goto out;
-    sqlite3_bind_text(st, 1, tags_text, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, num_text, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 3, now_ms());
+    sql_bind_text(st, 1, tags_text);
+    sql_bind_text(st, 2, num_text);
+    sql_bind_int64(st, 3, now_ms());
     if (desc) {
-        sqlite3_bind_text(st, 4, desc, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 5, row);
+        sql_bind_text(st, 4, desc);
+        sql_bind_int64(st, 5, row);
     } else {
-        sqlite3_bind_int64(st, 4, row);
+        sql_bind_int64(st, 4, row);
     }
-    if (sqlite3_step(st) != SQLITE_DONE || write_side_tables(c, row, tags_j, num_j, kw_j) != 0)
+    if (sql_step(st) != SQL_DONE || write_side_tables(c, row, tags_j, num_j, kw_j) != 0)
         goto out;
     if (db_commit(c) == 0)
         rc = DB_OK;
 out:
     if (rc != DB_OK)
         db_rollback(c);
-    sqlite3_finalize(st);
+    sql_finalize(st);
     free(tags_text);
     free(num_text);
     json_decref(tags_j);
@@ -560,7 +581,7 @@ out:
 
 enum db_status items_delete(struct db *db, int64_t instance, const char *item_id, int64_t *row)
 {
-    sqlite3 *c = db_conn(db);
+    struct sql_conn *c = db_conn(db);
     if (!c || db_begin(c) != 0)
         return DB_ERROR;
     int64_t seq;
@@ -580,7 +601,7 @@ enum db_status items_filter_rows(struct db *db, int64_t instance, const struct i
 {
     *rows = NULL;
     *n = 0;
-    sqlite3 *c = db_conn(db);
+    struct sql_conn *c = db_conn(db);
     if (!c)
         return DB_ERROR;
     struct sqlq q = {.len = 0};
@@ -588,13 +609,13 @@ enum db_status items_filter_rows(struct db *db, int64_t instance, const struct i
     q_int(&q, instance);
     q_filter(&q, f);
     q_add(&q, " ORDER BY i.id");
-    sqlite3_stmt *st = q_prepare(c, &q);
+    struct sql_stmt *st = q_prepare(c, &q);
     if (!st)
         return DB_ERROR;
     size_t cap = 0;
     enum db_status rc = DB_OK;
     int s;
-    while ((s = sqlite3_step(st)) == SQLITE_ROW) {
+    while ((s = sql_step(st)) == SQL_ROW) {
         if (*n == cap) {
             cap = cap ? cap * 2 : 256;
             int64_t *g = realloc(*rows, cap * sizeof *g);
@@ -604,11 +625,11 @@ enum db_status items_filter_rows(struct db *db, int64_t instance, const struct i
             }
             *rows = g;
         }
-        (*rows)[(*n)++] = sqlite3_column_int64(st, 0);
+        (*rows)[(*n)++] = sql_column_int64(st, 0);
     }
-    if (rc == DB_OK && s != SQLITE_DONE)
+    if (rc == DB_OK && s != SQL_DONE)
         rc = DB_ERROR;
-    sqlite3_finalize(st);
+    sql_finalize(st);
     if (rc != DB_OK) {
         free(*rows);
         *rows = NULL;
@@ -621,32 +642,32 @@ enum db_status items_meta(struct db *db, int64_t instance, const int64_t *rows, 
                           const char *collapse_key, struct item_meta **out)
 {
     *out = calloc(n ? n : 1, sizeof **out);
-    sqlite3 *c = db_conn(db);
+    struct sql_conn *c = db_conn(db);
     if (!*out || !c)
         return DB_ERROR;
-    sqlite3_stmt *st = db_prepare(
+    struct sql_stmt *st = sql_prepare(
         c, "SELECT i.item_id, " SOURCE_COLS ", (SELECT value FROM item_tags t WHERE t.item = i.id"
            " AND t.key = ?) FROM items i WHERE i.id = ? AND i.instance_id = ?");
     if (!st)
         return DB_ERROR;
     enum db_status rc = DB_OK;
     for (size_t k = 0; k < n && rc == DB_OK; k++) {
-        sqlite3_reset(st);
-        sqlite3_bind_text(st, 1, collapse_key ? collapse_key : "", -1, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 2, rows[k]);
-        sqlite3_bind_int64(st, 3, instance);
+        sql_reset(st);
+        sql_bind_text(st, 1, collapse_key ? collapse_key : "");
+        sql_bind_int64(st, 2, rows[k]);
+        sql_bind_int64(st, 3, instance);
         (*out)[k].row = rows[k];
-        int s = sqlite3_step(st);
-        if (s == SQLITE_ROW) {
-            (*out)[k].item_id = strdup((const char *)sqlite3_column_text(st, 0));
+        int s = sql_step(st);
+        if (s == SQL_ROW) {
+            (*out)[k].item_id = strdup(sql_column_text(st, 0));
             (*out)[k].source = source_json(st, 1);
-            const unsigned char *cv = sqlite3_column_text(st, 5);
+            const char *cv = sql_column_text(st, 5);
             (*out)[k].collapse_value = cv ? strdup((const char *)cv) : NULL;
-        } else if (s != SQLITE_DONE) {
+        } else if (s != SQL_DONE) {
             rc = DB_ERROR;
         }
     }
-    sqlite3_finalize(st);
+    sql_finalize(st);
     return rc;
 }
 
@@ -662,14 +683,14 @@ void items_meta_free(struct item_meta *m, size_t n)
     free(m);
 }
 
-static enum db_status count_query(sqlite3 *c, struct sqlq *q, long long *total)
+static enum db_status count_query(struct sql_conn *c, struct sqlq *q, long long *total)
 {
-    sqlite3_stmt *st = q_prepare(c, q);
+    struct sql_stmt *st = q_prepare(c, q);
     if (!st)
         return DB_ERROR;
-    enum db_status rc = sqlite3_step(st) == SQLITE_ROW ? DB_OK : DB_ERROR;
-    *total = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
+    enum db_status rc = sql_step(st) == SQL_ROW ? DB_OK : DB_ERROR;
+    *total = sql_column_int64(st, 0);
+    sql_finalize(st);
     return rc;
 }
 
@@ -677,27 +698,27 @@ static enum db_status count_query(sqlite3 *c, struct sqlq *q, long long *total)
  * column 5 is the row id (listing) or the keyword score. */
 enum extra_col { ROW_COL, SCORE_COL };
 
-static enum db_status read_listing(sqlite3 *c, struct sqlq *q, int limit, enum extra_col extra,
-                                   struct item_meta **out, size_t *n)
+static enum db_status read_listing(struct sql_conn *c, struct sqlq *q, int limit,
+                                   enum extra_col extra, struct item_meta **out, size_t *n)
 {
-    sqlite3_stmt *st = q_prepare(c, q);
+    struct sql_stmt *st = q_prepare(c, q);
     if (!st)
         return DB_ERROR;
     *out = calloc((size_t)limit + 1, sizeof **out);
     enum db_status rc = *out ? DB_OK : DB_ERROR;
-    int s = SQLITE_DONE;
-    while (rc == DB_OK && (s = sqlite3_step(st)) == SQLITE_ROW) {
+    int s = SQL_DONE;
+    while (rc == DB_OK && (s = sql_step(st)) == SQL_ROW) {
         struct item_meta *m = &(*out)[(*n)++];
-        m->item_id = strdup((const char *)sqlite3_column_text(st, 0));
+        m->item_id = strdup(sql_column_text(st, 0));
         m->source = source_json(st, 1);
         if (extra == ROW_COL)
-            m->row = sqlite3_column_int64(st, 5);
+            m->row = sql_column_int64(st, 5);
         else
-            m->score = sqlite3_column_double(st, 5);
+            m->score = sql_column_double(st, 5);
     }
-    if (rc == DB_OK && s != SQLITE_DONE)
+    if (rc == DB_OK && s != SQL_DONE)
         rc = DB_ERROR;
-    sqlite3_finalize(st);
+    sql_finalize(st);
     return rc;
 }
 
@@ -707,7 +728,7 @@ enum db_status items_list(struct db *db, int64_t instance, const struct item_fil
 {
     *out = NULL;
     *n = 0;
-    sqlite3 *c = db_conn(db);
+    struct sql_conn *c = db_conn(db);
     if (!c)
         return DB_ERROR;
     struct sqlq q = {.len = 0};
@@ -737,7 +758,7 @@ enum db_status items_keyword_search(struct db *db, int64_t instance, json_t *key
 {
     *out = NULL;
     *n = 0;
-    sqlite3 *c = db_conn(db);
+    struct sql_conn *c = db_conn(db);
     if (!c)
         return DB_ERROR;
     size_t nq = json_array_size(keywords);
@@ -750,8 +771,8 @@ enum db_status items_keyword_search(struct db *db, int64_t instance, json_t *key
             q_add(&base, ",");
         q_text(&base, json_string_value(json_array_get(keywords, k)));
     }
-    q_add(&base, ")) AS REAL) / ");
-    q_int(&base, (long long)nq);
+    q_add(&base, ")) AS DOUBLE PRECISION) / ");
+    q_real(&base, (double)nq);
     q_add(&base, " AS score FROM items i WHERE i.instance_id = ");
     q_int(&base, instance);
     q_filter(&base, f);
@@ -759,7 +780,7 @@ enum db_status items_keyword_search(struct db *db, int64_t instance, json_t *key
     struct sqlq cq = {.len = 0};
     q_add(&cq, "SELECT count(*) FROM (");
     q_add(&cq, base.sql);
-    q_add(&cq, ") WHERE score > 0");
+    q_add(&cq, ") AS s WHERE score > 0");
     memcpy(cq.b, base.b, sizeof base.b[0] * (size_t)base.n);
     cq.n = base.n;
     if (count_query(c, &cq, total) != DB_OK)
@@ -770,7 +791,7 @@ enum db_status items_keyword_search(struct db *db, int64_t instance, json_t *key
     q_add(&q, base.sql);
     memcpy(q.b, base.b, sizeof base.b[0] * (size_t)base.n);
     q.n = base.n;
-    q_add(&q, ") WHERE score > 0");
+    q_add(&q, ") AS s WHERE score > 0");
     if (has_cursor) {
         q_add(&q, " AND (score < ");
         q_real(&q, after_score);
@@ -792,18 +813,18 @@ enum db_status items_by_phash(struct db *db, int64_t instance, uint64_t phash, i
 {
     *rows = NULL;
     *n = 0;
-    sqlite3 *c = db_conn(db);
-    sqlite3_stmt *st =
-        c ? db_prepare(c, "SELECT id FROM items WHERE instance_id = ? AND phash = ? LIMIT 64")
+    struct sql_conn *c = db_conn(db);
+    struct sql_stmt *st =
+        c ? sql_prepare(c, "SELECT id FROM items WHERE instance_id = ? AND phash = ? LIMIT 64")
           : NULL;
     if (!st)
         return DB_ERROR;
-    sqlite3_bind_int64(st, 1, instance);
-    sqlite3_bind_int64(st, 2, (sqlite3_int64)phash);
+    sql_bind_int64(st, 1, instance);
+    sql_bind_int64(st, 2, (int64_t)phash);
     *rows = malloc(64 * sizeof **rows);
     enum db_status rc = *rows ? DB_OK : DB_ERROR;
-    while (rc == DB_OK && sqlite3_step(st) == SQLITE_ROW)
-        (*rows)[(*n)++] = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
+    while (rc == DB_OK && sql_step(st) == SQL_ROW)
+        (*rows)[(*n)++] = sql_column_int64(st, 0);
+    sql_finalize(st);
     return rc;
 }

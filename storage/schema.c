@@ -1,5 +1,5 @@
 /* schema.c: the migrations, in order. Never edit an applied one: add the
- * next. db.c runs those past PRAGMA user_version at open, each in its own
+ * next. migrate.c runs those past PRAGMA user_version at open, each in its own
  * transaction. */
 #include <stddef.h>
 #include "storage/schema.h"

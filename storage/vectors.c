@@ -24,11 +24,12 @@ int vectors_decode(const void *blob, int bytes, int dim, const struct projection
     return 0;
 }
 
-/* One query's rows (id column, optional k column, vector) in batches. */
-static int batches(sqlite3 *c, const char *sql, int64_t instance_id, int64_t since, int dim,
+/* One query's rows (id column, optional k column, vector) in batches;
+ * ?1 is the instance, ?2 `since` unless that is -1. */
+static int batches(struct sql_conn *c, const char *sql, int64_t instance_id, int64_t since, int dim,
                    const struct projection *pr, int has_k, vectors_batch_fn fn, void *arg)
 {
-    sqlite3_stmt *st = db_prepare(c, sql);
+    struct sql_stmt *st = sql_prepare(c, sql);
     if (!st)
         return -1;
     int64_t *ids = malloc(BATCH * sizeof *ids);
@@ -36,30 +37,30 @@ static int batches(sqlite3 *c, const char *sql, int64_t instance_id, int64_t sin
     int rc = ids && vecs ? 0 : -1;
     size_t n = 0;
     int vcol = has_k ? 2 : 1;
-    sqlite3_bind_int64(st, 1, instance_id);
-    if (sqlite3_bind_parameter_count(st) >= 2)
-        sqlite3_bind_int64(st, 2, since);
-    int s = SQLITE_DONE;
-    while (rc == 0 && (s = sqlite3_step(st)) == SQLITE_ROW) {
-        const void *blob = sqlite3_column_blob(st, vcol);
-        int bytes = sqlite3_column_bytes(st, vcol);
-        int64_t row = sqlite3_column_int64(st, 0);
+    sql_bind_int64(st, 1, instance_id);
+    if (since >= 0)
+        sql_bind_int64(st, 2, since);
+    int s = SQL_DONE;
+    while (rc == 0 && (s = sql_step(st)) == SQL_ROW) {
+        const void *blob = sql_column_blob(st, vcol);
+        int bytes = sql_column_bytes(st, vcol);
+        int64_t row = sql_column_int64(st, 0);
         if (vectors_decode(blob, bytes, dim, pr, vecs + n * (size_t)dim) != 0) {
             fprintf(stderr, "vectors: item row %lld has a %d-byte vector, expected %d\n",
                     (long long)row, bytes, pr ? dim : dim * (int)sizeof(float));
             continue; /* one bad row must not make the whole instance unusable */
         }
-        ids[n] = has_k ? vec_id(row, sqlite3_column_int(st, 1)) : row;
+        ids[n] = has_k ? vec_id(row, sql_column_int(st, 1)) : row;
         if (++n == BATCH) {
             rc = fn(arg, n, ids, vecs);
             n = 0;
         }
     }
-    if (rc == 0 && s != SQLITE_DONE)
+    if (rc == 0 && s != SQL_DONE)
         rc = -1;
     if (rc == 0 && n)
         rc = fn(arg, n, ids, vecs);
-    sqlite3_finalize(st);
+    sql_finalize(st);
     free(ids);
     free(vecs);
     return rc;
@@ -68,22 +69,22 @@ static int batches(sqlite3 *c, const char *sql, int64_t instance_id, int64_t sin
 int vectors_for_each(struct db *db, int64_t instance_id, int dim, const struct projection *pr,
                      vectors_batch_fn fn, void *arg)
 {
-    sqlite3 *c = db_conn(db);
+    struct sql_conn *c = db_conn(db);
     if (!c)
         return -1;
-    if (batches(c, "SELECT id, vector FROM items WHERE instance_id = ? ORDER BY id", instance_id, 0,
-                dim, pr, 0, fn, arg) != 0)
+    if (batches(c, "SELECT id, vector FROM items WHERE instance_id = ? ORDER BY id", instance_id,
+                -1, dim, pr, 0, fn, arg) != 0)
         return -1;
     return batches(c,
                    "SELECT r.item, r.k, r.vector FROM item_regions r JOIN items i"
                    " ON i.id = r.item WHERE i.instance_id = ? ORDER BY r.k, r.item",
-                   instance_id, 0, dim, pr, 1, fn, arg);
+                   instance_id, -1, dim, pr, 1, fn, arg);
 }
 
 int vectors_for_each_since(struct db *db, int64_t instance_id, int64_t since, int dim,
                            const struct projection *pr, vectors_batch_fn fn, void *arg)
 {
-    sqlite3 *c = db_conn(db);
+    struct sql_conn *c = db_conn(db);
     if (!c)
         return -1;
     if (batches(c, "SELECT id, vector FROM items WHERE instance_id = ? AND seq > ? ORDER BY id",
@@ -96,16 +97,16 @@ int vectors_for_each_since(struct db *db, int64_t instance_id, int64_t since, in
 }
 
 /* Appends the first column of every result row to a growing array. */
-static int collect_rows(sqlite3 *c, const char *sql, int64_t instance_id, int64_t since,
+static int collect_rows(struct sql_conn *c, const char *sql, int64_t instance_id, int64_t since,
                         int64_t **rows, size_t *n, size_t *cap)
 {
-    sqlite3_stmt *st = db_prepare(c, sql);
+    struct sql_stmt *st = sql_prepare(c, sql);
     if (!st)
         return -1;
-    sqlite3_bind_int64(st, 1, instance_id);
-    sqlite3_bind_int64(st, 2, since);
+    sql_bind_int64(st, 1, instance_id);
+    sql_bind_int64(st, 2, since);
     int s, rc = 0;
-    while ((s = sqlite3_step(st)) == SQLITE_ROW) {
+    while ((s = sql_step(st)) == SQL_ROW) {
         if (*n == *cap) {
             size_t nc = *cap ? *cap * 2 : 256;
             int64_t *g = realloc(*rows, nc * sizeof *g);
@@ -116,18 +117,18 @@ static int collect_rows(sqlite3 *c, const char *sql, int64_t instance_id, int64_
             *rows = g;
             *cap = nc;
         }
-        (*rows)[(*n)++] = sqlite3_column_int64(st, 0);
+        (*rows)[(*n)++] = sql_column_int64(st, 0);
     }
-    if (rc == 0 && s != SQLITE_DONE)
+    if (rc == 0 && s != SQL_DONE)
         rc = -1;
-    sqlite3_finalize(st);
+    sql_finalize(st);
     return rc;
 }
 
 int vectors_changed_rows(struct db *db, int64_t instance_id, int64_t since, int64_t **rows,
                          size_t *n)
 {
-    sqlite3 *c = db_conn(db);
+    struct sql_conn *c = db_conn(db);
     size_t cap = 0;
     *rows = NULL;
     *n = 0;
@@ -147,42 +148,42 @@ int vectors_changed_rows(struct db *db, int64_t instance_id, int64_t since, int6
 int vectors_log_state(struct db *db, int64_t instance_id, int64_t *change_seq,
                       int64_t *replay_floor)
 {
-    sqlite3 *c = db_conn(db);
-    sqlite3_stmt *st =
-        c ? db_prepare(c, "SELECT change_seq, replay_floor FROM instances WHERE id = ?") : NULL;
+    struct sql_conn *c = db_conn(db);
+    struct sql_stmt *st =
+        c ? sql_prepare(c, "SELECT change_seq, replay_floor FROM instances WHERE id = ?") : NULL;
     int rc = -1;
     if (!st)
         return -1;
-    sqlite3_bind_int64(st, 1, instance_id);
-    if (sqlite3_step(st) == SQLITE_ROW) {
-        *change_seq = sqlite3_column_int64(st, 0);
-        *replay_floor = sqlite3_column_int64(st, 1);
+    sql_bind_int64(st, 1, instance_id);
+    if (sql_step(st) == SQL_ROW) {
+        *change_seq = sql_column_int64(st, 0);
+        *replay_floor = sql_column_int64(st, 1);
         rc = 0;
     }
-    sqlite3_finalize(st);
+    sql_finalize(st);
     return rc;
 }
 
 int vectors_prune_log(struct db *db, int64_t instance_id, int64_t upto)
 {
-    sqlite3 *c = db_conn(db);
+    struct sql_conn *c = db_conn(db);
     if (!c || db_begin(c) != 0)
         return -1;
     int rc = -1;
-    sqlite3_stmt *a =
-        db_prepare(c, "DELETE FROM index_tombstones WHERE instance_id = ? AND seq <= ?");
-    sqlite3_stmt *b =
-        db_prepare(c, "UPDATE instances SET replay_floor = max(replay_floor, ?) WHERE id = ?");
+    struct sql_stmt *a =
+        sql_prepare(c, "DELETE FROM index_tombstones WHERE instance_id = ? AND seq <= ?");
+    struct sql_stmt *b = sql_prepare(
+        c, "UPDATE instances SET replay_floor = ?1 WHERE id = ?2 AND replay_floor < ?1");
     if (a && b) {
-        sqlite3_bind_int64(a, 1, instance_id);
-        sqlite3_bind_int64(a, 2, upto);
-        sqlite3_bind_int64(b, 1, upto);
-        sqlite3_bind_int64(b, 2, instance_id);
-        if (sqlite3_step(a) == SQLITE_DONE && sqlite3_step(b) == SQLITE_DONE)
+        sql_bind_int64(a, 1, instance_id);
+        sql_bind_int64(a, 2, upto);
+        sql_bind_int64(b, 1, upto);
+        sql_bind_int64(b, 2, instance_id);
+        if (sql_step(a) == SQL_DONE && sql_step(b) == SQL_DONE)
             rc = db_commit(c);
     }
-    sqlite3_finalize(a);
-    sqlite3_finalize(b);
+    sql_finalize(a);
+    sql_finalize(b);
     if (rc != 0)
         db_rollback(c);
     return rc;
@@ -205,46 +206,48 @@ int vectors_kinds(int regions, int views, int ks[VEC_KINDS])
 
 int vectors_per_item(struct db *db, int64_t instance_id)
 {
-    sqlite3 *c = db_conn(db);
-    sqlite3_stmt *st =
-        c ? db_prepare(c, "SELECT regions, views FROM instances WHERE id = ?") : NULL;
+    struct sql_conn *c = db_conn(db);
+    struct sql_stmt *st =
+        c ? sql_prepare(c, "SELECT regions, views FROM instances WHERE id = ?") : NULL;
     int ks[VEC_KINDS], n = 1;
     if (!st)
         return 1;
-    sqlite3_bind_int64(st, 1, instance_id);
-    if (sqlite3_step(st) == SQLITE_ROW)
-        n = vectors_kinds(sqlite3_column_int(st, 0), sqlite3_column_int(st, 1), ks);
-    sqlite3_finalize(st);
+    sql_bind_int64(st, 1, instance_id);
+    if (sql_step(st) == SQL_ROW)
+        n = vectors_kinds(sql_column_int(st, 0), sql_column_int(st, 1), ks);
+    sql_finalize(st);
     return n;
 }
 
 long long vectors_change_seq(struct db *db, int64_t instance_id)
 {
-    sqlite3 *c = db_conn(db);
-    sqlite3_stmt *st = c ? db_prepare(c, "SELECT change_seq FROM instances WHERE id = ?") : NULL;
+    struct sql_conn *c = db_conn(db);
+    struct sql_stmt *st =
+        c ? sql_prepare(c, "SELECT change_seq FROM instances WHERE id = ?") : NULL;
     long long v = -1;
     if (!st)
         return -1;
-    sqlite3_bind_int64(st, 1, instance_id);
-    if (sqlite3_step(st) == SQLITE_ROW)
-        v = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
+    sql_bind_int64(st, 1, instance_id);
+    if (sql_step(st) == SQL_ROW)
+        v = sql_column_int64(st, 0);
+    sql_finalize(st);
     return v;
 }
 
 enum db_status vectors_projection(struct db *db, int64_t instance_id, char **digest)
 {
-    sqlite3 *c = db_conn(db);
-    sqlite3_stmt *st = c ? db_prepare(c, "SELECT projection FROM instances WHERE id = ?") : NULL;
+    struct sql_conn *c = db_conn(db);
+    struct sql_stmt *st =
+        c ? sql_prepare(c, "SELECT projection FROM instances WHERE id = ?") : NULL;
     *digest = NULL;
     if (!st)
         return DB_ERROR;
-    sqlite3_bind_int64(st, 1, instance_id);
-    int s = sqlite3_step(st);
-    enum db_status rc = s == SQLITE_ROW ? DB_OK : s == SQLITE_DONE ? DB_NOT_FOUND : DB_ERROR;
-    const unsigned char *t = rc == DB_OK ? sqlite3_column_text(st, 0) : NULL;
-    if (t && !(*digest = strdup((const char *)t)))
+    sql_bind_int64(st, 1, instance_id);
+    int s = sql_step(st);
+    enum db_status rc = s == SQL_ROW ? DB_OK : s == SQL_DONE ? DB_NOT_FOUND : DB_ERROR;
+    const char *t = rc == DB_OK ? sql_column_text(st, 0) : NULL;
+    if (t && !(*digest = strdup(t)))
         rc = DB_ERROR;
-    sqlite3_finalize(st);
+    sql_finalize(st);
     return rc;
 }

@@ -1,8 +1,11 @@
 #!/bin/bash
 # The whole suite: build (release + ASan/UBSan), fetch the model, run every
 # unit-test binary in both builds, the end-to-end tests against the release
-# binary and again against the ASan binary, and short fuzz runs. Ends with
-# one "N passed, N failed" line that adds everything up.
+# binary and again against the ASan binary, and short fuzz runs. The storage
+# unit tests run a second time on PostgreSQL, and so do the core API
+# end-to-end tests (release), on a throwaway cluster started here and
+# stopped on exit. Ends with one "N passed, N failed" line that adds
+# everything up.
 set -u
 cd "$(dirname "$0")/.."
 export LC_ALL=C.UTF-8
@@ -36,28 +39,51 @@ export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 export OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE OPENBLAS_NUM_THREADS=1
 
+# The PostgreSQL cluster for the second passes (tests/pg_cluster.sh): in a
+# dir the postgres user can reach, stopped and removed however this ends.
+pg_parent=$(mktemp -d /tmp/imgsearch-pg-XXXXXX)
+chmod 755 "$pg_parent"
+stop_pg() { tests/pg_cluster.sh stop "$pg_parent/c" >/dev/null 2>&1; rm -rf "$pg_parent"; }
+trap stop_pg EXIT
+if PG_DSN=$(tests/pg_cluster.sh start "$pg_parent/c" 2>"$log_dir/pg-cluster.log"); then
+    echo "postgres: $PG_DSN"
+else
+    echo "FAILED: could not start the PostgreSQL test cluster"; tail -20 "$log_dir/pg-cluster.log"
+    failed=$((failed + 1)); PG_DSN=""
+fi
+# The unit tests that open a database (tests/storage/testdb.h) run on both.
+pg_units=$(grep -l 'tests/storage/testdb.h' tests/storage/test_*.c | xargs -n1 basename | sed 's/\.c$//')
+
+run_unit() { # binary log-suffix
+    local t=$1 out rc
+    out="$log_dir/$(echo "$t" | tr / _)$2.log"
+    timeout 600 "$t" >"$out" 2>&1
+    rc=$?
+    count "$out"
+    if [ $rc -ne 0 ]; then
+        echo "FAILED: $t$2 (exit $rc)"; grep -E 'FAIL|not ok|ERROR|runtime error' "$out" | head -20
+        grep -qE '^[0-9]+ passed, [1-9]' "$out" || failed=$((failed + 1))
+    else
+        echo "ok: $t$2 ($(tail -n 1 "$out"))"
+    fi
+}
+
 for build in release asan; do
     for t in $(find "build/$build/tests" -type f -name 'test_*' -perm -u+x | sort); do
-        out="$log_dir/$(echo "$t" | tr / _).log"
-        timeout 600 "$t" >"$out" 2>&1
-        rc=$?
-        count "$out"
-        if [ $rc -ne 0 ]; then
-            echo "FAILED: $t (exit $rc)"; grep -E 'FAIL|not ok|ERROR|runtime error' "$out" | head -20
-            grep -qE '^[0-9]+ passed, [1-9]' "$out" || failed=$((failed + 1))
-        else
-            echo "ok: $t ($(tail -n 1 "$out"))"
+        run_unit "$t" ""
+        if [ -n "$PG_DSN" ] && echo "$pg_units" | grep -qx "$(basename "$t")"; then
+            IMGSEARCH_TEST_PG_DSN="$PG_DSN" run_unit "$t" " (postgres)"
         fi
     done
 done
 
 # End-to-end: pytest drives the real binary; the summary line is re-counted
 # from the junit report so one total covers C and Python alike.
-run_pytest() { # name binary extra-args...
+run_pytest() { # name binary pytest-args (files, -m ...)...
     local name=$1 bin=$2; shift 2
     local xml="$log_dir/e2e-$name.xml"
     IMGSEARCHD="$bin" timeout 1500 $PY -m pytest -q -p no:cacheprovider --junitxml="$xml" \
-        tests/e2e "$@" >"$log_dir/e2e-$name.log" 2>&1
+        "$@" >"$log_dir/e2e-$name.log" 2>&1
     local rc=$?
     tail -n 15 "$log_dir/e2e-$name.log"
     if [ -f "$xml" ]; then
@@ -78,8 +104,15 @@ PYEOF
         failed=$((failed + 1))
     fi
 }
-run_pytest release bin/imgsearchd
-run_pytest asan bin/imgsearchd-asan -m "not slow"
+run_pytest release bin/imgsearchd tests/e2e
+run_pytest asan bin/imgsearchd-asan tests/e2e -m "not slow"
+# The core API on PostgreSQL: a database per server on the cluster above.
+if [ -n "$PG_DSN" ]; then
+    IMGSEARCH_TEST_BACKEND=postgres IMGSEARCH_TEST_PG_DSN="$PG_DSN" \
+        run_pytest postgres bin/imgsearchd tests/e2e/test_v2_data.py tests/e2e/test_v1_images.py \
+        tests/e2e/test_instances.py tests/e2e/test_imports.py tests/e2e/test_snapshot_replay.py \
+        tests/e2e/test_filter_ann.py tests/e2e/test_durability.py tests/e2e/test_regions.py
+fi
 
 if [ -x scripts/fuzz.sh ]; then
     scripts/fuzz.sh "${FUZZ_SECONDS:-10}" >"$log_dir/fuzz.log" 2>&1

@@ -9,8 +9,8 @@ import numpy as np
 
 from bench_lib import harness
 
-LIBS = ("-lmicrohttpd -ljansson -lsqlite3 -lcurl -lssl -lcrypto -lturbojpeg -ljpeg -lpng -lwebp "
-        "-linih -lfaiss -lopenblas -llapack -fopenmp -lstdc++ -lm -lpthread").split()
+LIBS = ("-lmicrohttpd -ljansson -lsqlite3 -lpq -lcurl -lssl -lcrypto -lturbojpeg -ljpeg -lpng "
+        "-lwebp -linih -lfaiss -lopenblas -llapack -fopenmp -lstdc++ -lm -lpthread").split()
 
 
 def build_tool():

@@ -89,6 +89,8 @@ static void check_defaults(const struct config *cfg)
     CHECK(cfg->search.compact_rotation_below == 0.78);
     CHECK(cfg->search.compact_rotation_penalty == 0.21);
     CHECK_INT(cfg->import_workers, 1);
+    CHECK_INT(cfg->storage.backend, STORAGE_SQLITE); /* the embedded default */
+    CHECK(cfg->storage.dsn == NULL);
     /* No bucket configured: the embedded "local" bucket at objects_dir. */
     CHECK_INT(cfg->n_buckets, 1);
     if (cfg->n_buckets == 1) {
@@ -204,7 +206,10 @@ static const char full_ini[] = "; every key of config_usage\n"
                                "compact_rotation_below = 0.6\n"
                                "compact_rotation_penalty = 0.3\n"
                                "[import]\n"
-                               "workers = 4\n";
+                               "workers = 4\n"
+                               "[storage]\n"
+                               "backend = postgres\n"
+                               "dsn = host=127.0.0.1 port=5433 dbname=imgsearch user=imgsearch\n";
 
 static void test_every_key(void)
 {
@@ -301,6 +306,8 @@ static void test_every_key(void)
     CHECK(cfg.search.compact_rotation_below == 0.6);
     CHECK(cfg.search.compact_rotation_penalty == 0.3);
     CHECK_INT(cfg.import_workers, 4);
+    CHECK_INT(cfg.storage.backend, STORAGE_POSTGRES);
+    CHECK_STR(cfg.storage.dsn, "host=127.0.0.1 port=5433 dbname=imgsearch user=imgsearch");
     CHECK_STR(cfg.path, path);
     config_free(&cfg);
     unlink(path);
@@ -364,6 +371,9 @@ static void test_usage_lists_every_key(void)
                                        "compact_rotation_penalty",
                                        "[import]",
                                        "workers",
+                                       "[storage]",
+                                       "backend",
+                                       "dsn",
                                        "--config",
                                        "--listen",
                                        "--data-dir",
@@ -637,6 +647,7 @@ static void test_error_bad_values(void)
         {"[index]\nnprobe = -2\n", 2, "nprobe", "-2"},
         {"[import]\nworkers = 0\n", 2, "workers", "0"},
         {"[import]\nworkers = 65\n", 2, "workers", "65"},
+        {"[storage]\nbackend = mysql\n", 2, "backend", "mysql"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         const char *n[] = {cases[i].key, cases[i].value, NULL};
@@ -690,6 +701,9 @@ static void test_error_validation(void)
     expect_error("[credential:c]\naccess_key = a\n", 0, n4);
     const char *n5[] = {"[token:t]", "8 characters", NULL};
     expect_error("[token:t]\ntoken = short\n", 0, n5);
+    const char *n6[] = {"[storage]", "dsn", NULL};
+    expect_error("[storage]\nbackend = postgres\n", 0, n6);
+    expect_error("[storage]\nbackend = postgres\ndsn =\n", 0, n6);
 }
 
 /* "projection =" means off (the default), unlike an empty path elsewhere,

@@ -1,6 +1,14 @@
 """Fixtures that start the real imgsearchd binary on a free loopback port with
 its own data dir and config, and stop it after (checking it exits cleanly
-and that the sanitizers, in the ASan build, reported nothing)."""
+and that the sanitizers, in the ASan build, reported nothing).
+
+IMGSEARCH_TEST_BACKEND=postgres runs every server on PostgreSQL instead of
+SQLite: a database per data dir (a restarted server, or a second one on the
+same data dir, finds its data again) on the cluster IMGSEARCH_TEST_PG_DSN
+names, or on a throwaway one started for the session (services.PgCluster).
+Modules that read the SQLite file themselves are skipped then."""
+import atexit
+import hashlib
 import os
 import signal
 import socket
@@ -14,6 +22,7 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 from imgsearch_client import Client  # noqa: E402
+from services import PgCluster  # noqa: E402
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BINARY = os.path.join(ROOT, os.environ.get("IMGSEARCHD", "bin/imgsearchd"))
@@ -24,8 +33,36 @@ AK, SK = "TESTAK", "TESTSECRETKEY0123456789"
 TOKEN = "test-token-0123456789"
 
 
+BACKEND = os.environ.get("IMGSEARCH_TEST_BACKEND", "sqlite")
+# They open imgsearch.db, fill the disk under SQLite or fake an old data dir.
+SQLITE_ONLY = {"test_full_disk.py", "test_upgrade.py", "test_crash_anywhere.py",
+               "test_compact.py", "test_import_listing.py",
+               "test_overload.py::test_http_thread_free_while_a_commit_waits"}
+
+_pg = None
+
+
+def pg_cluster():
+    """The session's PostgreSQL cluster, started on first use."""
+    global _pg
+    if _pg is None:
+        _pg = PgCluster(os.environ.get("IMGSEARCH_TEST_PG_DSN") or None).__enter__()
+        atexit.register(_pg.__exit__, None, None, None)
+    return _pg
+
+
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: long tests skipped in the ASan pass")
+
+
+def pytest_collection_modifyitems(config, items):
+    if BACKEND != "postgres":
+        return
+    skip = pytest.mark.skip(reason="reads or breaks the SQLite file; not the postgres pass")
+    for item in items:
+        module = os.path.basename(str(item.fspath))
+        if module in SQLITE_ONLY or module + "::" + item.name in SQLITE_ONLY:
+            item.add_marker(skip)
 
 
 def free_port():
@@ -35,9 +72,10 @@ def free_port():
 
 
 class Server:
-    """One imgsearchd process. `extra` is INI text appended to the config."""
+    """One imgsearchd process. `extra` is INI text appended to the config;
+    `storage`, a [storage] section to use instead of the pass's own."""
 
-    def __init__(self, extra="", data_dir=None, auth="none"):
+    def __init__(self, extra="", data_dir=None, auth="none", storage=None):
         self.tmp = tempfile.mkdtemp(prefix="imgsearch-e2e-")
         self.data_dir = data_dir or os.path.join(self.tmp, "data")
         self.objects_dir = os.path.join(self.tmp, "objects")
@@ -51,9 +89,20 @@ class Server:
             f.write(f"[auth]\nmode = {auth}\n")
             f.write(f"[credential:test]\naccess_key = {AK}\nsecret_key = {SK}\n")
             f.write(f"[token:test]\ntoken = {TOKEN}\n")
+            if storage is not None:
+                f.write(storage)
+            elif BACKEND == "postgres":
+                f.write(self.pg_storage())
             f.write(extra)
         self.log_path = os.path.join(self.tmp, "server.log")
         self.proc = None
+
+    def pg_storage(self):
+        """[storage] on the session cluster, one database per data dir."""
+        pg = pg_cluster()
+        db = "e2e_" + hashlib.sha1(os.path.abspath(self.data_dir).encode()).hexdigest()[:16]
+        pg.create_database(db, fresh=False)
+        return f"[storage]\nbackend = postgres\ndsn = {pg.dsn_for(db)}\n"
 
     def start(self, timeout=60):
         env = dict(os.environ, IMGSEARCH_QUIET="0")

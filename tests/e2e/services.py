@@ -34,6 +34,17 @@ FixtureHTTP routes (any route takes ?ct=TYPE to override Content-Type):
     /404                404
     anything added with add(); anything else is 404.
 
+    with PgCluster() as pg:
+        pg.dsn                 # "host=127.0.0.1 port=PORT user=imgsearch dbname=postgres"
+        pg.create_database("x")  # fresh (dropped first if it exists)
+        pg.dsn_for("x")        # pg.dsn naming database x instead
+        pg.psql("x", "SELECT 1") -> stdout text
+        pg.pause(); pg.resume()  # the server goes away and comes back (same port, data)
+
+PgCluster is a throwaway PostgreSQL cluster (tests/pg_cluster.sh: initdb in
+a temp dir, 127.0.0.1 only, trust auth, fsync off), stopped and removed on
+exit. With dsn= it wraps an existing server instead and starts nothing.
+
 s3rver 3.7.1 checks only the access key of a SigV4 request, never the
 signature. So by default (verify_signatures=True) S3Server puts a small proxy
 in front of it that recomputes every request's SigV4 signature with
@@ -510,3 +521,59 @@ class FixtureHTTP:
             return self._send(h, 200, b"<html><body>not an image</body></html>",
                               ct or "text/html; charset=utf-8", path)
         return self._send(h, 404, b"not found", "text/plain", path)
+
+
+class PgCluster:
+    """A throwaway PostgreSQL cluster; see the module docstring."""
+
+    SCRIPT = os.path.join(REPO, "tests", "pg_cluster.sh")
+
+    def __init__(self, dsn=None):
+        self.dsn = dsn
+        self.owned = dsn is None
+        self.dir = None
+
+    def __enter__(self):
+        if self.owned:
+            # Readable by the postgres user the server runs as (mkdtemp's
+            # 0700 is not); pg_cluster.sh makes the cluster dir inside it.
+            self.parent = tempfile.mkdtemp(prefix="imgsearch-pg-", dir="/tmp")
+            os.chmod(self.parent, 0o755)
+            self.dir = os.path.join(self.parent, "c")
+            out = subprocess.run([self.SCRIPT, "start", self.dir], stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, timeout=120)
+            if out.returncode != 0:
+                shutil.rmtree(self.parent, ignore_errors=True)
+                raise RuntimeError("pg_cluster.sh start failed: " + out.stderr.decode()[-2000:])
+            self.dsn = out.stdout.decode().strip().splitlines()[-1]
+        return self
+
+    def __exit__(self, *exc):
+        if self.owned and self.dir:
+            subprocess.run([self.SCRIPT, "stop", self.dir], timeout=120)
+            shutil.rmtree(self.parent, ignore_errors=True)
+            self.dir = None
+        return False
+
+    def pause(self):
+        subprocess.run([self.SCRIPT, "pause", self.dir], check=True, timeout=120)
+
+    def resume(self):
+        subprocess.run([self.SCRIPT, "resume", self.dir], check=True, timeout=120)
+
+    def dsn_for(self, db):
+        return "%s dbname=%s" % (self.dsn, db)
+
+    def psql(self, db, sql):
+        out = subprocess.run(["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1",
+                              self.dsn_for(db), "-c", sql], check=True, timeout=60,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        return out.stdout.decode().strip()
+
+    def create_database(self, db, fresh=True):
+        """Creates database db; fresh=False keeps one that exists."""
+        if not fresh and self.psql("postgres", "SELECT 1 FROM pg_database WHERE datname = '%s'"
+                                   % db) == "1":
+            return
+        self.psql("postgres", "DROP DATABASE IF EXISTS %s WITH (FORCE)" % db)
+        self.psql("postgres", "CREATE DATABASE %s" % db)

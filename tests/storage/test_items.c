@@ -1,8 +1,11 @@
-/* test_items.c: items_put's write transaction on a full disk. A COMMIT that
- * runs out of space (RLIMIT_FSIZE stands in for a full disk: writes past it
- * fail with EFBIG, no root or mount needed) fails, stores nothing, leaves
- * change_seq as it was, says why in db_last_error, and the same connection
- * works again once there is room, integrity_check clean. */
+/* test_items.c: items_put's write transaction when it fails. On SQLite, a
+ * COMMIT that runs out of space (RLIMIT_FSIZE stands in for a full disk:
+ * writes past it fail with EFBIG, no root or mount needed) fails, stores
+ * nothing, leaves change_seq as it was, says why in db_last_error, and the
+ * same connection works again once there is room, integrity_check clean.
+ * A full disk is the server's own on PostgreSQL, so there the same promises
+ * are checked on a write that fails inside its transaction (a lock wait
+ * that times out). The snapshot change log on both back ends. */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,18 +17,17 @@
 #include "storage/instances.h"
 #include "storage/items.h"
 #include "storage/vectors.h"
+#include "tests/storage/testdb.h"
 #include "tests/unit.h"
 
 #define DIM 8
 
-static char dir[64];
+#define dir testdb_dir
 
 static struct db *open_with_instance(const char *name, int64_t *inst)
 {
-    char path[128], err[256] = "";
     struct db *db = NULL;
-    snprintf(path, sizeof path, "%s/%s.db", dir, name);
-    CHECK_INT(db_open(path, &db, err, sizeof err), 0);
+    CHECK_INT(testdb_open(name, &db), 0);
     if (!db)
         return NULL;
     struct instance in = {.project_id = "p", .name = "i", .model = "common-search"};
@@ -62,6 +64,8 @@ static long file_size(const char *path)
 
 static void test_commit_out_of_space(void)
 {
+    if (testdb_pg())
+        return; /* SQLite's own files; test_write_fails_in_txn instead */
     int64_t inst = 0;
     struct db *db = open_with_instance("full", &inst);
     if (!db)
@@ -98,13 +102,46 @@ static void test_commit_out_of_space(void)
     /* Room again: the same connection goes on. */
     CHECK_INT(put(db, inst, "after", big, big_len), DB_OK);
     CHECK(exists(db, inst, "before") && exists(db, inst, "after"));
-    sqlite3 *c = db_conn(db);
-    sqlite3_stmt *st = c ? db_prepare(c, "PRAGMA integrity_check") : NULL;
-    CHECK(st && sqlite3_step(st) == SQLITE_ROW);
-    if (st)
-        CHECK_STR((const char *)sqlite3_column_text(st, 0), "ok");
-    sqlite3_finalize(st);
+    CHECK_STR(testdb_query_text(db_conn(db), "PRAGMA integrity_check"), "ok");
     free(big);
+    db_close(db);
+}
+
+/* PostgreSQL: another session holds the instance's row lock, so the put's
+ * change_seq bump waits and times out (lock_timeout): DB_ERROR, the reason
+ * in db_last_error, nothing stored, change_seq unchanged; once the lock is
+ * gone the same connection writes again. */
+static void test_write_fails_in_txn(void)
+{
+    if (!testdb_pg())
+        return;
+    int64_t inst = 0;
+    struct db *db = open_with_instance("locked", &inst);
+    char dsn[512], err[256];
+    const char *t = testdb_target("locked", dsn, sizeof dsn);
+    struct sql_conn *other = NULL;
+    CHECK(t && sql_open(SQL_POSTGRES, t, &other, err, sizeof err) == 0);
+    if (!db || !other) {
+        sql_close(other);
+        db_close(db);
+        return;
+    }
+    CHECK_INT(put(db, inst, "before", NULL, 0), DB_OK);
+    long long seq = vectors_change_seq(db, inst);
+    CHECK_INT(sql_exec(db_conn(db), "SET lock_timeout = '200ms'"), 0);
+    char sql[96];
+    snprintf(sql, sizeof sql, "SELECT id FROM instances WHERE id = %lld FOR UPDATE",
+             (long long)inst);
+    CHECK_INT(sql_begin(other), 0);
+    CHECK_INT(sql_exec(other, sql), 0);
+    CHECK_INT(put(db, inst, "refused", NULL, 0), DB_ERROR);
+    CHECK(strstr(db_last_error(), "lock timeout") != NULL);
+    sql_rollback(other);
+    CHECK(!exists(db, inst, "refused"));
+    CHECK_INT(vectors_change_seq(db, inst), seq);
+    CHECK_INT(put(db, inst, "after", NULL, 0), DB_OK);
+    CHECK(exists(db, inst, "before") && exists(db, inst, "after"));
+    sql_close(other);
     db_close(db);
 }
 
@@ -182,16 +219,11 @@ static void test_change_log(void)
 
 int main(void)
 {
-    snprintf(dir, sizeof dir, "/tmp/test_items_XXXXXX");
-    if (!mkdtemp(dir)) {
-        perror("mkdtemp");
+    if (testdb_init("test-items") != 0)
         return 1;
-    }
     RUN(test_commit_out_of_space);
+    RUN(test_write_fails_in_txn);
     RUN(test_change_log);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "could not remove %s\n", dir);
+    testdb_cleanup();
     return unit_report();
 }

@@ -11,16 +11,13 @@
 #include <unistd.h>
 #include "storage/db.h"
 #include "storage/jobs.h"
+#include "tests/storage/testdb.h"
 #include "tests/unit.h"
-
-static char dir[64];
 
 static struct db *open_db(const char *name)
 {
-    char path[128], err[256];
     struct db *db = NULL;
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    CHECK_INT(db_open(path, &db, err, sizeof err), 0);
+    CHECK_INT(testdb_open(name, &db), 0);
     return db;
 }
 
@@ -248,17 +245,11 @@ static void test_listing(void)
 
 int main(void)
 {
-    snprintf(dir, sizeof dir, "/tmp/imgsearch-test-jobs-XXXXXX");
-    if (!mkdtemp(dir)) {
-        perror("mkdtemp");
+    if (testdb_init("test-jobs") != 0)
         return 1;
-    }
     RUN(test_lifecycle);
     RUN(test_empty_job);
     RUN(test_listing);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "could not remove %s\n", dir);
+    testdb_cleanup();
     return unit_report();
 }

@@ -12,13 +12,13 @@
 #include "storage/instances.h"
 #include "storage/items.h"
 #include "storage/vectors.h"
+#include "tests/storage/testdb.h"
 #include "tests/unit.h"
 
 #define IN 1792
 #define OUT 256
 #define NTRAIN 320
 
-static char dir[64];
 static struct projection *pr;
 
 /* Deterministic pseudo-random floats in [-1, 1). */
@@ -30,10 +30,8 @@ static float rnd(unsigned *s)
 
 static struct db *open_db(const char *name)
 {
-    char path[128], err[256] = "";
     struct db *db = NULL;
-    snprintf(path, sizeof path, "%s/%s.db", dir, name);
-    CHECK_INT(db_open(path, &db, err, sizeof err), 0);
+    CHECK_INT(testdb_open(name, &db), 0);
     return db;
 }
 
@@ -50,12 +48,11 @@ static int64_t make_instance(struct db *db, const char *name, char *projection)
 
 static int blob_bytes(struct db *db, const char *sql, int64_t row)
 {
-    sqlite3_stmt *st = db_prepare(db_conn(db), sql);
+    struct sql_stmt *st = sql_prepare(db_conn(db), sql);
     int n = -1;
-    sqlite3_bind_int64(st, 1, row);
-    if (sqlite3_step(st) == SQLITE_ROW)
-        n = sqlite3_column_bytes(st, 0);
-    sqlite3_finalize(st);
+    if (st && sql_bind_int64(st, 1, row) == 0 && sql_step(st) == SQL_ROW)
+        n = sql_column_bytes(st, 0);
+    sql_finalize(st);
     return n;
 }
 
@@ -178,11 +175,8 @@ static void test_float_instance_unchanged(void)
 
 int main(void)
 {
-    snprintf(dir, sizeof dir, "/tmp/test_vectors_XXXXXX");
-    if (!mkdtemp(dir)) {
-        perror("mkdtemp");
+    if (testdb_init("test-vectors") != 0)
         return 1;
-    }
     /* A projection fitted on random vectors: enough for storage. */
     float *train = malloc((size_t)NTRAIN * IN * sizeof *train);
     unsigned seed = 1;
@@ -200,9 +194,6 @@ int main(void)
     RUN(test_codes_round_trip);
     RUN(test_float_instance_unchanged);
     projection_free(pr);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "could not remove %s\n", dir);
+    testdb_cleanup();
     return unit_report();
 }
