@@ -58,6 +58,7 @@ void config_defaults(struct config *cfg)
     cfg->index.snapshot_changes = 10000;
     cfg->index.snapshot_seconds = 300;
     cfg->import_workers = 1;
+    cfg->cluster.node_timeout_ms = 5000;
     cfg->search.rotations = 1;
     cfg->search.query_views = 1;
     cfg->search.views_below = 0.9;
@@ -115,6 +116,7 @@ void config_free(struct config *cfg)
     free_cidrs(&cfg->fetch.allow, &cfg->fetch.n_allow);
     free_cidrs(&cfg->fetch.deny, &cfg->fetch.n_deny);
     free(cfg->storage.dsn);
+    free(cfg->cluster.node_url);
     free(cfg->index.ann_factory);
     free(cfg->index.projection);
     free(cfg->path);
@@ -553,6 +555,26 @@ static int storage_key(struct parse_ctx *ctx, const char *k, const char *v)
     return -1;
 }
 
+static int cluster_key(struct parse_ctx *ctx, const char *k, const char *v)
+{
+    struct cluster_config *cc = &ctx->cfg->cluster;
+    if (!strcmp(k, "node_url")) {
+        if (*v && strncmp(v, "http://", 7) != 0 && strncmp(v, "https://", 8) != 0) {
+            snprintf(ctx->err, sizeof ctx->err, "expected an http:// or https:// URL");
+            return -1;
+        }
+        free(cc->node_url);
+        cc->node_url = NULL;
+        if (*v)
+            set_str(&cc->node_url, v);
+        return !*v || cc->node_url ? 0 : -1;
+    }
+    if (!strcmp(k, "node_timeout_ms"))
+        return parse_long(ctx, v, 500, 3600000, &cc->node_timeout_ms);
+    snprintf(ctx->err, sizeof ctx->err, "unknown key");
+    return -1;
+}
+
 /* inih calls this for every key; returning 0 makes ini_parse report the line. */
 static int on_key(void *user, const char *section, const char *key, const char *value)
 {
@@ -576,6 +598,8 @@ static int on_key(void *user, const char *section, const char *key, const char *
             rc = search_key(ctx, key, value);
         else if (!strcmp(section, "storage"))
             rc = storage_key(ctx, key, value);
+        else if (!strcmp(section, "cluster"))
+            rc = cluster_key(ctx, key, value);
         else
             snprintf(ctx->err, sizeof ctx->err, "unknown section");
     } else {
@@ -784,7 +808,11 @@ void config_usage(FILE *out)
           "                           file in data_dir; postgres: a database several\n"
           "                           nodes can share; index snapshots stay in data_dir)\n"
           "  dsn = CONNINFO           postgres: libpq conninfo or URI, e.g. host=127.0.0.1\n"
-          "                           port=5432 dbname=imgsearch user=imgsearch\n",
+          "                           port=5432 dbname=imgsearch user=imgsearch\n"
+          "[cluster]                  several nodes on one postgres database\n"
+          "  node_url = URL           how the other nodes reach this one (listed by\n"
+          "                           /admin/v1/cluster); empty: not advertised\n"
+          "  node_timeout_ms = N      a node silent this long is dead (default 5000)\n",
           out);
 }
 

@@ -96,6 +96,14 @@ struct storage_config {
     char *dsn; /* postgres: libpq conninfo ("host=... dbname=...") or URI */
 };
 
+/* [cluster]: several nodes on one PostgreSQL database (docs/cluster.md).
+ * With backend = postgres a node keeps its indexes current from the shared
+ * change log whatever these say; they name it to the others. */
+struct cluster_config {
+    char *node_url;       /* how other nodes reach this one; NULL: not advertised */
+    long node_timeout_ms; /* a node silent this long is dead; default 5000 */
+};
+
 struct config {
     /* [server] */
     char *listen_host;          /* default 127.0.0.1 */
@@ -130,6 +138,7 @@ struct config {
     struct index_config index;
     struct search_config search;
     struct storage_config storage;
+    struct cluster_config cluster;
 
     /* [import] */
     int import_workers; /* default 1 */

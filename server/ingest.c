@@ -295,6 +295,8 @@ enum err item_store(struct request *req, const struct instance *inst, struct ite
                 registry_invalidate(srv->registry, rt);
             }
             e = req_fail(req, E_INDEX_FAILED, vindex_last_error());
+        } else {
+            registry_wrote(rt, rec->seq);
         }
     }
     req->timing.index_ms = req_clock_ms() - t_index;
@@ -332,13 +334,15 @@ enum err item_remove(struct request *req, const struct instance *inst, const cha
     double t_lock = req_clock_ms();
     pthread_mutex_lock(&rt->write_lock);
     req->timing.lock_ms = req_clock_ms() - t_lock;
-    enum db_status s = items_delete(srv->db, inst->id, item_id, &row);
+    int64_t seq = 0;
+    enum db_status s = items_delete_seq(srv->db, inst->id, item_id, &row, &seq);
     *found = s == DB_OK;
     if (s == DB_OK) {
         int64_t ids[VEC_KINDS];
         item_ids(row, ids);
         double t_index = req_clock_ms();
         vindex_remove(rt->vi, VEC_KINDS, ids);
+        registry_wrote(rt, seq);
         req->timing.index_ms = req_clock_ms() - t_index;
     } else if (s != DB_NOT_FOUND) {
         char detail[300];

@@ -12,6 +12,7 @@
 #include <unistd.h>
 #include "index/extract.h"
 #include "index/projection.h"
+#include "server/cluster.h"
 #include "server/http_log.h"
 #include "server/imports.h"
 #include "server/metrics.h"
@@ -129,6 +130,12 @@ int main(int argc, char **argv)
         fprintf(stderr, "imgsearchd: %s\n", err);
         return 1;
     }
+    /* Several nodes may share a PostgreSQL database: heartbeats, and the
+     * change seqs this node needs, from before it answers anything. */
+    if (pg && cluster_start(&srv, &srv.cluster, err, sizeof err) != 0) {
+        fprintf(stderr, "imgsearchd: %s\n", err);
+        return 1;
+    }
     srv.metrics = metrics_new();
     sem_init(&srv.extract_slots, 0, (unsigned)srv.n_cores);
     int fetches =
@@ -184,6 +191,7 @@ int main(int argc, char **argv)
     workpool_free(srv.pool);
     workpool_free(srv.store_pool);
     imports_stop(srv.imports); /* after the current image; the rest resumes at start */
+    cluster_stop(srv.cluster); /* before the registry it reads */
     registry_free(srv.registry);
     extractor_close(srv.extractor);
     projection_free(srv.projection);

@@ -22,7 +22,17 @@
  * writes of that instance wait only while the index is serialised.
  *
  * Legacy files (<id>.faiss + <id>.seq, from before the change log) are still
- * read, with the same replay rule, and replaced by the next snapshot. */
+ * read, with the same replay rule, and replaced by the next snapshot.
+ *
+ * Shared database (PostgreSQL, docs/cluster.md): other nodes write too, and
+ * their writes never take this node's write lock, so an index is a cache at
+ * its applied_seq. Every get reads change_seq and, when it is ahead, replays
+ * the log past applied_seq onto the live index under the write lock, in one
+ * REPEATABLE READ transaction so the tombstones, rows and seq it reads are
+ * one state. Loads read in such a transaction too. Snapshots are taken at
+ * applied_seq, and tombstones are pruned only below the lowest seq every
+ * live node recorded (storage/nodes.h); an index whose log was pruned past
+ * it anyway (its node was taken for dead) is reloaded. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -39,6 +49,7 @@
 #include "server/metrics.h"
 #include "server/registry.h"
 #include "storage/db.h"
+#include "storage/nodes.h"
 #include "storage/vectors.h"
 
 #define SNAP_MAGIC "IMGSNAP1"
@@ -54,6 +65,8 @@ struct registry {
     struct instance_rt **items;
     size_t n, cap;
     long snapshot_changes, snapshot_seconds;
+    int shared;                /* PostgreSQL: other nodes write the same instances */
+    long long node_timeout_ms; /* [cluster]: whose applied seqs bound pruning */
     pthread_t saver;
     int saver_running, stopping;
     pthread_cond_t wake;
@@ -111,6 +124,8 @@ int registry_new(const struct config *cfg, const struct projection *pr, struct d
     reg->opt.ann_factory = reg->factory;
     reg->snapshot_changes = cfg->index.snapshot_changes;
     reg->snapshot_seconds = cfg->index.snapshot_seconds;
+    reg->shared = cfg->storage.backend == STORAGE_POSTGRES;
+    reg->node_timeout_ms = cfg->cluster.node_timeout_ms;
     if (reg->snapshot_changes > 0 || reg->snapshot_seconds > 0) {
         if (pthread_create(&reg->saver, NULL, saver_main, reg) != 0) {
             snprintf(errbuf, errlen, "cannot start the snapshot thread");
@@ -252,6 +267,7 @@ static struct vindex *load_index(struct registry *reg, struct instance_rt *rt)
         free(digest);
     }
     rt->dim = opt.dim;
+    rt->pr = pr;
     /* Temp files of a save a crash cut short: never read, and they hold space. */
     for (int k = F_SNAP; k <= F_LEGACY_SEQ; k++) {
         path_of(reg, id, k, ".tmp", path, sizeof path);
@@ -270,6 +286,7 @@ static struct vindex *load_index(struct registry *reg, struct instance_rt *rt)
             if (s >= 0 && replay(reg, id, vi, s, opt.dim, pr) == 0) {
                 rt->snap_seq = legacy ? -1 : s; /* a legacy file is replaced soon */
                 rt->load_replayed = cs - s;
+                atomic_store(&rt->applied_seq, cs);
                 rt->load_s = now_s() - t0;
                 log_info("index %lld: loaded snapshot at seq %lld, replayed %lld changes "
                          "(%.3f s)",
@@ -286,6 +303,8 @@ static struct vindex *load_index(struct registry *reg, struct instance_rt *rt)
                      (long long)id, (long long)s, (long long)floor, (long long)cs);
         }
     }
+    /* Read before the rows: a change after it is replayed again, harmlessly. */
+    atomic_store(&rt->applied_seq, vectors_log_state(reg->db, id, &cs, &floor) == 0 ? cs : 0);
     if (vindex_create(&opt, &vi, err, sizeof err) != 0) {
         log_info("index %lld: %s", (long long)id, err);
         return NULL;
@@ -302,7 +321,135 @@ static struct vindex *load_index(struct registry *reg, struct instance_rt *rt)
     return vi;
 }
 
+/* On a shared database: a read-only transaction that sees one state of it
+ * for all its statements (READ COMMITTED would let a commit land between
+ * the tombstones and the rows of a replay). */
+static int snapshot_txn_begin(struct sql_conn *c)
+{
+    if (sql_begin(c) != 0)
+        return -1;
+    if (sql_exec(c, "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY") != 0) {
+        sql_rollback(c);
+        return -1;
+    }
+    return 0;
+}
+
+static struct vindex *load_index_shared(struct registry *reg, struct instance_rt *rt)
+{
+    if (!reg->shared)
+        return load_index(reg, rt);
+    struct sql_conn *c = db_conn(reg->db);
+    if (!c || snapshot_txn_begin(c) != 0)
+        return NULL;
+    struct vindex *vi = load_index(reg, rt);
+    sql_rollback(c); /* read only: nothing to commit */
+    return vi;
+}
+
+/* Brings a live index up to the database's change_seq. 0: current; 1: the
+ * log no longer reaches back to it (pruned past it): reload; -1: error. */
+static int catch_up(struct registry *reg, struct instance_rt *rt)
+{
+    long long cs = vectors_change_seq(reg->db, rt->id);
+    if (cs < 0)
+        return -1;
+    if (cs <= atomic_load(&rt->applied_seq))
+        return 0;
+    pthread_mutex_lock(&rt->write_lock);
+    int rc = 0;
+    int64_t applied = atomic_load(&rt->applied_seq), now, floor;
+    if (applied < cs) {
+        struct sql_conn *c = db_conn(reg->db);
+        if (!c || snapshot_txn_begin(c) != 0) {
+            rc = -1;
+        } else {
+            if (vectors_log_state(reg->db, rt->id, &now, &floor) != 0)
+                rc = -1;
+            else if (floor > applied)
+                rc = 1;
+            else if (replay(reg, rt->id, rt->vi, applied, rt->dim, rt->pr) != 0)
+                rc = 1; /* half applied: only a reload is right */
+            else
+                atomic_store(&rt->applied_seq, now);
+            sql_rollback(c);
+        }
+    }
+    pthread_mutex_unlock(&rt->write_lock);
+    if (rc > 0)
+        log_info("index %lld: the change log no longer reaches seq %lld, reloading",
+                 (long long)rt->id, (long long)applied);
+    return rc;
+}
+
+/* Takes rt out of the registry (holders keep it until their put); no
+ * snapshot of it is written any more. */
+static void evict(struct registry *reg, struct instance_rt *rt)
+{
+    int found = 0;
+    pthread_mutex_lock(&reg->lock);
+    for (size_t i = 0; i < reg->n; i++)
+        if (reg->items[i] == rt) {
+            reg->items[i] = reg->items[--reg->n];
+            rt->dropped = 1;
+            found = 1;
+            break;
+        }
+    pthread_mutex_unlock(&reg->lock);
+    if (found)
+        registry_put(reg, rt);
+}
+
+static struct instance_rt *get_loaded(struct registry *reg, int64_t instance_id);
+
 struct instance_rt *registry_get(struct registry *reg, int64_t instance_id)
+{
+    for (int attempt = 0;; attempt++) {
+        struct instance_rt *rt = get_loaded(reg, instance_id);
+        if (!rt || !reg->shared)
+            return rt;
+        int s = catch_up(reg, rt);
+        if (s == 0)
+            return rt;
+        if (s > 0)
+            evict(reg, rt);
+        registry_put(reg, rt);
+        if (s < 0 || attempt > 0)
+            return NULL;
+    }
+}
+
+void registry_wrote(struct instance_rt *rt, int64_t seq)
+{
+    int64_t expect = seq - 1;
+    atomic_compare_exchange_strong(&rt->applied_seq, &expect, seq);
+}
+
+int registry_applied(struct registry *reg, int64_t **ids, int64_t **seqs, size_t *n)
+{
+    pthread_mutex_lock(&reg->lock);
+    *n = reg->n;
+    *ids = malloc((reg->n ? reg->n : 1) * sizeof **ids);
+    *seqs = malloc((reg->n ? reg->n : 1) * sizeof **seqs);
+    if (!*ids || !*seqs) {
+        pthread_mutex_unlock(&reg->lock);
+        free(*ids);
+        free(*seqs);
+        *ids = *seqs = NULL;
+        *n = 0;
+        return -1;
+    }
+    for (size_t i = 0; i < reg->n; i++) {
+        const struct instance_rt *rt = reg->items[i];
+        int64_t a = atomic_load(&rt->applied_seq);
+        (*ids)[i] = rt->id;
+        (*seqs)[i] = rt->snap_seq >= 0 && rt->snap_seq < a ? rt->snap_seq : a;
+    }
+    pthread_mutex_unlock(&reg->lock);
+    return 0;
+}
+
+static struct instance_rt *get_loaded(struct registry *reg, int64_t instance_id)
 {
     pthread_mutex_lock(&reg->lock);
     for (size_t i = 0; i < reg->n; i++)
@@ -327,7 +474,7 @@ struct instance_rt *registry_get(struct registry *reg, int64_t instance_id)
     if (!rt)
         goto out;
     rt->id = instance_id;
-    rt->vi = load_index(reg, rt);
+    rt->vi = load_index_shared(reg, rt);
     if (!rt->vi) {
         free(rt);
         rt = NULL;
@@ -406,6 +553,17 @@ static int sync_dir(const char *path)
     return rc;
 }
 
+/* The seq the index holds: the database's on one node (every write
+ * indexes under the write lock), applied_seq on a shared database. */
+static int current_seq(struct registry *reg, struct instance_rt *rt, int64_t *seq, int64_t *floor)
+{
+    if (vectors_log_state(reg->db, rt->id, seq, floor) != 0)
+        return -1;
+    if (reg->shared)
+        *seq = atomic_load(&rt->applied_seq);
+    return 0;
+}
+
 /* Header and index into `f` under the write lock, so the file is exactly the
  * state at *seq. Returns 1 when nothing changed since the last snapshot. */
 static int serialise(struct registry *reg, struct instance_rt *rt, FILE *f, int64_t *seq,
@@ -415,7 +573,7 @@ static int serialise(struct registry *reg, struct instance_rt *rt, FILE *f, int6
     pthread_mutex_lock(&rt->write_lock);
     double t0 = now_s();
     int rc = -1;
-    if (vectors_log_state(reg->db, rt->id, seq, &floor) != 0) {
+    if (current_seq(reg, rt, seq, &floor) != 0) {
         errno = EIO;
     } else if (*seq == rt->snap_seq || rt->no_snapshot) {
         rc = 1;
@@ -477,9 +635,16 @@ int registry_snapshot(struct registry *reg, struct instance_rt *rt)
         path_of(reg, rt->id, k, "", legacy, sizeof legacy);
         unlink(legacy);
     }
-    /* The log before seq is no longer needed: the snapshot covers it. A
-     * failed prune only keeps tombstones a little longer. */
-    vectors_prune_log(reg->db, rt->id, seq);
+    /* The log before seq is no longer needed: the snapshot covers it, unless
+     * another live node still replays from further back. A failed prune
+     * only keeps tombstones a little longer. */
+    int64_t upto = seq, others = INT64_MAX;
+    if (reg->shared && nodes_min_applied(reg->db, rt->id, reg->node_timeout_ms, &others) != 0)
+        upto = -1;
+    if (others < upto)
+        upto = others;
+    if (upto > 0)
+        vectors_prune_log(reg->db, rt->id, upto);
     pthread_mutex_lock(&reg->lock);
     rt->snap_seq = seq;
     rt->dirty_ms = 0;
@@ -497,8 +662,7 @@ int registry_snapshot(struct registry *reg, struct instance_rt *rt)
 static int due(struct registry *reg, struct instance_rt *rt, long long now)
 {
     int64_t cs, floor;
-    if (rt->no_snapshot || now < rt->retry_ms ||
-        vectors_log_state(reg->db, rt->id, &cs, &floor) != 0)
+    if (rt->no_snapshot || now < rt->retry_ms || current_seq(reg, rt, &cs, &floor) != 0)
         return 0;
     int64_t base = rt->snap_seq < 0 ? 0 : rt->snap_seq;
     if (cs == rt->snap_seq)

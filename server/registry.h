@@ -8,6 +8,7 @@
 #define IMGSEARCH_REGISTRY_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -19,7 +20,12 @@ struct projection;
 struct instance_rt {
     int64_t id;
     struct vindex *vi;
-    int dim;                    /* of vi's vectors: EXTRACT_DIM, or a compact space's */
+    int dim;                     /* of vi's vectors: EXTRACT_DIM, or a compact space's */
+    const struct projection *pr; /* decodes its stored codes; NULL: float vectors */
+    /* Shared database: vi holds every change up to this seq (and maybe a
+     * few of this node's own past it; replays are idempotent). Raised under
+     * write_lock; read without it to skip a catch-up that has nothing to do. */
+    _Atomic int64_t applied_seq;
     pthread_mutex_t write_lock; /* item add/update/delete of this instance */
     int refs;                   /* guarded by the registry lock */
     int dropped;                /* deleted: files go when the last ref does */
@@ -47,9 +53,21 @@ int registry_new(const struct config *cfg, const struct projection *pr, struct d
 void registry_free(struct registry *reg);
 
 /* The instance's runtime, loading its index on first use; NULL on failure.
- * Every get is paired with a put. */
+ * Every get is paired with a put. On a shared (PostgreSQL) database the
+ * index is first caught up with the changes other nodes committed: one
+ * read of change_seq, and a replay of the log past applied_seq when it is
+ * behind, so an add acknowledged by any node is seen here. */
 struct instance_rt *registry_get(struct registry *reg, int64_t instance_id);
 void registry_put(struct registry *reg, struct instance_rt *rt);
+
+/* After this node's own write at `seq` reached rt->vi (under write_lock):
+ * applied_seq follows when no other node's change came between. */
+void registry_wrote(struct instance_rt *rt, int64_t seq);
+
+/* Per loaded instance the lowest seq whose successors this node may replay
+ * (its snapshot's, else its index's): heartbeats record them so tombstone
+ * pruning stays below every live node's. malloc'd arrays. */
+int registry_applied(struct registry *reg, int64_t **ids, int64_t **seqs, size_t *n);
 
 /* Forgets the instance and removes its index files. */
 void registry_drop(struct registry *reg, int64_t instance_id);

@@ -16,6 +16,7 @@ struct imports;
 struct MHD_Daemon;
 struct workpool;
 struct projection;
+struct cluster;
 
 struct server {
     struct config cfg;           /* immutable after start-up */
@@ -23,6 +24,7 @@ struct server {
     struct source *source;       /* image bytes: URLs and object store */
     struct extractor *extractor; /* NULL when the model file is missing */
     struct registry *registry;   /* per-instance vector indexes and locks */
+    struct cluster *cluster;     /* membership on a shared database; NULL on SQLite */
     /* [index] projection: compact descriptors for instances created now;
      * NULL: off (server/compact.h). */
     struct projection *projection;

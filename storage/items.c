@@ -345,6 +345,7 @@ enum db_status items_put(struct db *db, int64_t instance, struct item_rec *rec, 
     sql_bind_int64(st, 13, now);
     sql_bind_int64(st, 14, now);
     sql_bind_int64(st, 15, seq);
+    rec->seq = seq;
     if (sql_step(st) != SQL_ROW)
         goto out;
     rec->row = sql_column_int64(st, 0);
@@ -581,10 +582,17 @@ out:
 
 enum db_status items_delete(struct db *db, int64_t instance, const char *item_id, int64_t *row)
 {
+    int64_t seq;
+    return items_delete_seq(db, instance, item_id, row, &seq);
+}
+
+enum db_status items_delete_seq(struct db *db, int64_t instance, const char *item_id, int64_t *row,
+                                int64_t *seq_out)
+{
     struct sql_conn *c = db_conn(db);
     if (!c || db_begin(c) != 0)
         return DB_ERROR;
-    int64_t seq;
+    int64_t seq = 0;
     enum db_status rc = find_row(c, instance, item_id, row);
     if (rc == DB_OK &&
         (bump_seq(c, instance, &seq) != 0 || delete_row(c, instance, *row, seq) != 0))
@@ -593,6 +601,7 @@ enum db_status items_delete(struct db *db, int64_t instance, const char *item_id
         rc = DB_ERROR;
     if (rc != DB_OK)
         db_rollback(c);
+    *seq_out = seq;
     return rc;
 }
 

@@ -13,6 +13,7 @@ struct projection;
 
 struct item_rec {
     int64_t row;         /* vector id in the index */
+    int64_t seq;         /* out: the change seq items_put wrote it at */
     const char *item_id; /* borrowed */
     const char *desc;    /* NULL: none */
     json_t *custom_tags; /* object string->string, or NULL (borrowed) */
@@ -68,6 +69,9 @@ enum db_status items_update(struct db *db, int64_t instance, const char *item_id
 
 /* Deletes one item; *row gets its row id. */
 enum db_status items_delete(struct db *db, int64_t instance, const char *item_id, int64_t *row);
+/* The same, and *seq gets the change seq of the delete. */
+enum db_status items_delete_seq(struct db *db, int64_t instance, const char *item_id, int64_t *row,
+                                int64_t *seq);
 
 /* Sorted row ids of the instance's items that pass the filter. */
 enum db_status items_filter_rows(struct db *db, int64_t instance, const struct item_filter *f,

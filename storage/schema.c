@@ -127,6 +127,22 @@ static const char *const migrations[] = {
      * projection file an instance's vectors are int8 codes in; NULL (every
      * older instance) keeps float32 vectors. */
     "ALTER TABLE instances ADD COLUMN projection TEXT;",
+    /* 8: several nodes on one database (docs/cluster.md; only PostgreSQL
+     * is shared, SQLite gets the same tables so a version means one
+     * schema). nodes: each live imgsearchd's heartbeat, on the database's
+     * clock. node_applied: per node and instance the change seq whose
+     * tombstones that node may still replay from (its snapshot's, or its
+     * in-memory index's): pruning stays below the lowest of live nodes. */
+    "CREATE TABLE nodes ("
+    "  id TEXT PRIMARY KEY,"
+    "  url TEXT NOT NULL DEFAULT '',"
+    "  started_ms INTEGER NOT NULL,"
+    "  heartbeat_ms INTEGER NOT NULL);"
+    "CREATE TABLE node_applied ("
+    "  node_id TEXT NOT NULL REFERENCES nodes(id) ON DELETE CASCADE,"
+    "  instance_id INTEGER NOT NULL REFERENCES instances(id) ON DELETE CASCADE,"
+    "  seq INTEGER NOT NULL,"
+    "  PRIMARY KEY (instance_id, node_id)) WITHOUT ROWID;",
 };
 
 size_t schema_count(void)

@@ -126,6 +126,19 @@ static const char *const migrations[] = {
 
     /* 7: compact descriptors: the projection's digest, NULL for float. */
     "ALTER TABLE instances ADD COLUMN projection " T ";",
+
+    /* 8: the nodes sharing this database and the change seq each still
+     * needs per instance. */
+    "CREATE TABLE nodes ("
+    "  id " T " PRIMARY KEY,"
+    "  url " T " NOT NULL DEFAULT '',"
+    "  started_ms BIGINT NOT NULL,"
+    "  heartbeat_ms BIGINT NOT NULL);"
+    "CREATE TABLE node_applied ("
+    "  node_id " T " NOT NULL REFERENCES nodes(id) ON DELETE CASCADE,"
+    "  instance_id BIGINT NOT NULL REFERENCES instances(id) ON DELETE CASCADE,"
+    "  seq BIGINT NOT NULL,"
+    "  PRIMARY KEY (instance_id, node_id));",
 };
 
 size_t schema_pg_count(void)

@@ -4,7 +4,8 @@
 # binary and again against the ASan binary, and short fuzz runs. The storage
 # unit tests run a second time on PostgreSQL, and so do the core API
 # end-to-end tests (release), on a throwaway cluster started here and
-# stopped on exit. Ends with one "N passed, N failed" line that adds
+# stopped on exit; the release pass's test_cluster.py uses that cluster too.
+# Ends with one "N passed, N failed" line that adds
 # everything up.
 set -u
 cd "$(dirname "$0")/.."
@@ -104,7 +105,8 @@ PYEOF
         failed=$((failed + 1))
     fi
 }
-run_pytest release bin/imgsearchd tests/e2e
+# test_cluster.py puts three nodes on the cluster above (a database of its own).
+IMGSEARCH_TEST_PG_DSN="$PG_DSN" run_pytest release bin/imgsearchd tests/e2e
 run_pytest asan bin/imgsearchd-asan tests/e2e -m "not slow"
 # The core API on PostgreSQL: a database per server on the cluster above.
 if [ -n "$PG_DSN" ]; then

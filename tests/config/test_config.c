@@ -91,6 +91,8 @@ static void check_defaults(const struct config *cfg)
     CHECK_INT(cfg->import_workers, 1);
     CHECK_INT(cfg->storage.backend, STORAGE_SQLITE); /* the embedded default */
     CHECK(cfg->storage.dsn == NULL);
+    CHECK(cfg->cluster.node_url == NULL); /* one node */
+    CHECK_INT(cfg->cluster.node_timeout_ms, 5000);
     /* No bucket configured: the embedded "local" bucket at objects_dir. */
     CHECK_INT(cfg->n_buckets, 1);
     if (cfg->n_buckets == 1) {
@@ -209,7 +211,10 @@ static const char full_ini[] = "; every key of config_usage\n"
                                "workers = 4\n"
                                "[storage]\n"
                                "backend = postgres\n"
-                               "dsn = host=127.0.0.1 port=5433 dbname=imgsearch user=imgsearch\n";
+                               "dsn = host=127.0.0.1 port=5433 dbname=imgsearch user=imgsearch\n"
+                               "[cluster]\n"
+                               "node_url = http://10.0.0.2:8080\n"
+                               "node_timeout_ms = 2500\n";
 
 static void test_every_key(void)
 {
@@ -308,6 +313,8 @@ static void test_every_key(void)
     CHECK_INT(cfg.import_workers, 4);
     CHECK_INT(cfg.storage.backend, STORAGE_POSTGRES);
     CHECK_STR(cfg.storage.dsn, "host=127.0.0.1 port=5433 dbname=imgsearch user=imgsearch");
+    CHECK_STR(cfg.cluster.node_url, "http://10.0.0.2:8080");
+    CHECK_INT(cfg.cluster.node_timeout_ms, 2500);
     CHECK_STR(cfg.path, path);
     config_free(&cfg);
     unlink(path);
@@ -374,6 +381,9 @@ static void test_usage_lists_every_key(void)
                                        "[storage]",
                                        "backend",
                                        "dsn",
+                                       "[cluster]",
+                                       "node_url",
+                                       "node_timeout_ms",
                                        "--config",
                                        "--listen",
                                        "--data-dir",

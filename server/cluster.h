@@ -1,0 +1,22 @@
+/* cluster.h: this node's membership of a shared PostgreSQL database
+ * (docs/cluster.md): a random node id per process, a heartbeat every
+ * second, and with it the change seqs this node still needs per instance
+ * (so others prune tombstones only below them). Instances deleted by
+ * another node are dropped from the registry here. Not started on SQLite. */
+#ifndef IMGSEARCH_CLUSTER_H
+#define IMGSEARCH_CLUSTER_H
+
+#include <stddef.h>
+
+struct server;
+struct cluster;
+
+int cluster_start(struct server *srv, struct cluster **out, char *errbuf, size_t errlen);
+/* Stops the heartbeat and removes this node's row: the others stop
+ * counting it at once instead of after node_timeout_ms. */
+void cluster_stop(struct cluster *cl);
+
+/* This process's node id (hex), or NULL for a NULL cluster. */
+const char *cluster_node_id(const struct cluster *cl);
+
+#endif

@@ -1,0 +1,168 @@
+/* nodes.c: the nodes and node_applied tables (migration 8). */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "storage/nodes.h"
+
+/* The database's wall clock in ms: nodes compare heartbeats on one clock. */
+static const char *now_ms_sql(struct sql_conn *c)
+{
+    return sql_backend_of(c) == SQL_POSTGRES
+               ? "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)"
+               : "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)";
+}
+
+/* Prepares `fmt` with the now expression in place of every %s (up to 2). */
+static struct sql_stmt *prep_now(struct sql_conn *c, const char *fmt)
+{
+    char sql[1024];
+    const char *now = now_ms_sql(c);
+    snprintf(sql, sizeof sql, fmt, now, now);
+    return sql_prepare(c, sql);
+}
+
+/* One statement, no rows, outside any transaction (each is atomic). */
+static int run_done(struct sql_stmt *st)
+{
+    int rc = st && sql_step(st) == SQL_DONE ? 0 : -1;
+    sql_finalize(st);
+    return rc;
+}
+
+int nodes_heartbeat(struct db *db, const char *node_id, const char *url)
+{
+    struct sql_conn *c = db_conn(db);
+    if (!c)
+        return -1;
+    struct sql_stmt *st = prep_now(c, "INSERT INTO nodes(id, url, started_ms, heartbeat_ms)"
+                                      " VALUES (?1, ?2, %s, %s) ON CONFLICT (id) DO UPDATE"
+                                      " SET url = excluded.url,"
+                                      " heartbeat_ms = excluded.heartbeat_ms");
+    if (!st)
+        return -1;
+    sql_bind_text(st, 1, node_id);
+    sql_bind_text(st, 2, url ? url : "");
+    return run_done(st);
+}
+
+int nodes_forget(struct db *db, const char *node_id)
+{
+    struct sql_conn *c = db_conn(db);
+    struct sql_stmt *st = c ? sql_prepare(c, "DELETE FROM nodes WHERE id = ?") : NULL;
+    if (!st)
+        return -1;
+    sql_bind_text(st, 1, node_id);
+    return run_done(st);
+}
+
+int nodes_reap(struct db *db, long long older_ms)
+{
+    struct sql_conn *c = db_conn(db);
+    struct sql_stmt *st = c ? prep_now(c, "DELETE FROM nodes WHERE heartbeat_ms < %s - ?1") : NULL;
+    if (!st)
+        return -1;
+    sql_bind_int64(st, 1, older_ms);
+    return run_done(st);
+}
+
+enum db_status nodes_set_applied(struct db *db, const char *node_id, int64_t instance_id,
+                                 int64_t seq)
+{
+    struct sql_conn *c = db_conn(db);
+    struct sql_stmt *st =
+        c ? sql_prepare(c, "INSERT INTO node_applied(node_id, instance_id, seq) VALUES (?,?,?)"
+                           " ON CONFLICT (instance_id, node_id) DO UPDATE SET seq = excluded.seq")
+          : NULL;
+    if (!st)
+        return DB_ERROR;
+    sql_bind_text(st, 1, node_id);
+    sql_bind_int64(st, 2, instance_id);
+    sql_bind_int64(st, 3, seq);
+    enum sql_rc s = sql_step(st);
+    sql_finalize(st);
+    /* The foreign key refuses the row of an instance deleted meanwhile (or
+     * of this node, reaped while it was paused: the next heartbeat brings
+     * it back, and this record with it). */
+    return s == SQL_DONE ? DB_OK : s == SQL_CONSTRAINT ? DB_NOT_FOUND : DB_ERROR;
+}
+
+int nodes_min_applied(struct db *db, int64_t instance_id, long long timeout_ms, int64_t *min)
+{
+    struct sql_conn *c = db_conn(db);
+    struct sql_stmt *st =
+        c ? prep_now(c, "SELECT MIN(a.seq) FROM node_applied a JOIN nodes n ON n.id = a.node_id"
+                        " WHERE a.instance_id = ?1 AND n.heartbeat_ms >= %s - ?2")
+          : NULL;
+    if (!st)
+        return -1;
+    sql_bind_int64(st, 1, instance_id);
+    sql_bind_int64(st, 2, timeout_ms);
+    int rc = -1;
+    if (sql_step(st) == SQL_ROW) {
+        *min = sql_column_is_null(st, 0) ? INT64_MAX : sql_column_int64(st, 0);
+        rc = 0;
+    }
+    sql_finalize(st);
+    return rc;
+}
+
+static char *dup_or_empty(const char *s)
+{
+    return strdup(s ? s : "");
+}
+
+int nodes_list(struct db *db, struct node_info **out, size_t *n)
+{
+    *out = NULL;
+    *n = 0;
+    struct sql_conn *c = db_conn(db);
+    struct sql_stmt *st = c ? prep_now(c, "SELECT id, url, started_ms, heartbeat_ms,"
+                                          " %s - heartbeat_ms FROM nodes ORDER BY url, id")
+                            : NULL;
+    if (!st)
+        return -1;
+    size_t cap = 0;
+    int s, rc = 0;
+    while ((s = sql_step(st)) == SQL_ROW) {
+        if (*n == cap) {
+            size_t nc = cap ? cap * 2 : 8;
+            struct node_info *g = realloc(*out, nc * sizeof *g);
+            if (!g) {
+                rc = -1;
+                break;
+            }
+            *out = g;
+            cap = nc;
+        }
+        struct node_info *ni = &(*out)[*n];
+        ni->id = dup_or_empty(sql_column_text(st, 0));
+        ni->url = dup_or_empty(sql_column_text(st, 1));
+        ni->started_ms = sql_column_int64(st, 2);
+        ni->heartbeat_ms = sql_column_int64(st, 3);
+        ni->silent_ms = sql_column_int64(st, 4);
+        (*n)++;
+        if (!ni->id || !ni->url) {
+            rc = -1;
+            break;
+        }
+    }
+    if (rc == 0 && s != SQL_DONE)
+        rc = -1;
+    sql_finalize(st);
+    if (rc != 0) {
+        nodes_list_free(*out, *n);
+        *out = NULL;
+        *n = 0;
+    }
+    return rc;
+}
+
+void nodes_list_free(struct node_info *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(v[i].id);
+        free(v[i].url);
+    }
+    free(v);
+}
