@@ -29,6 +29,11 @@ enum err h_healthz(struct request *req)
         json_pack("{s:s, s:b, s:s, s:b}", "status", ok ? "ok" : "unavailable", "database", ok,
                   "backend", sql_backend_name(db_backend(req->srv->db)), "model", model);
     req->status = ok ? 200 : 503;
+    /* On a shared database: which nodes share it, so a load balancer's
+     * health page shows the cluster too. */
+    json_t *nodes = ok && req->reply ? cluster_nodes_json(req->srv) : NULL;
+    if (nodes)
+        json_object_set_new(req->reply, "nodes", nodes);
     return E_OK;
 }
 

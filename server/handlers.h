@@ -5,6 +5,12 @@
 #include "server/request.h"
 #include "storage/instances.h"
 
+/* h_cluster.c: the nodes on a shared database (a JSON array, NULL on
+ * SQLite or when the database cannot be read). */
+struct server;
+json_t *cluster_nodes_json(struct server *srv);
+enum err h_admin_cluster(struct request *req);
+
 /* h_instances.c: v1 instance API and our admin instance API. */
 enum err h_v1_instance_create(struct request *req);
 enum err h_v1_instance_get(struct request *req);

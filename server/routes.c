@@ -65,6 +65,9 @@ const struct route routes[] = {
     {"GET", "/console", API_OTHER, h_console, 0, "console_index"},
     {"GET", "/console/*", API_OTHER, h_console, 0, "console"},
 
+    /* Ours: the nodes sharing the database (docs/cluster.md). */
+    {"GET", "/admin/v1/cluster", API_ADMIN, h_admin_cluster, R_AUTH | R_STORE, "admin_cluster"},
+
     {"GET", "/healthz", API_OTHER, h_healthz, 0, "healthz"},
     {"GET", "/metrics", API_OTHER, h_metrics, 0, "metrics"},
 };

@@ -41,6 +41,10 @@ def test_token_mode(servers):
     # A signed request is not a token.
     r = c.with_auth(("aksk", AK, SK)).admin("GET", "/instances")
     assert r.status == 401 and r.json["error_code"] == "ModelArts.4101"
+    # The cluster view is ours, of no project, and needs auth like the rest.
+    assert c.request("GET", "/admin/v1/cluster").status == 401
+    r = c.with_auth(("token", TOKEN)).request("GET", "/admin/v1/cluster")
+    assert r.status == 200 and r.json["mode"] in ("single", "shared"), r
     # Health stays open for load balancers.
     assert c.request("GET", "/healthz").status == 200
 

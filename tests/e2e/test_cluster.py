@@ -5,7 +5,9 @@ next request, with the same ids, scores and order as one node holding the
 same items (a SQLite server fed the same calls); deletes, replacements and
 instance deletes likewise. kill -9 of a node in the middle of a stream of
 adds through two nodes loses no acknowledged add, the other nodes keep
-answering, and the killed node catches up when it comes back.
+answering, the node is listed dead after node_timeout_ms, and it catches up
+when it comes back. Every node lists the others (/admin/v1/cluster,
+/healthz).
 
 Runs on the session's PostgreSQL cluster (IMGSEARCH_TEST_PG_DSN, else a
 throwaway one), in a fresh database of its own."""
@@ -134,6 +136,34 @@ def test_instance_deleted_through_another_node(nodes):
         time.sleep(0.2)
 
 
+def cluster_view(c):
+    r = c.request("GET", "/admin/v1/cluster")
+    assert r.status == 200, r
+    return r.json
+
+
+def states(c):
+    """url -> states of the nodes at that url (a restarted node is a new one)."""
+    out = {}
+    for n in cluster_view(c)["nodes"]:
+        out.setdefault(n["url"], []).append(n["state"])
+    return out
+
+
+def test_membership_is_listed_by_every_node(nodes, single):
+    urls = sorted("http://127.0.0.1:%d" % s.port for s in nodes)
+    for s in nodes:
+        view = cluster_view(s.client())
+        assert view["mode"] == "shared" and view["node_timeout_ms"] == 3000
+        assert view["node_url"] == "http://127.0.0.1:%d" % s.port
+        assert sorted(n["url"] for n in view["nodes"] if n["state"] == "alive") == urls
+        assert [n["url"] for n in view["nodes"] if n["self"]] == [view["node_url"]]
+        health = s.client().request("GET", "/healthz").json
+        assert sorted(n["url"] for n in health["nodes"]) == urls
+    assert cluster_view(single.client()) == {"mode": "single", "nodes": []}
+    assert "nodes" not in single.client().request("GET", "/healthz").json
+
+
 def test_kill9_mid_ingest_loses_no_acknowledged_add(nodes):
     n1, n2, n3 = (s.client() for s in nodes)
     n1.create_instance("k9", tags=("k",))
@@ -168,6 +198,12 @@ def test_kill9_mid_ingest_loses_no_acknowledged_add(nodes):
         search(n3, "k9", seed, 1)
         search(n1, "k9", seed, 1)
     assert time.time() - t0 < 30
+    # Node 2 is taken for dead once its heartbeat is node_timeout_ms old.
+    url2 = "http://127.0.0.1:%d" % nodes[1].port
+    deadline = time.time() + 3 + 5
+    while states(n3)[url2] != ["dead"]:
+        assert time.time() < deadline, states(n3)
+        time.sleep(0.2)
     stop.set()
     w1.join()
     assert any(k.startswith("b") for k in acked) and any(k.startswith("a") for k in acked)
@@ -182,3 +218,7 @@ def test_kill9_mid_ingest_loses_no_acknowledged_add(nodes):
         assert search(n2, "k9", seed) == search(n1, "k9", seed)
     count = n1.admin("GET", "/instances/k9").json["item_count"]
     assert count >= len(acked)
+    assert sorted(states(n1)[url2]) == ["alive", "dead"]  # a new node id
+    # A clean stop leaves the table at once.
+    nodes[2].stop()
+    assert "http://127.0.0.1:%d" % nodes[2].port not in states(n1)
