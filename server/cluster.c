@@ -58,6 +58,9 @@ static void beat(struct cluster *cl)
         }
     free(ids);
     free(seqs);
+    /* A dead node's import jobs go back to the queue; the first free worker
+     * of any node resumes them after their last durable key. */
+    nodes_requeue_orphan_jobs(srv->db, srv->cfg.cluster.node_timeout_ms);
 }
 
 static void *main_loop(void *arg)

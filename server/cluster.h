@@ -2,7 +2,8 @@
  * (docs/cluster.md): a random node id per process, a heartbeat every
  * second, and with it the change seqs this node still needs per instance
  * (so others prune tombstones only below them). Instances deleted by
- * another node are dropped from the registry here. Not started on SQLite. */
+ * another node are dropped from the registry here, and import jobs of dead
+ * nodes requeued. Not started on SQLite. */
 #ifndef IMGSEARCH_CLUSTER_H
 #define IMGSEARCH_CLUSTER_H
 

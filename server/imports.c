@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include "server/cluster.h"
 #include "server/http_log.h"
 #include "server/imports.h"
 #include "server/ingest.h"
@@ -21,6 +22,7 @@
 #include "server/params.h"
 #include "server/server.h"
 #include "storage/jobs.h"
+#include "storage/nodes.h"
 
 #define PENDING_BATCH 64
 #define ACTIVE_FLUSH_MS 1000 /* job row updated at most once a second */
@@ -294,7 +296,8 @@ static void *worker_main(void *arg)
     while (!atomic_load(&im->stop)) {
         struct job job;
         int resumed = 0;
-        enum db_status s = jobs_claim(im->srv->db, &job, &resumed);
+        enum db_status s =
+            jobs_claim_by(im->srv->db, cluster_node_id(im->srv->cluster), &job, &resumed);
         if (s == DB_OK) {
             run_job(im, &job, resumed);
             job_free(&job);
@@ -327,7 +330,11 @@ int imports_start(struct server *srv, struct imports **out, char *errbuf, size_t
     pthread_mutex_init(&im->mu, NULL);
     pthread_cond_init(&im->cv, NULL);
     pthread_cond_init(&im->keys_cv, NULL);
-    if (jobs_requeue_running(srv->db) != DB_OK) {
+    /* Jobs left RUNNING by a crash: on one node all of them; on a shared
+     * database only those of dead nodes (a live one is still running its
+     * own; the heartbeat requeues them if it dies later). */
+    if (srv->cluster ? nodes_requeue_orphan_jobs(srv->db, srv->cfg.cluster.node_timeout_ms) != 0
+                     : jobs_requeue_running(srv->db) != DB_OK) {
         snprintf(errbuf, errlen, "imports: cannot requeue interrupted jobs");
         goto fail;
     }

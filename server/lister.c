@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include "server/cluster.h"
 #include "server/http_log.h"
 #include "server/lister.h"
 #include "server/server.h"
@@ -196,7 +197,11 @@ static void *lister_main(void *arg)
     struct lister *l = arg;
     while (!atomic_load(&l->stop)) {
         struct job job;
-        enum db_status s = jobs_next_unlisted(l->srv->db, &job);
+        /* On a shared database only this node's jobs: two listers of one
+         * source would append its keys twice. */
+        const char *node = cluster_node_id(l->srv->cluster);
+        enum db_status s = node ? jobs_next_unlisted_by(l->srv->db, node, &job)
+                                : jobs_next_unlisted(l->srv->db, &job);
         int rc = -1;
         if (s == DB_OK) {
             rc = list_job(l, &job);

@@ -308,7 +308,30 @@ static enum db_status exec_ints(struct sql_conn *c, const char *sql, int n, int6
     return rc == SQL_DONE ? DB_OK : DB_ERROR;
 }
 
+/* QUEUED -> RUNNING by `node`; *changes 0 when another claimed it first. */
+static enum db_status claim_row(struct sql_conn *c, int64_t id, const char *node,
+                                long long *changes)
+{
+    struct sql_stmt *st = sql_prepare(
+        c, "UPDATE import_jobs SET status = 'RUNNING', claimed_by = ?3, started_ms = CASE"
+           " started_ms WHEN 0 THEN ?2 ELSE started_ms END WHERE id = ?1 AND status = 'QUEUED'");
+    if (!st)
+        return DB_ERROR;
+    sql_bind_int64(st, 1, id);
+    sql_bind_int64(st, 2, now_ms());
+    sql_bind_text(st, 3, node);
+    int rc = sql_step(st);
+    *changes = sql_changes(c);
+    sql_finalize(st);
+    return rc == SQL_DONE ? DB_OK : DB_ERROR;
+}
+
 enum db_status jobs_claim(struct db *db, struct job *out, int *resumed)
+{
+    return jobs_claim_by(db, NULL, out, resumed);
+}
+
+enum db_status jobs_claim_by(struct db *db, const char *node, struct job *out, int *resumed)
 {
     struct sql_conn *c = db_conn(db);
     if (!c || db_begin(c) != 0)
@@ -332,12 +355,7 @@ enum db_status jobs_claim(struct db *db, struct job *out, int *resumed)
      * Still QUEUED: on a shared database another node may have claimed it
      * since the SELECT; then there is nothing for this one. */
     long long changes = 0;
-    if (rc != SQL_ROW ||
-        exec_ints(c,
-                  "UPDATE import_jobs SET status = 'RUNNING', started_ms = CASE started_ms"
-                  " WHEN 0 THEN ?2 ELSE started_ms END WHERE id = ?1 AND status = 'QUEUED'",
-                  2, id, now_ms(), &changes) != DB_OK ||
-        db_commit(c) != 0) {
+    if (rc != SQL_ROW || claim_row(c, id, node, &changes) != DB_OK || db_commit(c) != 0) {
         db_rollback(c);
         return DB_ERROR;
     }
@@ -354,6 +372,18 @@ enum db_status jobs_next_unlisted(struct db *db, struct job *out)
                            " j.listing_done = 0 AND j.status IN ('QUEUED', 'RUNNING')"
                            " ORDER BY j.id LIMIT 1")
           : NULL;
+    return get_one(st, out);
+}
+
+enum db_status jobs_next_unlisted_by(struct db *db, const char *node, struct job *out)
+{
+    struct sql_conn *c = db_conn(db);
+    struct sql_stmt *st =
+        c ? sql_prepare(c, "SELECT " JOB_COLS "FROM import_jobs j WHERE j.listing_done = 0"
+                           " AND j.status = 'RUNNING' AND j.claimed_by = ? ORDER BY j.id LIMIT 1")
+          : NULL;
+    if (st)
+        sql_bind_text(st, 1, node);
     return get_one(st, out);
 }
 

@@ -47,6 +47,9 @@ enum db_status jobs_create_listing(struct db *db, struct job *j);
 /* Lister side. The oldest QUEUED/RUNNING job whose listing is not done;
  * DB_NOT_FOUND when none. */
 enum db_status jobs_next_unlisted(struct db *db, struct job *out);
+/* The same among the RUNNING jobs `node` claimed (a shared database: each
+ * node lists the sources of its own jobs only, never two at once). */
+enum db_status jobs_next_unlisted_by(struct db *db, const char *node, struct job *out);
 /* The last key appended (listings run in byte order, so the listing
  * resumes after it), or *out = NULL when none; malloc'd. */
 enum db_status jobs_last_key(struct db *db, int64_t id, char **out);
@@ -79,6 +82,8 @@ enum db_status jobs_errors(struct db *db, int64_t id, long long offset, long lon
 /* Marks the oldest QUEUED job RUNNING and loads it; DB_NOT_FOUND when none.
  * *resumed: it had run before (a crash or shutdown interrupted it). */
 enum db_status jobs_claim(struct db *db, struct job *out, int *resumed);
+/* The same, recording `node` (NULL: none) as the job's runner. */
+enum db_status jobs_claim_by(struct db *db, const char *node, struct job *out, int *resumed);
 /* RUNNING -> QUEUED for every job (start-up: their worker died). */
 enum db_status jobs_requeue_running(struct db *db);
 /* Sets a final status (only from QUEUED/RUNNING); `error` may be NULL. */

@@ -107,6 +107,20 @@ int nodes_min_applied(struct db *db, int64_t instance_id, long long timeout_ms, 
     return rc;
 }
 
+int nodes_requeue_orphan_jobs(struct db *db, long long timeout_ms)
+{
+    struct sql_conn *c = db_conn(db);
+    struct sql_stmt *st =
+        c ? prep_now(c, "UPDATE import_jobs SET status = 'QUEUED', claimed_by = NULL"
+                        " WHERE status = 'RUNNING' AND (claimed_by IS NULL OR claimed_by NOT IN"
+                        " (SELECT id FROM nodes WHERE heartbeat_ms >= %s - ?1))")
+          : NULL;
+    if (!st)
+        return -1;
+    sql_bind_int64(st, 1, timeout_ms);
+    return run_done(st);
+}
+
 static char *dup_or_empty(const char *s)
 {
     return strdup(s ? s : "");

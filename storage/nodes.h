@@ -29,6 +29,10 @@ enum db_status nodes_set_applied(struct db *db, const char *node_id, int64_t ins
  * instance; INT64_MAX when none has recorded one. 0 or -1. */
 int nodes_min_applied(struct db *db, int64_t instance_id, long long timeout_ms, int64_t *min);
 
+/* RUNNING -> QUEUED for import jobs whose node is not alive (silent for
+ * timeout_ms, gone, or none recorded), so a live node resumes them. */
+int nodes_requeue_orphan_jobs(struct db *db, long long timeout_ms);
+
 /* Every known node, for /healthz and the admin API. */
 struct node_info {
     char *id, *url;

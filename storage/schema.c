@@ -143,6 +143,10 @@ static const char *const migrations[] = {
     "  instance_id INTEGER NOT NULL REFERENCES instances(id) ON DELETE CASCADE,"
     "  seq INTEGER NOT NULL,"
     "  PRIMARY KEY (instance_id, node_id)) WITHOUT ROWID;",
+    /* 9: the node (nodes.id) running an import job, so on a shared database
+     * a node requeues only the jobs of dead nodes, and lists only its own
+     * jobs' sources. NULL: a single node's job, or not running. */
+    "ALTER TABLE import_jobs ADD COLUMN claimed_by TEXT;",
 };
 
 size_t schema_count(void)

@@ -139,6 +139,9 @@ static const char *const migrations[] = {
     "  instance_id BIGINT NOT NULL REFERENCES instances(id) ON DELETE CASCADE,"
     "  seq BIGINT NOT NULL,"
     "  PRIMARY KEY (instance_id, node_id));",
+
+    /* 9: the node running an import job. */
+    "ALTER TABLE import_jobs ADD COLUMN claimed_by " T ";",
 };
 
 size_t schema_pg_count(void)

@@ -6,41 +6,52 @@ same items (a SQLite server fed the same calls); deletes, replacements and
 instance deletes likewise. kill -9 of a node in the middle of a stream of
 adds through two nodes loses no acknowledged add, the other nodes keep
 answering, the node is listed dead after node_timeout_ms, and it catches up
-when it comes back. Every node lists the others (/admin/v1/cluster,
-/healthz).
+when it comes back. An import job of a node killed mid-way is resumed by
+another and finishes with every image. Every node lists the others
+(/admin/v1/cluster, /healthz).
 
 Runs on the session's PostgreSQL cluster (IMGSEARCH_TEST_PG_DSN, else a
 throwaway one), in a fresh database of its own."""
+import os
+import shutil
+import tempfile
 import threading
 import time
 import uuid
 
 import pytest
 from conftest import Server, pg_cluster
-from images import b64, scene
+from images import b64, encode, scene
 
 pytestmark = pytest.mark.slow  # three servers: not in the ASan pass
 
 SEARCH_LIMIT = 5
 
 
+BUCKET = tempfile.mkdtemp(prefix="imgsearch-cluster-bucket-")
+
+
 def node_config(s):
-    # Snapshots often, so the tombstone pruning the nodes share is exercised.
+    # Snapshots often, so the tombstone pruning the nodes share is exercised;
+    # one bucket every node reads, for imports.
     with open(s.config, "a") as f:
         f.write("[index]\nsnapshot_changes = 4\nsnapshot_seconds = 1\n"
-                "[cluster]\nnode_url = http://127.0.0.1:%d\nnode_timeout_ms = 3000\n" % s.port)
+                "[cluster]\nnode_url = http://127.0.0.1:%d\nnode_timeout_ms = 3000\n"
+                "[bucket:shared]\ntype = local\nroot = %s\n" % (s.port, BUCKET))
 
 
 @pytest.fixture(scope="module")
-def storage():
+def db():
     pg = pg_cluster()
-    db = "cluster_" + uuid.uuid4().hex[:12]
-    pg.create_database(db)
-    return "[storage]\nbackend = postgres\ndsn = %s\n" % pg.dsn_for(db)
+    name = "cluster_" + uuid.uuid4().hex[:12]
+    pg.create_database(name)
+    return pg, name
 
 
 @pytest.fixture(scope="module")
-def nodes(storage):
+def nodes(db):
+    pg, name = db
+    storage = "[storage]\nbackend = postgres\ndsn = %s\n" % pg.dsn_for(name)
     servers = [Server(storage=storage) for _ in range(3)]
     for s in servers:
         node_config(s)
@@ -162,6 +173,49 @@ def test_membership_is_listed_by_every_node(nodes, single):
         assert sorted(n["url"] for n in health["nodes"]) == urls
     assert cluster_view(single.client()) == {"mode": "single", "nodes": []}
     assert "nodes" not in single.client().request("GET", "/healthz").json
+
+
+def test_import_of_a_killed_node_resumes_on_another(nodes, db):
+    pg, name = db
+    n1 = nodes[0].client()
+    n1.create_instance("imp", tags=("k",))
+    folder = os.path.join(BUCKET, "imp")
+    os.makedirs(folder, exist_ok=True)
+    seeds = range(6000, 6024)
+    for seed in seeds:
+        with open(os.path.join(folder, "img%05d.jpg" % seed), "wb") as f:
+            f.write(encode(scene(seed)))
+    r = n1.admin("POST", "/instances/imp/imports", {"source": "obs://shared/imp/"})
+    assert r.status == 202, r
+    job = r.json["job_id"]
+    # Kill whichever node runs it, a few images in.
+    deadline = time.time() + 60
+    while True:
+        j = n1.admin("GET", "/instances/imp/imports/" + job).json
+        runner = pg.psql(name, "SELECT n.url FROM import_jobs j JOIN nodes n"
+                               " ON n.id = j.claimed_by WHERE j.job_id = '%s'" % job)
+        if runner and j["done"] >= 3:
+            break
+        assert time.time() < deadline and j["status"] in ("QUEUED", "RUNNING"), j
+        time.sleep(0.05)
+    victim = [s for s in nodes if "http://127.0.0.1:%d" % s.port == runner][0]
+    victim.kill9()
+    alive = [s for s in nodes if s is not victim][0].client()
+    deadline = time.time() + 90
+    while True:
+        j = alive.admin("GET", "/instances/imp/imports/" + job).json
+        if j["status"] not in ("QUEUED", "RUNNING"):
+            break
+        assert time.time() < deadline, j
+        time.sleep(0.2)
+    assert j["status"] == "SUCCEEDED" and (j["total"], j["done"], j["failed"]) == (24, 24, 0), j
+    assert alive.admin("GET", "/instances/imp").json["item_count"] == 24
+    assert search(alive, "imp", 6005, 1)[0][0] == "imp/img06005.jpg"
+    # It went on where it stopped, on a node that was alive.
+    assert any("import %s: obs://shared/imp/" % job in s.read_log() and ", resumed)" in
+               s.read_log() for s in nodes if s is not victim)
+    victim.start()
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def test_kill9_mid_ingest_loses_no_acknowledged_add(nodes):
