@@ -237,8 +237,13 @@ static void run_job(struct imports *im, struct job *job, int resumed)
             listed = 0;
         for (size_t i = 0; i < n && !end && !atomic_load(&im->stop); i++) {
             char status[16] = "";
-            if (jobs_status(srv->db, job->id, status, sizeof status) != DB_OK ||
+            if (jobs_status_for(srv->db, job->id, cluster_node_id(srv->cluster), status,
+                                sizeof status) != DB_OK ||
                 strcmp(status, "RUNNING")) {
+                if (!strcmp(status, "LOST"))
+                    log_info("import %s: requeued while this node was taken for dead; "
+                             "another node runs it now",
+                             job->job_id);
                 end = "CANCELLED"; /* already marked by whoever changed it */
                 break;
             }

@@ -518,14 +518,23 @@ enum db_status jobs_cancel(struct db *db, int64_t id)
 
 enum db_status jobs_status(struct db *db, int64_t id, char *buf, size_t len)
 {
+    return jobs_status_for(db, id, NULL, buf, len);
+}
+
+enum db_status jobs_status_for(struct db *db, int64_t id, const char *node, char *buf, size_t len)
+{
     struct sql_conn *c = db_conn(db);
-    struct sql_stmt *st = c ? sql_prepare(c, "SELECT status FROM import_jobs WHERE id = ?") : NULL;
+    struct sql_stmt *st =
+        c ? sql_prepare(c, "SELECT status, claimed_by FROM import_jobs WHERE id = ?") : NULL;
     if (!st)
         return DB_ERROR;
     sql_bind_int64(st, 1, id);
     int rc = sql_step(st);
-    if (rc == SQL_ROW)
-        snprintf(buf, len, "%s", sql_column_text(st, 0));
+    if (rc == SQL_ROW) {
+        const char *by = sql_column_text(st, 1);
+        int lost = node && (!by || strcmp(by, node) != 0);
+        snprintf(buf, len, "%s", lost ? "LOST" : sql_column_text(st, 0));
+    }
     sql_finalize(st);
     return rc == SQL_ROW ? DB_OK : rc == SQL_DONE ? DB_NOT_FOUND : DB_ERROR;
 }

@@ -92,6 +92,9 @@ enum db_status jobs_finish(struct db *db, int64_t id, const char *status, const 
 enum db_status jobs_cancel(struct db *db, int64_t id);
 /* Current status into buf. */
 enum db_status jobs_status(struct db *db, int64_t id, char *buf, size_t len);
+/* The same for the job's runner `node`: "LOST" when another node (or none)
+ * has claimed it since (it was requeued while `node` was taken for dead). */
+enum db_status jobs_status_for(struct db *db, int64_t id, const char *node, char *buf, size_t len);
 /* Adds time spent working (for images/s across restarts). */
 enum db_status jobs_add_active(struct db *db, int64_t id, long long ms);
 

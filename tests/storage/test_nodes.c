@@ -2,8 +2,9 @@
  * nodes with their silence on the database's clock; the lowest applied seq
  * counts live nodes only; a deleted instance's record is refused; forget
  * and reap remove nodes with their records; import jobs of dead nodes (and
- * of none) are requeued, a live node's are not, and a node lists only the
- * sources of the jobs it claimed. */
+ * of none) are requeued, a live node's are not, the node a job was taken
+ * from sees it lost, and a node lists only the sources of the jobs it
+ * claimed. */
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -121,6 +122,11 @@ static void test_jobs_of_dead_nodes(void)
     CHECK_INT(got.id, j1.id);
     CHECK_INT(resumed, 1);
     job_free(&got);
+    /* The node it was taken from finds out before its next key. */
+    CHECK_INT(jobs_status_for(db, j1.id, "dead", st, sizeof st), DB_OK);
+    CHECK_STR(st, "LOST");
+    CHECK_INT(jobs_status_for(db, j1.id, "live", st, sizeof st), DB_OK);
+    CHECK_STR(st, "RUNNING");
     db_close(db);
 }
 
