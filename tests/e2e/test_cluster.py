@@ -129,6 +129,48 @@ def test_writes_through_one_node_are_read_through_the_others(nodes, single):
     assert counts == [9] * 4, counts
 
 
+def test_idle_node_keeps_the_tombstones_it_needs(nodes, single, db):
+    """Node 3 loads an index, then stays idle while node 1 deletes and
+    replaces items and snapshots twice (each snapshot prunes tombstones):
+    pruning stops at node 3's applied seq, so its next search replays the
+    deletes instead of keeping deleted items or rebuilding."""
+    pg, name = db
+    n1, n3 = nodes[0].client(), nodes[2].client()
+    ref = single.client()
+    for c in (n1, ref):
+        c.create_instance("idle", tags=("k",))
+    for i in range(6):
+        both((n1, ref), add, "idle", "i%d" % i, 3200 + i)
+    assert search(n3, "idle", 3200, 1)[0][0] == "i0"  # loaded at seq 6
+
+    def recorded(port):
+        v = pg.psql(name, "SELECT a.seq FROM node_applied a JOIN instances i ON"
+                          " i.id = a.instance_id JOIN nodes n ON n.id = a.node_id"
+                          " WHERE i.name = 'idle' AND n.url = 'http://127.0.0.1:%d'" % port)
+        return int(v) if v else -1
+
+    def wait_recorded(port, at_least):
+        deadline = time.time() + 15
+        while recorded(port) < at_least:
+            assert time.time() < deadline, (port, recorded(port))
+            time.sleep(0.2)
+
+    wait_recorded(nodes[2].port, 6)
+    for i in range(4):  # seq 7..10
+        both((n1, ref), lambda c, i=i: c.v2("idle", "data/delete", {"item_id": "i%d" % i}))
+    both((n1, ref), add, "idle", "i4", 3250, True)  # seq 11
+    wait_recorded(nodes[0].port, 11)  # node 1 snapshotted at 11 (and pruned)
+    for i in range(6, 10):  # seq 12..15: another snapshot, another prune
+        both((n1, ref), add, "idle", "i%d" % i, 3200 + i)
+    wait_recorded(nodes[0].port, 15)
+    floor = int(pg.psql(name, "SELECT replay_floor FROM instances WHERE name = 'idle'"))
+    assert floor <= 6 == recorded(nodes[2].port), floor  # node 1 alone would prune to 15
+    before = nodes[2].read_log().count("no longer reaches")
+    for seed in (3200, 3201, 3203, 3250, 3205, 3208):
+        assert search(n3, "idle", seed) == search(ref, "idle", seed)
+    assert nodes[2].read_log().count("no longer reaches") == before
+
+
 def test_instance_deleted_through_another_node(nodes):
     n1, n2, n3 = (s.client() for s in nodes)
     n1.create_instance("gone", tags=("k",))
