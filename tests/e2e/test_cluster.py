@@ -63,6 +63,7 @@ def nodes(db):
         for s in servers:
             if s.proc:
                 s.stop()
+        shutil.rmtree(BUCKET, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -257,7 +258,6 @@ def test_import_of_a_killed_node_resumes_on_another(nodes, db):
     assert any("import %s: obs://shared/imp/" % job in s.read_log() and ", resumed)" in
                s.read_log() for s in nodes if s is not victim)
     victim.start()
-    shutil.rmtree(folder, ignore_errors=True)
 
 
 def test_kill9_mid_ingest_loses_no_acknowledged_add(nodes):
