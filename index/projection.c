@@ -292,21 +292,35 @@ static void hex(const unsigned char md[32], char out[65])
         snprintf(out + 2 * i, 3, "%02x", md[i]);
 }
 
-int projection_save(struct projection *pr, const char *path, char *errbuf, size_t errlen)
+int projection_to_bytes(struct projection *pr, unsigned char **out, size_t *out_len)
 {
     size_t len = 0;
     unsigned char md[32];
     unsigned char *b = serialise(pr, &len);
+    unsigned char *g = b ? realloc(b, len + 32) : NULL;
+    if (!g || sha256(g, len, md) != 0) {
+        free(g ? g : b);
+        return -1;
+    }
+    memcpy(g + len, md, 32);
+    hex(md, pr->digest);
+    *out = g;
+    *out_len = len + 32;
+    return 0;
+}
+
+int projection_save(struct projection *pr, const char *path, char *errbuf, size_t errlen)
+{
+    size_t len = 0;
+    unsigned char *b = NULL;
     char tmp[4200];
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    if (!b || sha256(b, len, md) != 0) {
-        free(b);
+    if (projection_to_bytes(pr, &b, &len) != 0) {
         fail(errbuf, errlen, "projection: out of memory");
         return -1;
     }
     FILE *f = fopen(tmp, "wbe");
-    int ok = f && fwrite(b, 1, len, f) == len && fwrite(md, 1, 32, f) == 32 && fflush(f) == 0 &&
-             fsync(fileno(f)) == 0;
+    int ok = f && fwrite(b, 1, len, f) == len && fflush(f) == 0 && fsync(fileno(f)) == 0;
     int saved_errno = errno;
     if (f && fclose(f) != 0 && ok)
         ok = 0, saved_errno = errno;
@@ -318,8 +332,69 @@ int projection_save(struct projection *pr, const char *path, char *errbuf, size_
         fail(errbuf, errlen, "projection: cannot write %s: %s", path, strerror(saved_errno));
         return -1;
     }
-    hex(md, pr->digest);
     return 0;
+}
+
+int projection_from_bytes(const unsigned char *b, size_t len, const char *name,
+                          struct projection **out, char *errbuf, size_t errlen)
+{
+    struct header h;
+    struct projection *pr = NULL;
+    unsigned char *mine = NULL, md[32];
+    size_t mlen = 0;
+    int rc = -1;
+    if (len < sizeof h + 32 || (memcpy(&h, b, sizeof h), memcmp(h.magic, MAGIC, MAGIC_LEN) != 0)) {
+        fail(errbuf, errlen, "projection: %s is not a projection", name);
+        goto out;
+    }
+    if (h.in_dim == 0 || h.in_dim > MAX_DIM || h.out_dim == 0 || h.out_dim > h.in_dim) {
+        fail(errbuf, errlen, "projection: %s has bad sizes %u -> %u", name, h.in_dim, h.out_dim);
+        goto out;
+    }
+    size_t m = h.in_dim, pn = m * h.out_dim;
+    if (len != sizeof h + payload_floats((int)h.in_dim, (int)h.out_dim) * sizeof(float) + 32) {
+        fail(errbuf, errlen, "projection: %s is truncated or too long", name);
+        goto out;
+    }
+    if (!(pr = alloc_projection((int)h.in_dim, (int)h.out_dim))) {
+        fail(errbuf, errlen, "projection: out of memory");
+        goto out;
+    }
+    const unsigned char *at = b + sizeof h;
+    memcpy(pr->mean, at, m * sizeof(float)), at += m * sizeof(float);
+    memcpy(pr->p, at, pn * sizeof(float)), at += pn * sizeof(float);
+    memcpy(pr->scale, at, h.out_dim * sizeof(float)), at += h.out_dim * sizeof(float);
+    pr->n_train = h.n_train;
+    pr->power = h.power;
+    pr->shrink = h.shrink;
+    if (!(mine = serialise(pr, &mlen)) || sha256(mine, mlen, md) != 0) {
+        fail(errbuf, errlen, "projection: out of memory");
+        goto out;
+    }
+    if (memcmp(md, at, 32) != 0) {
+        fail(errbuf, errlen, "projection: %s fails its checksum (corrupt)", name);
+        goto out;
+    }
+    for (int k = 0; k < pr->out_dim; k++)
+        if (!(pr->scale[k] > 0) || !isfinite(pr->scale[k])) {
+            fail(errbuf, errlen, "projection: %s has a bad int8 scale", name);
+            goto out;
+        }
+    /* A checksum proves the bytes, not the numbers: a NaN would spread into
+     * every vector. */
+    for (size_t j = 0; j < m + pn; j++)
+        if (!isfinite(j < m ? pr->mean[j] : pr->p[j - m])) {
+            fail(errbuf, errlen, "projection: %s holds a value that is not finite", name);
+            goto out;
+        }
+    hex(md, pr->digest);
+    *out = pr;
+    pr = NULL;
+    rc = 0;
+out:
+    free(mine);
+    projection_free(pr);
+    return rc;
 }
 
 int projection_load(const char *path, struct projection **out, char *errbuf, size_t errlen)
@@ -329,60 +404,18 @@ int projection_load(const char *path, struct projection **out, char *errbuf, siz
         fail(errbuf, errlen, "projection: cannot open %s: %s", path, strerror(errno));
         return -1;
     }
-    struct header h;
-    struct projection *pr = NULL;
-    unsigned char *b = NULL, md[32], want[32];
-    size_t len = 0;
+    /* Bounded: the largest valid file is MAX_DIM x MAX_DIM floats and change. */
+    size_t cap = sizeof(struct header) + payload_floats(MAX_DIM, MAX_DIM) * sizeof(float) + 33;
+    unsigned char *b = malloc(cap);
+    size_t len = b ? fread(b, 1, cap, f) : 0;
     int rc = -1;
-    if (fread(&h, sizeof h, 1, f) != 1 || memcmp(h.magic, MAGIC, MAGIC_LEN) != 0) {
-        fail(errbuf, errlen, "projection: %s is not a projection file", path);
-        goto out;
-    }
-    if (h.in_dim == 0 || h.in_dim > MAX_DIM || h.out_dim == 0 || h.out_dim > h.in_dim) {
-        fail(errbuf, errlen, "projection: %s has bad sizes %u -> %u", path, h.in_dim, h.out_dim);
-        goto out;
-    }
-    if (!(pr = alloc_projection((int)h.in_dim, (int)h.out_dim))) {
+    if (!b)
         fail(errbuf, errlen, "projection: out of memory");
-        goto out;
-    }
-    size_t m = h.in_dim, pn = m * h.out_dim;
-    if (fread(pr->mean, sizeof(float), m, f) != m || fread(pr->p, sizeof(float), pn, f) != pn ||
-        fread(pr->scale, sizeof(float), h.out_dim, f) != h.out_dim || fread(want, 1, 32, f) != 32 ||
-        fgetc(f) != EOF) {
-        fail(errbuf, errlen, "projection: %s is truncated or too long", path);
-        goto out;
-    }
-    pr->n_train = h.n_train;
-    pr->power = h.power;
-    pr->shrink = h.shrink;
-    if (!(b = serialise(pr, &len)) || sha256(b, len, md) != 0) {
-        fail(errbuf, errlen, "projection: out of memory");
-        goto out;
-    }
-    if (memcmp(md, want, 32) != 0) {
-        fail(errbuf, errlen, "projection: %s fails its checksum (corrupt)", path);
-        goto out;
-    }
-    for (int k = 0; k < pr->out_dim; k++)
-        if (!(pr->scale[k] > 0) || !isfinite(pr->scale[k])) {
-            fail(errbuf, errlen, "projection: %s has a bad int8 scale", path);
-            goto out;
-        }
-    /* A checksum proves the bytes, not the numbers: a NaN would spread into
-     * every vector. */
-    for (size_t j = 0; j < m + pn; j++)
-        if (!isfinite(j < m ? pr->mean[j] : pr->p[j - m])) {
-            fail(errbuf, errlen, "projection: %s holds a value that is not finite", path);
-            goto out;
-        }
-    hex(md, pr->digest);
-    *out = pr;
-    pr = NULL;
-    rc = 0;
-out:
+    else if (ferror(f))
+        fail(errbuf, errlen, "projection: cannot read %s: %s", path, strerror(errno));
+    else
+        rc = projection_from_bytes(b, len, path, out, errbuf, errlen);
     fclose(f);
     free(b);
-    projection_free(pr);
     return rc;
 }

@@ -32,6 +32,13 @@ int projection_train(const float *x, size_t n, int in_dim, int out_dim, double p
 /* Writes atomically (temp file, fsync, rename). 0 ok; -1 with errbuf. */
 int projection_save(struct projection *pr, const char *path, char *errbuf, size_t errlen);
 
+/* The file's bytes in memory (what instances fitted their own projection
+ * keep in the database); sets pr->digest. 0 ok; -1 out of memory. */
+int projection_to_bytes(struct projection *pr, unsigned char **out, size_t *len);
+/* Parses and checks them (magic, sizes, digest); `name` is for messages. */
+int projection_from_bytes(const unsigned char *b, size_t len, const char *name,
+                          struct projection **out, char *errbuf, size_t errlen);
+
 /* Reads and checks the file (magic, sizes, digest). 0 ok; -1 with errbuf. */
 int projection_load(const char *path, struct projection **out, char *errbuf, size_t errlen);
 

@@ -6,6 +6,7 @@
 #include "server/compact.h"
 #include "server/http_log.h"
 #include "server/server.h"
+#include "server/spaces.h"
 
 enum err compact_space(struct request *req, const struct instance *inst,
                        const struct projection **pr)
@@ -14,10 +15,8 @@ enum err compact_space(struct request *req, const struct instance *inst,
     *pr = NULL;
     if (!inst->projection)
         return E_OK;
-    if (have && !strcmp(have->digest, inst->projection)) {
-        *pr = have;
+    if ((*pr = spaces_get(req->srv->spaces, inst->projection)))
         return E_OK;
-    }
     char detail[200];
     snprintf(detail, sizeof detail,
              "instance %s has compact descriptors of projection %.12s, %s%.12s", inst->name,

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <time.h>
 #include "index/projection.h"
+#include "server/compactor.h"
 #include "server/handlers.h"
 #include "server/json_util.h"
 #include "server/registry.h"
@@ -287,4 +288,27 @@ enum err h_admin_instance_get(struct request *req)
 enum err h_admin_instance_delete(struct request *req)
 {
     return delete_instance(req, req->params[1]);
+}
+
+/* Ours: makes a float instance compact in a space fitted on its own vectors
+ * (server/compactor.h). Synchronous: the answer says what was done. */
+enum err h_admin_instance_compact(struct request *req)
+{
+    struct instance inst;
+    enum err e = req_instance(req, req->params[1], &inst);
+    if (e)
+        return e;
+    struct compact_result res;
+    char why[300];
+    int rc = compact_instance(req->srv, inst.id, &res, why, sizeof why);
+    if (rc == -2)
+        e = req_fail(req, E_BAD_PARAM, why);
+    else if (rc != 0)
+        e = req_fail(req, E_STORE_FAILED, why);
+    else
+        req->reply = json_pack("{s:s, s:s, s:I, s:I, s:f}", "name", inst.name, "projection",
+                               res.digest, "vectors", (json_int_t)res.vectors, "trained_on",
+                               (json_int_t)res.trained_on, "seconds", res.seconds);
+    instance_free(&inst);
+    return e;
 }

@@ -19,6 +19,7 @@ enum err h_admin_instance_create(struct request *req);
 enum err h_admin_instance_list(struct request *req);
 enum err h_admin_instance_get(struct request *req);
 enum err h_admin_instance_delete(struct request *req);
+enum err h_admin_instance_compact(struct request *req);
 
 /* h_v2_data.c, h_v2_search.c: the v2 API. */
 enum err h_v2_add(struct request *req);

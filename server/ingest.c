@@ -270,9 +270,12 @@ enum err item_store(struct request *req, const struct instance *inst, struct ite
     double t_lock = req_clock_ms();
     pthread_mutex_lock(&rt->write_lock);
     req->timing.lock_ms = req_clock_ms() - t_lock;
-    enum db_status s = items_put(srv->db, inst->id, rec, force, &old_row);
+    enum db_status s = rt->retired ? DB_ERROR : items_put(srv->db, inst->id, rec, force, &old_row);
     double t_index = req_clock_ms();
-    if (s == DB_EXISTS) {
+    if (rt->retired) {
+        /* Made compact while this call waited: its vectors are float. */
+        e = req_fail(req, E_MA_4508, "the instance's descriptor space changed; retry");
+    } else if (s == DB_EXISTS) {
         e = req_fail(req, E_MMS_ITEM_EXISTS, rec->item_id);
     } else if (s != DB_OK) {
         char detail[300];
@@ -334,6 +337,12 @@ enum err item_remove(struct request *req, const struct instance *inst, const cha
     double t_lock = req_clock_ms();
     pthread_mutex_lock(&rt->write_lock);
     req->timing.lock_ms = req_clock_ms() - t_lock;
+    if (rt->retired) {
+        /* Made compact meanwhile: the new index has this row too. */
+        pthread_mutex_unlock(&rt->write_lock);
+        registry_put(srv->registry, rt);
+        return req_fail(req, E_MA_4508, "the instance's descriptor space changed; retry");
+    }
     int64_t seq = 0;
     enum db_status s = items_delete_seq(srv->db, inst->id, item_id, &row, &seq);
     *found = s == DB_OK;

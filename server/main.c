@@ -17,6 +17,7 @@
 #include "server/imports.h"
 #include "server/metrics.h"
 #include "server/registry.h"
+#include "server/spaces.h"
 #include "server/server.h"
 #include "server/workpool.h"
 #include "storage/db.h"
@@ -126,7 +127,8 @@ int main(int argc, char **argv)
     if (db_open_backend(pg ? SQL_POSTGRES : SQL_SQLITE, pg ? srv.cfg.storage.dsn : db_path, &srv.db,
                         err, sizeof err) != 0 ||
         source_create(&srv.cfg, &srv.source, err, sizeof err) != 0 ||
-        registry_new(&srv.cfg, srv.projection, srv.db, &srv.registry, err, sizeof err) != 0) {
+        spaces_new(srv.db, srv.projection, &srv.spaces) != 0 ||
+        registry_new(&srv.cfg, srv.spaces, srv.db, &srv.registry, err, sizeof err) != 0) {
         fprintf(stderr, "imgsearchd: %s\n", err);
         return 1;
     }
@@ -194,7 +196,7 @@ int main(int argc, char **argv)
     cluster_stop(srv.cluster); /* before the registry it reads */
     registry_free(srv.registry);
     extractor_close(srv.extractor);
-    projection_free(srv.projection);
+    spaces_free(srv.spaces); /* the configured projection too */
     source_free(srv.source);
     db_close(srv.db);
     metrics_free(srv.metrics);

@@ -48,6 +48,7 @@
 #include "server/http_log.h"
 #include "server/metrics.h"
 #include "server/registry.h"
+#include "server/spaces.h"
 #include "storage/db.h"
 #include "storage/nodes.h"
 #include "storage/vectors.h"
@@ -60,7 +61,7 @@ struct registry {
     struct db *db;
     char *dir;                 /* <data_dir>/index */
     struct vindex_options opt; /* dim: float instances' */
-    const struct projection *pr;
+    struct spaces *spaces;
     char *factory;
     struct instance_rt **items;
     size_t n, cap;
@@ -97,8 +98,8 @@ static double now_s(void)
 
 static void *saver_main(void *arg);
 
-int registry_new(const struct config *cfg, const struct projection *pr, struct db *db,
-                 struct registry **out, char *errbuf, size_t errlen)
+int registry_new(const struct config *cfg, struct spaces *sp, struct db *db, struct registry **out,
+                 char *errbuf, size_t errlen)
 {
     struct registry *reg = calloc(1, sizeof *reg);
     if (!reg)
@@ -106,7 +107,7 @@ int registry_new(const struct config *cfg, const struct projection *pr, struct d
     pthread_mutex_init(&reg->lock, NULL);
     pthread_cond_init(&reg->wake, NULL);
     reg->db = db;
-    reg->pr = pr;
+    reg->spaces = sp;
     if (asprintf(&reg->dir, "%s/index", cfg->data_dir) < 0) {
         reg->dir = NULL;
         goto nomem;
@@ -256,13 +257,14 @@ static struct vindex *load_index(struct registry *reg, struct instance_rt *rt)
         return NULL;
     }
     if (digest) {
-        if (!reg->pr || strcmp(digest, reg->pr->digest) != 0) {
-            log_info("index %lld: compact descriptors of projection %.12s, the server has %.12s",
-                     (long long)id, digest, reg->pr ? reg->pr->digest : "none");
+        pr = spaces_get(reg->spaces, digest);
+        if (!pr) {
+            log_info("index %lld: compact descriptors of projection %.12s, which this server "
+                     "does not know",
+                     (long long)id, digest);
             free(digest);
             return NULL;
         }
-        pr = reg->pr;
         opt.dim = pr->out_dim;
         free(digest);
     }

@@ -29,6 +29,8 @@ struct instance_rt {
     pthread_mutex_t write_lock; /* item add/update/delete of this instance */
     int refs;                   /* guarded by the registry lock */
     int dropped;                /* deleted: files go when the last ref does */
+    int retired;                /* made compact (server/compactor.c): set under write_lock, which
+                                 * writers check after taking it, as their vectors are float */
     /* Snapshot state, guarded by write_lock (written) and the registry lock
      * (read for metrics). */
     int64_t snap_seq;        /* change seq of the snapshot on disk; -1: none usable */
@@ -44,11 +46,12 @@ struct instance_rt {
 
 struct registry;
 
-/* `pr`: the server's projection (NULL: none); a compact instance's index is
- * out_dim-d, rebuilt from its decoded codes, and one of another projection
- * does not load (server/compact.h refuses its calls first). */
-int registry_new(const struct config *cfg, const struct projection *pr, struct db *db,
-                 struct registry **out, char *errbuf, size_t errlen);
+/* `sp`: the known projections; a compact instance's index is out_dim-d,
+ * rebuilt from its decoded codes, and one of an unknown projection does not
+ * load (server/compact.h refuses its calls first). */
+struct spaces;
+int registry_new(const struct config *cfg, struct spaces *sp, struct db *db, struct registry **out,
+                 char *errbuf, size_t errlen);
 /* Saves current snapshots (clean shutdown) and frees everything. */
 void registry_free(struct registry *reg);
 

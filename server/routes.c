@@ -45,6 +45,8 @@ const struct route routes[] = {
      "admin_instance_get"},
     {"DELETE", ADM "/instances/{name}", API_ADMIN, h_admin_instance_delete, CLOUD_NOBODY,
      "admin_instance_delete"},
+    {"POST", ADM "/instances/{name}/compact", API_ADMIN, h_admin_instance_compact, CLOUD_NOBODY,
+     "admin_instance_compact"},
 
     {"GET", ADM "/instances/{name}/items/{item_id}/thumbnail", API_ADMIN, h_admin_item_thumb,
      CLOUD_NOBODY, "admin_item_thumbnail"},

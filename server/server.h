@@ -27,7 +27,8 @@ struct server {
     struct cluster *cluster;     /* membership on a shared database; NULL on SQLite */
     /* [index] projection: compact descriptors for instances created now;
      * NULL: off (server/compact.h). */
-    struct projection *projection;
+    struct projection *projection; /* owned by spaces */
+    struct spaces *spaces;         /* every known projection, by digest */
     struct metrics *metrics;
     struct imports *imports;     /* background import jobs */
     struct workpool *pool;       /* runs the image calls; full queue -> 429 */

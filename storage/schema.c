@@ -147,6 +147,12 @@ static const char *const migrations[] = {
      * a node requeues only the jobs of dead nodes, and lists only its own
      * jobs' sources. NULL: a single node's job, or not running. */
     "ALTER TABLE import_jobs ADD COLUMN claimed_by TEXT;",
+    /* 10: projections fitted on an instance's own vectors (server/compactor.c),
+     * by digest: the file's bytes, so every node reads the same space. */
+    "CREATE TABLE projections ("
+    "  digest TEXT PRIMARY KEY,"
+    "  data BLOB NOT NULL,"
+    "  created_ms INTEGER NOT NULL) WITHOUT ROWID;",
 };
 
 size_t schema_count(void)

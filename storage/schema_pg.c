@@ -142,6 +142,11 @@ static const char *const migrations[] = {
 
     /* 9: the node running an import job. */
     "ALTER TABLE import_jobs ADD COLUMN claimed_by " T ";",
+    /* 10: projections fitted on an instance's own vectors, by digest. */
+    "CREATE TABLE projections ("
+    "  digest " T " PRIMARY KEY,"
+    "  data BYTEA NOT NULL,"
+    "  created_ms BIGINT NOT NULL);",
 };
 
 size_t schema_pg_count(void)

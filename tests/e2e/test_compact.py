@@ -227,3 +227,66 @@ def test_projection_file_must_be_sound(tmp_path):
         with pytest.raises(RuntimeError) as e:
             s.start(timeout=20)
         assert "[index] projection " + path in str(e.value), str(e.value)[-2000:]
+
+
+def test_compact_in_own_space(tmp_path):
+    """POST /admin/v1/{project}/instances/{name}/compact (ours): a float
+    instance is rewritten as int8 codes of a projection fitted on its own
+    stored vectors, with no [index] projection configured; it keeps finding
+    every item, takes new ones in the new space, survives a restart (the
+    projection is in the database) and kill -9 (rebuilt from the codes); a
+    second call, and an instance too small to fit, are refused with 400."""
+    s = Server()
+    s.start()
+    try:
+        c = s.client()
+        c.create_instance("own")
+        for seed in TRAIN_SEEDS:
+            add(c, "own", "t%d" % seed, scene(seed))
+        c.create_instance("tiny")
+        add(c, "tiny", "only", scene(1))
+        queries = list(TRAIN_SEEDS)[::6]
+        before = {seed: search(c, "own", modified(scene(seed)))[0][0] for seed in queries}
+        assert all(before[seed] == "t%d" % seed for seed in queries), before
+
+        r = c.admin("POST", "/instances/own/compact")
+        assert r.status == 200, r
+        assert r.json["vectors"] == 4 * len(TRAIN_SEEDS)
+        assert r.json["trained_on"] == 4 * len(TRAIN_SEEDS)
+        assert re.fullmatch(r"[0-9a-f]{64}", r.json["projection"])
+        digest = r.json["projection"]
+        assert descriptor(c, "own") == "compact"
+        _, items, views = blobs(s.data_dir, "own")
+        assert items == [256] * len(TRAIN_SEEDS) and views == [256] * (3 * len(TRAIN_SEEDS))
+        after = {seed: search(c, "own", modified(scene(seed)))[0][0] for seed in queries}
+        assert after == before
+        # New items go into the instance's own space.
+        add(c, "own", "new", scene(5500))
+        _, items, _ = blobs(s.data_dir, "own")
+        assert items == [256] * (len(TRAIN_SEEDS) + 1)
+        assert search(c, "own", modified(scene(5500)))[0][0] == "new"
+
+        r = c.admin("POST", "/instances/own/compact")
+        assert r.status == 400 and "already compact" in r.body.decode(), r
+        r = c.admin("POST", "/instances/tiny/compact")
+        assert r.status == 400 and "needs more than 256" in r.body.decode(), r
+        assert descriptor(c, "tiny") == "float"
+        r = c.admin("POST", "/instances/nosuch/compact")
+        assert r.status in (400, 404), r
+
+        # The space is in the database: a restart (snapshot) and kill -9
+        # (rebuild from the codes) answer the same.
+        s.stop()
+        s.start()
+        c = s.client()
+        assert {seed: search(c, "own", modified(scene(seed)))[0][0] for seed in queries} == before
+        s.stop(sig=9, check=False)
+        s.start()
+        c = s.client()
+        assert {seed: search(c, "own", modified(scene(seed)))[0][0] for seed in queries} == before
+        assert descriptor(c, "own") == "compact"
+        with sqlite3.connect(os.path.join(s.data_dir, "imgsearch.db")) as db:
+            assert db.execute("SELECT count(*) FROM projections WHERE digest = ?",
+                              (digest,)).fetchone() == (1,)
+    finally:
+        s.stop(check=False)

@@ -8,6 +8,7 @@
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -203,6 +204,40 @@ static void test_save_load(void)
     projection_free(pr);
 }
 
+/* In memory (how a projection fitted on an instance is kept in the
+ * database): the bytes are the file's, the digest the same, and a flipped
+ * byte or a short buffer is refused. */
+static void test_bytes_round_trip(void)
+{
+    struct projection *pr = fit(1), *back = NULL;
+    if (!pr)
+        return;
+    unsigned char *b = NULL;
+    size_t len = 0;
+    char err[256] = "", path[128];
+    CHECK_INT(projection_to_bytes(pr, &b, &len), 0);
+    CHECK_INT(strlen(pr->digest), 64);
+    snprintf(path, sizeof path, "%s/q.bin", dir);
+    CHECK_INT(projection_save(pr, path, err, sizeof err), 0);
+    struct stat st;
+    CHECK(stat(path, &st) == 0 && (size_t)st.st_size == len);
+    CHECK_INT(projection_from_bytes(b, len, "test", &back, err, sizeof err), 0);
+    if (back) {
+        CHECK_STR(back->digest, pr->digest);
+        CHECK(!memcmp(back->p, pr->p, sizeof(float) * D * K));
+        projection_free(back);
+        back = NULL;
+    }
+    b[len / 2] ^= 1;
+    CHECK_INT(projection_from_bytes(b, len, "test", &back, err, sizeof err), -1);
+    CHECK(strstr(err, "checksum") != NULL);
+    CHECK_INT(projection_from_bytes(b, len - 1, "test", &back, err, sizeof err), -1);
+    CHECK_INT(projection_from_bytes(b, 10, "test", &back, err, sizeof err), -1);
+    CHECK(back == NULL);
+    free(b);
+    projection_free(pr);
+}
+
 static void test_too_few_vectors(void)
 {
     struct projection *pr = NULL;
@@ -225,6 +260,7 @@ int main(void)
     RUN(test_pca_unit_rows_and_unit_output);
     RUN(test_int8_round_trip);
     RUN(test_save_load);
+    RUN(test_bytes_round_trip);
     RUN(test_too_few_vectors);
     free(data);
     char cmd[128];

@@ -2,12 +2,14 @@
  * instance stores each vector as out_dim int8 codes; items_vector,
  * items_vector_row and vectors_for_each decode them to exactly the floats
  * projection_decode gives (what the live index holds), and a blob of the
- * other mode is refused, never misread. Float instances are unchanged. */
+ * other mode is refused, never misread. Float instances are unchanged, and
+ * one is converted to codes in place (storage/compaction.h). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include "index/projection.h"
+#include "storage/compaction.h"
 #include "storage/db.h"
 #include "storage/instances.h"
 #include "storage/items.h"
@@ -173,6 +175,103 @@ static void test_float_instance_unchanged(void)
     db_close(db);
 }
 
+/* compaction_convert: a float instance with 300 items (2 views each, so the
+ * rewrite crosses its 256-row batches in both tables) becomes compact in
+ * one transaction: every vector is now pr's codes of the float it was, the
+ * projection is stored under its digest, change_seq moved on and
+ * replay_floor with it; a second call is refused and changes nothing. The
+ * sample reads every stored vector, and at most `max` of them. */
+static void test_compaction(void)
+{
+    struct db *db = open_db("compaction");
+    if (!db)
+        return;
+    int64_t inst = make_instance(db, "f", NULL);
+    enum { N = 300 };
+    static float x[N][2][IN];
+    static const int ks[] = {1};
+    unsigned seed = 11;
+    int64_t first_row = 0;
+    for (int i = 0; i < N; i++) {
+        for (int v = 0; v < 2; v++)
+            for (int d = 0; d < IN; d++)
+                x[i][v][d] = rnd(&seed);
+        char id[16];
+        snprintf(id, sizeof id, "i%03d", i);
+        struct item_rec rec = {.item_id = id,
+                               .vector = x[i][0],
+                               .dim = IN,
+                               .extra = x[i][1],
+                               .extra_k = ks,
+                               .n_extra = 1};
+        int64_t old = 0;
+        CHECK_INT(items_put(db, inst, &rec, 0, &old), DB_OK);
+        if (i == 0)
+            first_row = rec.row;
+    }
+    float *sample = NULL;
+    size_t n = 0;
+    CHECK_INT(compaction_sample(db, inst, IN, 100000, &sample, &n), 0);
+    CHECK_INT(n, 2 * N);
+    free(sample);
+    CHECK_INT(compaction_sample(db, inst, IN, 50, &sample, &n), 0);
+    CHECK_INT(n, 50);
+    free(sample);
+
+    int64_t cs0 = 0, floor0 = 0, cs1 = 0, floor1 = 0;
+    CHECK_INT(vectors_log_state(db, inst, &cs0, &floor0), 0);
+    unsigned char *bytes = NULL;
+    size_t len = 0;
+    CHECK_INT(projection_to_bytes(pr, &bytes, &len), 0);
+    long long converted = 0;
+    char err[256] = "";
+    CHECK_INT(compaction_convert(db, inst, pr, bytes, len, &converted, err, sizeof err), 0);
+    if (*err)
+        fprintf(stderr, "  %s\n", err);
+    CHECK_INT(converted, 2 * N);
+    CHECK_INT(vectors_log_state(db, inst, &cs1, &floor1), 0);
+    CHECK_INT(cs1, cs0 + 1);
+    CHECK_INT(floor1, cs1);
+    char *digest = NULL;
+    CHECK_INT(vectors_projection(db, inst, &digest), DB_OK);
+    CHECK_STR(digest, pr->digest);
+    free(digest);
+    unsigned char *back = NULL;
+    size_t blen = 0;
+    CHECK_INT(projections_get(db, pr->digest, &back, &blen), DB_OK);
+    CHECK(blen == len && back && !memcmp(back, bytes, len));
+    free(back);
+    CHECK_INT(projections_get(db, "0000", &back, &blen), DB_NOT_FOUND);
+
+    /* Every vector, the last item's too, is the codes of its float. */
+    static float y[OUT], want[OUT];
+    static int8_t q[OUT];
+    for (int i = 0; i < N; i += N - 1) {
+        float *v = NULL;
+        char id[16];
+        snprintf(id, sizeof id, "i%03d", i);
+        projection_apply(pr, x[i][0], want);
+        projection_encode(pr, want, q);
+        projection_decode(pr, q, y);
+        CHECK_INT(items_vector(db, inst, id, OUT, pr, &v), DB_OK);
+        CHECK(v && !memcmp(v, y, sizeof y));
+        free(v);
+    }
+    CHECK_INT(blob_bytes(db, "SELECT vector FROM item_regions WHERE item = ? AND k = 1",
+                         first_row + N - 1),
+              OUT);
+    struct seen s = {0};
+    CHECK_INT(vectors_for_each(db, inst, IN, NULL, collect, &s), 0);
+    CHECK_INT(s.n, 0); /* no float vector left */
+
+    /* Already compact: refused, nothing changes. */
+    CHECK(compaction_convert(db, inst, pr, bytes, len, &converted, err, sizeof err) != 0);
+    CHECK_INT(vectors_log_state(db, inst, &cs0, &floor0), 0);
+    CHECK_INT(cs0, cs1);
+    free(bytes);
+    db_close(db);
+}
+
 int main(void)
 {
     if (testdb_init("test-vectors") != 0)
@@ -193,6 +292,7 @@ int main(void)
     pr->digest[64] = '\0';
     RUN(test_codes_round_trip);
     RUN(test_float_instance_unchanged);
+    RUN(test_compaction);
     projection_free(pr);
     testdb_cleanup();
     return unit_report();
