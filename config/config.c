@@ -457,6 +457,8 @@ static int index_key(struct parse_ctx *ctx, const char *k, const char *v)
         return parse_long(ctx, v, 0, 1L << 40, &ix->snapshot_changes);
     if (!strcmp(k, "snapshot_seconds"))
         return parse_long(ctx, v, 0, 1L << 30, &ix->snapshot_seconds);
+    if (!strcmp(k, "compact_after"))
+        return parse_long(ctx, v, 0, 1L << 40, &ix->compact_after);
     if (!strcmp(k, "projection")) {
         if (!*v) { /* empty: off */
             free(ix->projection);
@@ -790,6 +792,9 @@ void config_usage(FILE *out)
           "  snapshot_seconds = N     ... or once a change is N seconds old (300; 0: never)\n"
           "  projection = PATH        compact descriptors (make projection): instances\n"
           "                           created from now on store 256-d int8 codes (empty: off)\n"
+          "  compact_after = N        a float instance of N items or more is made compact\n"
+          "                           in a space fitted on its own vectors, at start and\n"
+          "                           as it grows; one-way (0: never; default 0)\n"
           "[search]\n"
           "  query_views = on|off     also search the centre window and the grey view\n"
           "                           of a query whose best score is low (default on)\n"

@@ -65,6 +65,8 @@ struct index_config {
     long snapshot_changes; /* background snapshot after this many changes; 0: never */
     long snapshot_seconds; /* ... or when a change is this old; 0: never */
     char *projection;      /* compact descriptors for new instances; NULL: off */
+    long compact_after;    /* items: a float instance this big goes compact in its own
+                            * space (server/compactor.h), at start and as it grows; 0: never */
 };
 
 /* [search]: query-time retries of a weak match. When the query's best score

@@ -1,4 +1,5 @@
 /* compactor.c: a float instance made compact in its own space (compactor.h). */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -108,4 +109,139 @@ out:
                  "%.2f s)",
                  (long long)id, res->digest, res->vectors, res->trained_on, res->seconds);
     return rc;
+}
+
+/* --- [index] compact_after ------------------------------------------------ */
+
+#define PENDING_MAX 64
+
+struct compactor {
+    pthread_t thread;
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
+    int stopping;
+    int64_t pending[PENDING_MAX];
+    int n_pending;
+    int64_t *done; /* compacted or refused: never tried again by this process */
+    size_t n_done, cap_done;
+};
+
+static int seen(const struct compactor *cp, int64_t id)
+{
+    for (size_t i = 0; i < cp->n_done; i++)
+        if (cp->done[i] == id)
+            return 1;
+    for (int i = 0; i < cp->n_pending; i++)
+        if (cp->pending[i] == id)
+            return 1;
+    return 0;
+}
+
+static void mark_done(struct compactor *cp, int64_t id)
+{
+    if (cp->n_done == cp->cap_done) {
+        size_t cap = cp->cap_done ? cp->cap_done * 2 : 16;
+        int64_t *g = realloc(cp->done, cap * sizeof *g);
+        if (!g)
+            return; /* it may be tried again: harmless, it is refused */
+        cp->done = g;
+        cp->cap_done = cap;
+    }
+    cp->done[cp->n_done++] = id;
+}
+
+static void run_one(struct server *srv, int64_t id)
+{
+    struct compact_result res;
+    char why[300];
+    int rc = compact_instance(srv, id, &res, why, sizeof why);
+    if (rc != 0)
+        log_info("instance %lld: not made compact (%s)", (long long)id, why);
+}
+
+static void *compactor_main(void *arg)
+{
+    struct server *srv = arg;
+    struct compactor *cp = srv->compactor;
+    /* Existing data dirs: every float instance already past the size. */
+    int64_t *ids = NULL;
+    size_t n = 0;
+    if (compaction_candidates(srv->db, srv->cfg.index.compact_after, &ids, &n) != 0)
+        log_info("compactor: cannot list the instances to make compact (%s)", db_last_error());
+    for (size_t i = 0; i < n; i++) {
+        pthread_mutex_lock(&cp->lock);
+        int stop = cp->stopping;
+        if (!stop)
+            mark_done(cp, ids[i]);
+        pthread_mutex_unlock(&cp->lock);
+        if (stop)
+            break;
+        run_one(srv, ids[i]);
+    }
+    free(ids);
+    pthread_mutex_lock(&cp->lock);
+    for (;;) {
+        while (!cp->n_pending && !cp->stopping)
+            pthread_cond_wait(&cp->wake, &cp->lock);
+        if (cp->stopping)
+            break;
+        int64_t id = cp->pending[--cp->n_pending];
+        mark_done(cp, id);
+        pthread_mutex_unlock(&cp->lock);
+        run_one(srv, id);
+        pthread_mutex_lock(&cp->lock);
+    }
+    pthread_mutex_unlock(&cp->lock);
+    return NULL;
+}
+
+int compactor_start(struct server *srv)
+{
+    srv->compactor = NULL;
+    if (srv->cfg.index.compact_after <= 0)
+        return 0;
+    struct compactor *cp = calloc(1, sizeof *cp);
+    if (!cp)
+        return -1;
+    pthread_mutex_init(&cp->lock, NULL);
+    pthread_cond_init(&cp->wake, NULL);
+    srv->compactor = cp;
+    if (pthread_create(&cp->thread, NULL, compactor_main, srv) != 0) {
+        srv->compactor = NULL;
+        free(cp);
+        return -1;
+    }
+    return 0;
+}
+
+void compactor_note(struct server *srv, int64_t instance_id, size_t items)
+{
+    struct compactor *cp = srv->compactor;
+    if (!cp || items < (size_t)srv->cfg.index.compact_after)
+        return;
+    pthread_mutex_lock(&cp->lock);
+    if (!seen(cp, instance_id) && cp->n_pending < PENDING_MAX) {
+        cp->pending[cp->n_pending++] = instance_id;
+        pthread_cond_signal(&cp->wake);
+    }
+    pthread_mutex_unlock(&cp->lock);
+}
+
+/* Waits for a compaction in progress: it is one transaction, and a stop in
+ * the middle of it would only roll it back. */
+void compactor_stop(struct server *srv)
+{
+    struct compactor *cp = srv->compactor;
+    if (!cp)
+        return;
+    pthread_mutex_lock(&cp->lock);
+    cp->stopping = 1;
+    pthread_cond_signal(&cp->wake);
+    pthread_mutex_unlock(&cp->lock);
+    pthread_join(cp->thread, NULL);
+    pthread_mutex_destroy(&cp->lock);
+    pthread_cond_destroy(&cp->wake);
+    free(cp->done);
+    free(cp);
+    srv->compactor = NULL;
 }

@@ -7,6 +7,7 @@
 #ifndef IMGSEARCH_COMPACTOR_H
 #define IMGSEARCH_COMPACTOR_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include "server/server.h"
 
@@ -28,5 +29,13 @@ struct compact_result {
  * -1 failed (a store error). */
 int compact_instance(struct server *srv, int64_t instance_id, struct compact_result *res,
                      char *errbuf, size_t errlen);
+
+/* [index] compact_after: a thread that makes float instances of that many
+ * items compact, first every one already that big (existing data dirs, at
+ * start), then each add reports its instance's size here. A no-op when the
+ * setting is 0. */
+int compactor_start(struct server *srv);
+void compactor_note(struct server *srv, int64_t instance_id, size_t items);
+void compactor_stop(struct server *srv);
 
 #endif

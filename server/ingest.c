@@ -9,6 +9,7 @@
 #include "index/views.h"
 #include "index/vindex.h"
 #include "server/compact.h"
+#include "server/compactor.h"
 #include "server/http_log.h"
 #include "server/ingest.h"
 #include "server/metrics.h"
@@ -303,8 +304,11 @@ enum err item_store(struct request *req, const struct instance *inst, struct ite
         }
     }
     req->timing.index_ms = req_clock_ms() - t_index;
+    size_t items = e == E_OK && !pr ? vindex_count(rt->vi) / (size_t)(1 + rec->n_extra) : 0;
     pthread_mutex_unlock(&rt->write_lock);
     registry_put(srv->registry, rt);
+    if (items)
+        compactor_note(srv, inst->id, items);
 out:
     free(thumb);
     free(regions);

@@ -16,6 +16,7 @@
 #include "server/http_log.h"
 #include "server/imports.h"
 #include "server/metrics.h"
+#include "server/compactor.h"
 #include "server/registry.h"
 #include "server/spaces.h"
 #include "server/server.h"
@@ -154,6 +155,10 @@ int main(int argc, char **argv)
     if (srv.cfg.auth_mode == AUTH_NONE)
         log_info("warning: [auth] mode = none: every request is accepted without credentials");
     /* Before HTTP, so new jobs find the pool; resumes interrupted jobs. */
+    if (compactor_start(&srv) != 0) {
+        fprintf(stderr, "imgsearchd: cannot start the compactor\n");
+        return 1;
+    }
     if (imports_start(&srv, &srv.imports, err, sizeof err) != 0) {
         fprintf(stderr, "imgsearchd: %s\n", err);
         return 1;
@@ -193,6 +198,7 @@ int main(int argc, char **argv)
     workpool_free(srv.pool);
     workpool_free(srv.store_pool);
     imports_stop(srv.imports); /* after the current image; the rest resumes at start */
+    compactor_stop(&srv);
     cluster_stop(srv.cluster); /* before the registry it reads */
     registry_free(srv.registry);
     extractor_close(srv.extractor);

@@ -29,6 +29,7 @@ struct server {
      * NULL: off (server/compact.h). */
     struct projection *projection; /* owned by spaces */
     struct spaces *spaces;         /* every known projection, by digest */
+    struct compactor *compactor;   /* [index] compact_after; NULL: off */
     struct metrics *metrics;
     struct imports *imports;     /* background import jobs */
     struct workpool *pool;       /* runs the image calls; full queue -> 429 */

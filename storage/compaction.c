@@ -231,3 +231,36 @@ enum db_status projections_get(struct db *db, const char *digest, unsigned char 
     sql_finalize(st);
     return rc;
 }
+
+int compaction_candidates(struct db *db, long items, int64_t **ids, size_t *n)
+{
+    struct sql_conn *c = db_conn(db);
+    struct sql_stmt *st =
+        c ? sql_prepare(c, "SELECT i.id FROM instances i WHERE i.projection IS NULL AND"
+                           " (SELECT count(*) FROM items WHERE instance_id = i.id) >= ?"
+                           " ORDER BY i.id")
+          : NULL;
+    size_t cap = 0;
+    *ids = NULL;
+    *n = 0;
+    if (!st)
+        return -1;
+    sql_bind_int64(st, 1, items);
+    int s, rc = 0;
+    while ((s = sql_step(st)) == SQL_ROW) {
+        if (*n == cap) {
+            cap = cap ? cap * 2 : 16;
+            int64_t *g = realloc(*ids, cap * sizeof *g);
+            if (!g) {
+                rc = -1;
+                break;
+            }
+            *ids = g;
+        }
+        (*ids)[(*n)++] = sql_column_int64(st, 0);
+    }
+    if (rc == 0 && s != SQL_DONE)
+        rc = -1;
+    sql_finalize(st);
+    return rc;
+}

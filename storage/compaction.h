@@ -27,6 +27,9 @@ int compaction_convert(struct db *db, int64_t instance_id, const struct projecti
                        const unsigned char *bytes, size_t len, long long *converted, char *errbuf,
                        size_t errlen);
 
+/* Float instances with at least `items` items (malloc'd ids). */
+int compaction_candidates(struct db *db, long items, int64_t **ids, size_t *n);
+
 /* The bytes of a projection kept under `digest` (malloc'd). */
 enum db_status projections_get(struct db *db, const char *digest, unsigned char **data,
                                size_t *len);

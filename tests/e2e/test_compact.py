@@ -290,3 +290,51 @@ def test_compact_in_own_space(tmp_path):
                               (digest,)).fetchone() == (1,)
     finally:
         s.stop(check=False)
+
+
+def _wait_compact(c, name, seconds=120):
+    import time
+    deadline = time.time() + seconds
+    while descriptor(c, name) != "compact" and time.time() < deadline:
+        time.sleep(0.2)
+    return descriptor(c, name)
+
+
+def test_compact_after(tmp_path):
+    """[index] compact_after = N: a data dir from before (a float instance of
+    N items) is made compact at start without losing an item, and an
+    instance that grows to N items while the server runs follows."""
+    s = Server()
+    s.start()
+    try:
+        c = s.client()
+        c.create_instance("old")
+        for seed in TRAIN_SEEDS:
+            add(c, "old", "t%d" % seed, scene(seed))
+        c.create_instance("small")
+        add(c, "small", "one", scene(7))
+        assert descriptor(c, "old") == "float"
+    finally:
+        s.stop()
+    n = len(TRAIN_SEEDS)
+    s = Server(extra="[index]\ncompact_after = %d\n" % n, data_dir=s.data_dir)
+    s.start()
+    try:
+        c = s.client()
+        assert _wait_compact(c, "old") == "compact"
+        assert descriptor(c, "small") == "float"
+        for seed in TRAIN_SEEDS:
+            r = c.v2("old", "data/check", {"item_id": "t%d" % seed})
+            assert r.status == 200 and r.json["data"]["existed"], r
+        _, items, views = blobs(s.data_dir, "old")
+        assert items == [256] * n and views == [256] * (3 * n)
+        for seed in list(TRAIN_SEEDS)[::9]:
+            assert search(c, "old", modified(scene(seed)))[0][0] == "t%d" % seed
+
+        c.create_instance("live")
+        for seed in TRAIN_SEEDS:
+            add(c, "live", "t%d" % seed, scene(seed))
+        assert _wait_compact(c, "live") == "compact"
+        assert search(c, "live", modified(scene(5003)))[0][0] == "t5003"
+    finally:
+        s.stop()
