@@ -229,6 +229,17 @@ def test_projection_file_must_be_sound(tmp_path):
         assert "[index] projection " + path in str(e.value), str(e.value)[-2000:]
 
 
+def float_instances(s, big, small):
+    """`big` with the 72 training items (288 vectors), `small` with one."""
+    c = s.client()
+    c.create_instance(big)
+    for seed in TRAIN_SEEDS:
+        add(c, big, "t%d" % seed, scene(seed))
+    c.create_instance(small)
+    add(c, small, "one", scene(7))
+    return c
+
+
 def test_compact_in_own_space(tmp_path):
     """POST /admin/v1/{project}/instances/{name}/compact (ours): a float
     instance is rewritten as int8 codes of a projection fitted on its own
@@ -239,12 +250,7 @@ def test_compact_in_own_space(tmp_path):
     s = Server()
     s.start()
     try:
-        c = s.client()
-        c.create_instance("own")
-        for seed in TRAIN_SEEDS:
-            add(c, "own", "t%d" % seed, scene(seed))
-        c.create_instance("tiny")
-        add(c, "tiny", "only", scene(1))
+        c = float_instances(s, "own", "tiny")
         queries = list(TRAIN_SEEDS)[::6]
         before = {seed: search(c, "own", modified(scene(seed)))[0][0] for seed in queries}
         assert all(before[seed] == "t%d" % seed for seed in queries), before
@@ -307,12 +313,7 @@ def test_compact_after(tmp_path):
     s = Server()
     s.start()
     try:
-        c = s.client()
-        c.create_instance("old")
-        for seed in TRAIN_SEEDS:
-            add(c, "old", "t%d" % seed, scene(seed))
-        c.create_instance("small")
-        add(c, "small", "one", scene(7))
+        c = float_instances(s, "old", "small")
         assert descriptor(c, "old") == "float"
     finally:
         s.stop()
