@@ -25,6 +25,8 @@
 #include <faiss/IndexFlat.h>
 #include <faiss/IndexIDMap.h>
 #include <faiss/IndexIVF.h>
+#include <faiss/IndexIVFFastScan.h>
+#include <faiss/IndexIVFPQ.h>
 #include <faiss/IndexPreTransform.h>
 #include <faiss/impl/FaissException.h>
 #include <faiss/impl/IDSelector.h>
@@ -349,6 +351,26 @@ int imgsearch_faiss_search_params(const FaissIndex *index, idx_t n, const float 
         SortedSelector sel(allowed, n_allowed);
         search_params(cxx(index), n, x, k, nprobe, max_codes, allowed ? &sel : nullptr, distances,
                       labels);
+    });
+}
+
+int imgsearch_faiss_ann_setup(FaissIndex *index)
+{
+    return guard([&] {
+        faiss::Index *idx = cxx(index);
+        for (;;) {
+            if (auto *pt = dynamic_cast<faiss::IndexPreTransform *>(idx))
+                idx = pt->index;
+            else if (auto *im = dynamic_cast<faiss::IndexIDMap *>(idx))
+                idx = im->index;
+            else
+                break;
+        }
+        if (dynamic_cast<faiss::IndexIVFFastScan *>(idx))
+            FAISS_THROW_MSG("fast-scan IVF indexes take no per-query nprobe or id filter in "
+                            "FAISS 1.7.3; use e.g. IVF4096,PQ32");
+        if (auto *ivfpq = dynamic_cast<faiss::IndexIVFPQ *>(idx))
+            ivfpq->do_polysemous_training = false;
     });
 }
 

@@ -33,6 +33,16 @@ int imgsearch_faiss_search_params(const FaissIndex *index, idx_t n, const float 
                                   size_t nprobe, size_t max_codes, const idx_t *allowed,
                                   size_t n_allowed, float *distances, idx_t *labels);
 
+/* Readies an untrained index built from the ann_factory string. Returns 0,
+ * or a FaissErrorCode with the reason in faiss_get_last_error():
+ * - FAISS 1.7.3's fast-scan IVF ("IVF..,PQ32x4fs") throws on any
+ *   SearchParameters and has no id filter, so every search would fail (or,
+ *   with its one shared nprobe, race between requests): refused up front.
+ * - IVF-PQ trains polysemous codes by default, for a Hamming-threshold
+ *   search we never use; that took 140 of 190 s training IVF1024,PQ32 on
+ *   65k vectors here: turned off. */
+int imgsearch_faiss_ann_setup(FaissIndex *index);
+
 #ifdef __cplusplus
 }
 #endif

@@ -108,6 +108,12 @@ static int new_ann(int dim, const char *factory, FaissIndex **out)
         set_faiss_err("bad ann_factory");
         return -1;
     }
+    if (imgsearch_faiss_ann_setup(*out) != 0) {
+        set_faiss_err("bad ann_factory");
+        faiss_Index_free(*out);
+        *out = NULL;
+        return -1;
+    }
     if (strstr(factory, "IVF")) {
         FaissParameterSpace *ps = NULL;
         if (faiss_ParameterSpace_new(&ps) == 0) {

@@ -522,6 +522,12 @@ static void test_errors(void)
     CHECK(vi == NULL);
     CHECK(strstr(err, "ann_factory") != NULL);
     CHECK(strlen(vindex_last_error()) > 0);
+    // FAISS 1.7.3's fast-scan throws on any per-query parameter: refused
+    // when the index is made, not at the first search past exact_max.
+    o.ann_factory = "IVF16,PQ16x4fs";
+    CHECK_INT(vindex_create(&o, &vi, err, sizeof err), -1);
+    CHECK(vi == NULL);
+    CHECK(strstr(err, "fast-scan") != NULL);
     o.ann_factory = "IVF16,SQ8";
     o.dim = 0;
     CHECK_INT(vindex_create(&o, &vi, err, sizeof err), -1);
