@@ -7,6 +7,11 @@
  * so searches keep using the flat index meanwhile; a writer mutex keeps other
  * adds/removes out until the swap.
  *
+ * Re-rank: a PQ index orders candidates by lossy codes; with a fetch
+ * function, the ANN tier asks for max(k, rerank) candidates and re-scores
+ * them exactly (index/rerank.c) after dropping the read lock, so a slow fetch
+ * (SQLite on a cold page cache) never holds up a writer.
+ *
  * Threads: searches share the read lock; adds/removes hold the write lock
  * only while FAISS mutates. Searches run OpenMP with 1 thread (set per
  * calling thread): several OpenMP threads per query make one-at-a-time
@@ -15,6 +20,7 @@
 #include "index/vindex.h"
 
 #include "index/faiss_ext.h"
+#include "index/rerank.h"
 
 #include <faiss/c_api/AutoTune_c.h>
 #include <faiss/c_api/IndexFlat_c.h>
@@ -49,6 +55,9 @@ struct vindex {
     int dim;
     long exact_max;
     char *factory;
+    int rerank; /* candidates re-ranked in the ANN tier; 0: none */
+    rerank_fetch_fn fetch;
+    void *fetch_arg;
 };
 
 static _Thread_local char last_err[512];
@@ -133,7 +142,8 @@ static int is_exact_index(FaissIndex *idx)
 
 static int check_options(const struct vindex_options *opt)
 {
-    if (!opt || opt->dim <= 0 || opt->exact_max < 0 || !opt->ann_factory || !*opt->ann_factory) {
+    if (!opt || opt->dim <= 0 || opt->exact_max < 0 || !opt->ann_factory || !*opt->ann_factory ||
+        opt->rerank < 0) {
         set_err("invalid vindex options");
         return -1;
     }
@@ -154,6 +164,9 @@ static int wrap(const struct vindex_options *opt, FaissIndex *idx, struct vindex
     vi->exact = is_exact_index(idx);
     vi->dim = opt->dim;
     vi->exact_max = opt->exact_max;
+    vi->rerank = opt->fetch ? opt->rerank : 0;
+    vi->fetch = opt->fetch;
+    vi->fetch_arg = opt->fetch_arg;
     *out = vi;
     return 0;
 }
@@ -473,6 +486,31 @@ static void widen_for_filter(struct vindex *vi, size_t n_allowed, size_t *nprobe
     }
 }
 
+/* Searches the index for `want` results into dis/lab; returns how many are
+ * real, or -1. Caller holds the read lock. */
+static int search_locked(struct vindex *vi, const float *query, int want, int k,
+                         const int64_t *allowed, size_t n_allowed, size_t nprobe, size_t max_codes,
+                         float *dis, idx_t *lab)
+{
+    int found = 0;
+    if (allowed && !vi->exact)
+        widen_for_filter(vi, n_allowed, &nprobe, &max_codes);
+    int rc = imgsearch_faiss_search_params(vi->idx, 1, query, want, nprobe, max_codes, allowed,
+                                           n_allowed, dis, lab);
+    while (rc == 0 && found < want && lab[found] >= 0)
+        found++;
+    /* A filter can hide every match from the probed lists / scan budget; the
+     * caller asked for k matching items, so scan the whole index then. */
+    if (rc == 0 && allowed && !vi->exact && found < k && (size_t)found < n_allowed) {
+        rc = imgsearch_faiss_search_params(vi->idx, 1, query, want, (size_t)-1, 0, allowed,
+                                           n_allowed, dis, lab);
+        found = 0;
+        while (rc == 0 && found < want && lab[found] >= 0)
+            found++;
+    }
+    return rc == 0 ? found : -1;
+}
+
 int vindex_search(struct vindex *vi, const float *query, int k,
                   const struct vindex_search_params *p, int64_t *ids, float *scores, int *n_found)
 {
@@ -491,9 +529,11 @@ int vindex_search(struct vindex *vi, const float *query, int k,
         set_err("vindex_search: allowed ids are not sorted");
         return -1;
     }
-    if (k > 64) {
-        dis = malloc((size_t)k * sizeof *dis);
-        lab = malloc((size_t)k * sizeof *lab);
+    // Sized for the re-rank depth: the tier is only known under the lock.
+    int depth = vi->rerank > k ? vi->rerank : k;
+    if (depth > 64) {
+        dis = malloc((size_t)depth * sizeof *dis);
+        lab = malloc((size_t)depth * sizeof *lab);
         if (!dis || !lab) {
             set_err("out of memory");
             goto done;
@@ -504,33 +544,31 @@ int vindex_search(struct vindex *vi, const float *query, int k,
     int omp_prev = omp_get_max_threads();
     omp_set_num_threads(1);
     pthread_rwlock_rdlock(&vi->lock);
-    if (allowed && !vi->exact)
-        widen_for_filter(vi, n_allowed, &nprobe, &max_codes);
-    rc = imgsearch_faiss_search_params(vi->idx, 1, query, k, nprobe, max_codes, allowed, n_allowed,
-                                       dis, lab);
-    while (rc == 0 && found < k && lab[found] >= 0)
-        found++;
-    /* A filter can hide every match from the probed lists / scan budget; the
-     * caller asked for k matching items, so scan the whole index then. */
-    if (rc == 0 && allowed && !vi->exact && found < k && (size_t)found < n_allowed) {
-        rc = imgsearch_faiss_search_params(vi->idx, 1, query, k, (size_t)-1, 0, allowed, n_allowed,
-                                           dis, lab);
-        found = 0;
-        while (rc == 0 && found < k && lab[found] >= 0)
-            found++;
-    }
+    int rerank = !vi->exact && vi->rerank > 0;
+    found = search_locked(vi, query, rerank ? depth : k, k, allowed, n_allowed, nprobe, max_codes,
+                          dis, lab);
     pthread_rwlock_unlock(&vi->lock);
     omp_set_num_threads(omp_prev);
-    if (rc != 0) {
+    if (found < 0) {
         set_faiss_err("vindex_search");
-        rc = -1;
         goto done;
     }
+    if (rerank && found > 0) {
+        const char *why = "";
+        found = rerank_exact(vi->fetch, vi->fetch_arg, vi->dim, query, found, lab, dis, k, &why);
+        if (found < 0) {
+            set_err("vindex_search: %s", why);
+            goto done;
+        }
+    }
+    if (found > k)
+        found = k;
     for (int i = 0; i < found; i++) {
         ids[i] = lab[i];
         scores[i] = dis[i];
     }
     *n_found = found;
+    rc = 0;
 done:
     if (dis != dstack)
         free(dis);

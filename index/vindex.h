@@ -1,8 +1,9 @@
 /* vindex.h: one vector index per instance (FAISS through its C API), inner
  * product on L2-normalised vectors. Exact (IDMap,Flat) up to exact_max items;
- * past that it retrains into the configured ANN index (e.g. IVF1024,SQ8).
- * Thread-safe: searches share a read lock, adds/removes take a short write
- * lock, so a search never waits behind a whole batch add. */
+ * past that it retrains into the configured ANN index (e.g. IVF1024,SQ8, or
+ * IVF4096,PQ32 whose lossy codes want a re-rank: `rerank` below). Thread-safe:
+ * searches share a read lock, adds/removes take a short write lock, so a
+ * search never waits behind a whole batch add. */
 #ifndef IMGSEARCH_VINDEX_H
 #define IMGSEARCH_VINDEX_H
 
@@ -10,12 +11,23 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "index/rerank.h"
+
 struct vindex;
 
 struct vindex_options {
     int dim;
     long exact_max;          /* switch to ANN above this many vectors */
-    const char *ann_factory; /* FAISS factory string for the ANN index */
+    const char *ann_factory; /* FAISS factory string for the ANN index; FAISS
+                              * 1.7.3's fast-scan ("...x4fs") is refused: it
+                              * takes no per-query nprobe or id filter */
+    /* Re-rank in the ANN tier: ask the index for max(k, rerank) candidates
+     * and order them by the exact inner product with the vectors `fetch`
+     * returns (the source of truth, e.g. SQLite). 0 or no fetch: the ANN
+     * index's own scores. The exact tier never re-ranks. */
+    int rerank;
+    rerank_fetch_fn fetch;
+    void *fetch_arg; /* must outlive the index */
 };
 
 struct vindex_search_params {
@@ -53,7 +65,9 @@ int vindex_add(struct vindex *vi, size_t n, const int64_t *ids, const float *vec
 long vindex_remove(struct vindex *vi, size_t n, const int64_t *ids);
 
 /* k nearest by inner product, best first. `ids`/`scores` hold k entries;
- * *n_found gets how many are real (missing ones are not written). */
+ * *n_found gets how many are real (missing ones are not written). With a
+ * re-rank, the scores are the exact ones and candidates the fetch no longer
+ * finds are left out. */
 int vindex_search(struct vindex *vi, const float *query, int k,
                   const struct vindex_search_params *p, int64_t *ids, float *scores, int *n_found);
 
