@@ -51,6 +51,16 @@ int vectors_for_each(struct db *db, int64_t instance_id, int dim, const struct p
 int vectors_for_each_since(struct db *db, int64_t instance_id, int64_t since, int dim,
                            const struct projection *pr, vectors_batch_fn fn, void *arg);
 
+/* The stored vectors of n index ids (vec_id: row and kind k) of an
+ * instance, decoded to dim floats each into out (row i for ids[i]), for an
+ * ANN index's exact re-rank (index/rerank.h). found[i] = 0 when the row or
+ * its view is gone (deleted since the index answered) or has another size.
+ * Two statements (one per table, IN lists of row ids), not one per id: a
+ * B-tree descent per whole image and per item with views on SQLite, two
+ * round trips on PostgreSQL. 0, or -1 on a database error. */
+int vectors_fetch(struct db *db, int64_t instance_id, size_t n, const int64_t *ids, int dim,
+                  const struct projection *pr, float *out, unsigned char *found);
+
 /* Row ids touched by changes with seq > since: tombstoned rows and rows
  * inserted after it (malloc'd, unsorted). Their vectors are removed from a
  * snapshot before the replay adds the live ones, so a replay is idempotent. */

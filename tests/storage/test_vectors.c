@@ -3,7 +3,9 @@
  * items_vector_row and vectors_for_each decode them to exactly the floats
  * projection_decode gives (what the live index holds), and a blob of the
  * other mode is refused, never misread. Float instances are unchanged, and
- * one is converted to codes in place (storage/compaction.h). */
+ * one is converted to codes in place (storage/compaction.h). vectors_fetch
+ * (an index's re-rank) reads the same floats by index id and says which ids
+ * are gone. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -150,6 +152,94 @@ static void test_codes_round_trip(void)
     db_close(db);
 }
 
+/* The re-rank's point lookups: by index id (row | k << 56), in any order,
+ * decoded like the bulk readers; deleted rows, missing views and ids of
+ * another instance are reported as not found. */
+static void test_fetch_by_index_id(void)
+{
+    struct db *db = open_db("fetch");
+    if (!db)
+        return;
+    int64_t inst = make_instance(db, "c", pr->digest);
+    int64_t other = make_instance(db, "d", pr->digest);
+    unsigned seed = 11;
+    static float x[IN], y[2][3][OUT];
+    static int8_t q[2][3][OUT];
+    static const int ks[] = {1, 6};
+    int64_t rows[2];
+    for (int it = 0; it < 2; it++) {
+        for (int v = 0; v < 3; v++) {
+            for (int d = 0; d < IN; d++)
+                x[d] = rnd(&seed);
+            projection_apply(pr, x, y[it][v]);
+            projection_encode(pr, y[it][v], q[it][v]);
+            projection_decode(pr, q[it][v], y[it][v]);
+        }
+        struct item_rec rec = {.item_id = it ? "b" : "a",
+                               .vector = y[it][0],
+                               .codes = q[it][0],
+                               .dim = OUT,
+                               .extra = y[it][1],
+                               .extra_codes = q[it][1],
+                               .extra_k = ks,
+                               .n_extra = 2};
+        int64_t old = 0;
+        CHECK_INT(items_put(db, it ? other : inst, &rec, 0, &old), DB_OK);
+        rows[it] = rec.row;
+    }
+    /* Item a's three views, backwards, a view it does not have (k 7), a row
+     * that never existed, and item b, which is another instance's. */
+    int64_t ids[] = {vec_id(rows[0], 6), vec_id(rows[0], 1), rows[0],
+                     vec_id(rows[0], 7), rows[1] + 100,      rows[1]};
+    enum { N = sizeof ids / sizeof ids[0] };
+    static float out[N][OUT];
+    unsigned char found[N];
+    memset(found, 7, sizeof found);
+    CHECK_INT(vectors_fetch(db, inst, N, ids, OUT, pr, out[0], found), 0);
+    CHECK_INT(found[0], 1);
+    CHECK_INT(found[1], 1);
+    CHECK_INT(found[2], 1);
+    CHECK_INT(found[3], 0);
+    CHECK_INT(found[4], 0);
+    CHECK_INT(found[5], 0);
+    CHECK(!memcmp(out[0], y[0][2], sizeof out[0]));
+    CHECK(!memcmp(out[1], y[0][1], sizeof out[0]));
+    CHECK(!memcmp(out[2], y[0][0], sizeof out[0]));
+    /* More ids than one statement takes (FETCH_CHUNK 256 rows): absent ones
+     * first, item a's centre view and whole image in the second chunks. */
+    enum { MANY = 600 };
+    static int64_t many[MANY];
+    static float mout[MANY][OUT];
+    static unsigned char mfound[MANY];
+    for (int i = 0; i < MANY; i++)
+        many[i] = i % 2 ? vec_id(rows[1] + 1000 + i, 1) : rows[1] + 1000 + i;
+    many[MANY - 2] = vec_id(rows[0], 1);
+    many[MANY - 1] = rows[0];
+    CHECK_INT(vectors_fetch(db, inst, MANY, many, OUT, pr, mout[0], mfound), 0);
+    int nfound = 0;
+    for (int i = 0; i < MANY; i++)
+        nfound += mfound[i];
+    CHECK_INT(nfound, 2);
+    CHECK(mfound[MANY - 2] && !memcmp(mout[MANY - 2], y[0][1], sizeof mout[0]));
+    CHECK(mfound[MANY - 1] && !memcmp(mout[MANY - 1], y[0][0], sizeof mout[0]));
+    /* Deleted: gone, views and all. */
+    int64_t row = 0;
+    CHECK_INT(items_delete(db, inst, "a", &row), DB_OK);
+    CHECK_INT(row, rows[0]);
+    memset(found, 7, sizeof found);
+    CHECK_INT(vectors_fetch(db, inst, 3, ids, OUT, pr, out[0], found), 0);
+    CHECK_INT(found[0] + found[1] + found[2], 0);
+    /* Read as float32, the codes are the wrong size: not found, not misread. */
+    static float wide[1][IN];
+    int64_t b = rows[1];
+    CHECK_INT(vectors_fetch(db, other, 1, &b, IN, NULL, wide[0], found), 0);
+    CHECK_INT(found[0], 0);
+    CHECK_INT(vectors_fetch(db, other, 1, &b, OUT, pr, out[0], found), 0);
+    CHECK_INT(found[0], 1);
+    CHECK_INT(vectors_fetch(db, inst, 0, NULL, OUT, pr, out[0], found), 0);
+    db_close(db);
+}
+
 static void test_float_instance_unchanged(void)
 {
     struct db *db = open_db("float");
@@ -293,6 +383,7 @@ int main(void)
     RUN(test_codes_round_trip);
     RUN(test_float_instance_unchanged);
     RUN(test_compaction);
+    RUN(test_fetch_by_index_id);
     projection_free(pr);
     testdb_cleanup();
     return unit_report();
