@@ -54,6 +54,8 @@ void config_defaults(struct config *cfg)
     cfg->fetch.max_redirects = 3;
     cfg->index.exact_max = 100000;
     cfg->index.ann_factory = xstrdup("IVF1024,SQ8");
+    cfg->index.compact_ann_factory = xstrdup("IVF4096,PQ64");
+    cfg->index.compact_rerank = 128;
     cfg->index.nprobe = 0;
     cfg->index.snapshot_changes = 10000;
     cfg->index.snapshot_seconds = 300;
@@ -118,6 +120,7 @@ void config_free(struct config *cfg)
     free(cfg->storage.dsn);
     free(cfg->cluster.node_url);
     free(cfg->index.ann_factory);
+    free(cfg->index.compact_ann_factory);
     free(cfg->index.projection);
     free(cfg->path);
     memset(cfg, 0, sizeof *cfg);
@@ -447,6 +450,10 @@ static int index_key(struct parse_ctx *ctx, const char *k, const char *v)
         return parse_long(ctx, v, 1, 1L << 40, &ix->exact_max);
     if (!strcmp(k, "ann_factory"))
         return set_str(&ix->ann_factory, v), 0;
+    if (!strcmp(k, "compact_ann_factory"))
+        return set_str(&ix->compact_ann_factory, v), 0;
+    if (!strcmp(k, "compact_rerank"))
+        return parse_long(ctx, v, 0, 1 << 16, &ix->compact_rerank);
     if (!strcmp(k, "nprobe"))
         return parse_long(ctx, v, 0, 1 << 20, &ix->nprobe);
     if (!strcmp(k, "views"))
@@ -782,6 +789,9 @@ void config_usage(FILE *out)
           "  exact_max = N            exact search up to N items per instance (100000;\n"
           "                           counts items, whatever their vectors)\n"
           "  ann_factory = STRING     FAISS index beyond that (IVF1024,SQ8)\n"
+          "  compact_ann_factory = S  the same for compact instances (IVF4096,PQ64)\n"
+          "  compact_rerank = N       their top N candidates re-scored with the int8\n"
+          "                           codes in the database (128; 0: off)\n"
           "  nprobe = N               default IVF probes (0: the request's default, 100)\n"
           "  views = on|off           new instances also index a centre window, a\n"
           "                           low-resolution and a grey view of each item (on)\n"

@@ -67,6 +67,11 @@ struct index_config {
     char *projection;      /* compact descriptors for new instances; NULL: off */
     long compact_after;    /* items: a float instance this big goes compact in its own
                             * space (server/compactor.h), at start and as it grows; 0: never */
+    /* Compact instances past exact_max: a PQ index in RAM whose top
+     * compact_rerank candidates are re-scored with the int8 codes in the
+     * database. */
+    char *compact_ann_factory; /* default "IVF4096,PQ64" */
+    long compact_rerank;       /* default 128; 0: the PQ scores as they are */
 };
 
 /* [search]: query-time retries of a weak match. When the query's best score

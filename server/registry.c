@@ -32,7 +32,13 @@
  * one state. Loads read in such a transaction too. Snapshots are taken at
  * applied_seq, and tombstones are pruned only below the lowest seq every
  * live node recorded (storage/nodes.h); an index whose log was pruned past
- * it anyway (its node was taken for dead) is reloaded. */
+ * it anyway (its node was taken for dead) is reloaded.
+ *
+ * Compact instances grow into [index] compact_ann_factory (a PQ index: a few
+ * dozen bytes a vector in RAM and in the snapshot) whose top compact_rerank
+ * candidates vindex re-scores with the exact int8 codes read back from the
+ * database (vectors_fetch), the copy the snapshot does not duplicate. Float
+ * instances keep ann_factory and its own scores. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -45,6 +51,7 @@
 #include "index/extract.h"
 #include "index/projection.h"
 #include "index/vindex.h"
+#include "server/compactor.h"
 #include "server/http_log.h"
 #include "server/metrics.h"
 #include "server/registry.h"
@@ -63,6 +70,8 @@ struct registry {
     struct vindex_options opt; /* dim: float instances' */
     struct spaces *spaces;
     char *factory;
+    char *compact_factory;
+    int compact_rerank;
     struct instance_rt **items;
     size_t n, cap;
     long snapshot_changes, snapshot_seconds;
@@ -98,6 +107,21 @@ static double now_s(void)
 
 static void *saver_main(void *arg);
 
+/* A factory string FAISS refuses (a typo, a fast-scan index) stops the
+ * start, rather than every add past exact_max later. */
+static int check_factory(const char *factory, int dim, const char *key, char *errbuf, size_t errlen)
+{
+    struct vindex_options opt = {.dim = dim, .exact_max = 1, .ann_factory = factory};
+    struct vindex *vi = NULL;
+    char err[256];
+    if (vindex_create(&opt, &vi, err, sizeof err) != 0) {
+        snprintf(errbuf, errlen, "[index] %s = %s: %s", key, factory, err);
+        return -1;
+    }
+    vindex_free(vi);
+    return 0;
+}
+
 int registry_new(const struct config *cfg, struct spaces *sp, struct db *db, struct registry **out,
                  char *errbuf, size_t errlen)
 {
@@ -118,11 +142,19 @@ int registry_new(const struct config *cfg, struct spaces *sp, struct db *db, str
         return -1;
     }
     reg->factory = strdup(cfg->index.ann_factory);
-    if (!reg->factory)
+    reg->compact_factory = strdup(cfg->index.compact_ann_factory);
+    if (!reg->factory || !reg->compact_factory)
         goto nomem;
+    reg->compact_rerank = (int)cfg->index.compact_rerank;
     reg->opt.dim = EXTRACT_DIM;
     reg->opt.exact_max = cfg->index.exact_max;
     reg->opt.ann_factory = reg->factory;
+    if (check_factory(reg->factory, EXTRACT_DIM, "ann_factory", errbuf, errlen) != 0 ||
+        check_factory(reg->compact_factory, COMPACT_OUT_DIM, "compact_ann_factory", errbuf,
+                      errlen) != 0) {
+        registry_free(reg);
+        return -1;
+    }
     reg->snapshot_changes = cfg->index.snapshot_changes;
     reg->snapshot_seconds = cfg->index.snapshot_seconds;
     reg->shared = cfg->storage.backend == STORAGE_POSTGRES;
@@ -148,6 +180,13 @@ nomem:
 static int add_batch(void *arg, size_t n, const int64_t *ids, const float *vecs)
 {
     return vindex_add(arg, n, ids, vecs);
+}
+
+/* The re-rank's exact vectors: a compact instance's codes in the database. */
+static int fetch_codes(void *arg, size_t n, const int64_t *ids, float *vecs, unsigned char *found)
+{
+    struct instance_rt *rt = arg;
+    return vectors_fetch(rt->reg->db, rt->id, n, ids, rt->dim, rt->pr, vecs, found);
 }
 
 static long long read_seq(const char *path)
@@ -266,6 +305,10 @@ static struct vindex *load_index(struct registry *reg, struct instance_rt *rt)
             return NULL;
         }
         opt.dim = pr->out_dim;
+        opt.ann_factory = reg->compact_factory;
+        opt.rerank = reg->compact_rerank;
+        opt.fetch = fetch_codes;
+        opt.fetch_arg = rt;
         free(digest);
     }
     rt->dim = opt.dim;
@@ -476,6 +519,7 @@ static struct instance_rt *get_loaded(struct registry *reg, int64_t instance_id)
     if (!rt)
         goto out;
     rt->id = instance_id;
+    rt->reg = reg;
     rt->vi = load_index_shared(reg, rt);
     if (!rt->vi) {
         free(rt);
@@ -725,6 +769,7 @@ void registry_free(struct registry *reg)
     }
     free(reg->items);
     free(reg->factory);
+    free(reg->compact_factory);
     free(reg->dir);
     pthread_cond_destroy(&reg->wake);
     pthread_mutex_destroy(&reg->lock);

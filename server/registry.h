@@ -19,6 +19,7 @@ struct projection;
 
 struct instance_rt {
     int64_t id;
+    struct registry *reg; /* its owner: the re-rank reads the database through it */
     struct vindex *vi;
     int dim;                     /* of vi's vectors: EXTRACT_DIM, or a compact space's */
     const struct projection *pr; /* decodes its stored codes; NULL: float vectors */

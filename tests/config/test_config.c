@@ -81,6 +81,8 @@ static void check_defaults(const struct config *cfg)
     CHECK_INT(cfg->fetch.deny_configured, 0);
     CHECK_INT(cfg->index.exact_max, 100000);
     CHECK_STR(cfg->index.ann_factory, "IVF1024,SQ8");
+    CHECK_STR(cfg->index.compact_ann_factory, "IVF4096,PQ64");
+    CHECK_INT(cfg->index.compact_rerank, 128);
     CHECK_INT(cfg->index.nprobe, 0);
     CHECK_INT(cfg->index.int8, 1);
     CHECK(cfg->index.projection == NULL); /* compact descriptors off */
@@ -199,6 +201,8 @@ static const char full_ini[] = "; every key of config_usage\n"
                                "[index]\n"
                                "exact_max = 500\n"
                                "ann_factory = IVF64,Flat\n"
+                               "compact_ann_factory = IVF256,PQ32\n"
+                               "compact_rerank = 0\n"
                                "nprobe = 8\n"
                                "int8 = off\n"
                                "projection = models/p.bin\n"
@@ -303,6 +307,8 @@ static void test_every_key(void)
     }
     CHECK_INT(cfg.index.exact_max, 500);
     CHECK_STR(cfg.index.ann_factory, "IVF64,Flat");
+    CHECK_STR(cfg.index.compact_ann_factory, "IVF256,PQ32");
+    CHECK_INT(cfg.index.compact_rerank, 0);
     CHECK_INT(cfg.index.nprobe, 8);
     CHECK_INT(cfg.index.int8, 0);
     CHECK_STR(cfg.index.projection, "models/p.bin");
@@ -369,6 +375,8 @@ static void test_usage_lists_every_key(void)
                                        "[index]",
                                        "exact_max",
                                        "ann_factory",
+                                       "compact_ann_factory",
+                                       "compact_rerank",
                                        "nprobe",
                                        "int8",
                                        "projection",
@@ -655,6 +663,8 @@ static void test_error_bad_values(void)
         {"[fetch]\nmax_redirects = 21\n", 2, "max_redirects", "21"},
         {"[index]\nexact_max = 0\n", 2, "exact_max", "0"},
         {"[index]\nnprobe = -2\n", 2, "nprobe", "-2"},
+        {"[index]\ncompact_rerank = -1\n", 2, "compact_rerank", "-1"},
+        {"[index]\ncompact_rerank = 65537\n", 2, "compact_rerank", "65537"},
         {"[import]\nworkers = 0\n", 2, "workers", "0"},
         {"[import]\nworkers = 65\n", 2, "workers", "65"},
         {"[storage]\nbackend = mysql\n", 2, "backend", "mysql"},
