@@ -1,12 +1,19 @@
 /* bench_util.h: the helpers the C benchmarks share (a fast seeded RNG with an
- * approximate normal draw, a monotonic clock, the process's RSS). Header-only:
- * each benchmark is one .c file built by its script. */
+ * approximate normal draw, a monotonic clock, the process's RSS and its
+ * anonymous / file-backed parts, a file's pages in the page cache).
+ * Header-only: each benchmark is one .c file built by its script. */
 #ifndef IMGSEARCH_BENCH_UTIL_H
 #define IMGSEARCH_BENCH_UTIL_H
 
+#include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 static inline uint64_t rng_next(uint64_t *s)
 {
@@ -32,17 +39,54 @@ static inline double now_ms(void)
     return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
-static inline long rss_kb(void)
+/* A "Name: N kB" field of /proc/self/status (VmRSS, RssAnon, RssFile,
+ * VmHWM), or -1. */
+static inline long status_kb(const char *name)
 {
     FILE *f = fopen("/proc/self/status", "r");
     char line[256];
+    size_t len = strlen(name);
     long kb = -1;
     while (f && fgets(line, sizeof line, f))
-        if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
+        if (!strncmp(line, name, len) && line[len] == ':' &&
+            sscanf(line + len + 1, "%ld", &kb) == 1)
             break;
     if (f)
         fclose(f);
     return kb;
+}
+
+static inline long rss_kb(void)
+{
+    return status_kb("VmRSS");
+}
+
+/* Bytes of the file now in the page cache (mincore over a mapping of it). */
+static inline long long file_cached_bytes(const char *path)
+{
+    int fd = open(path, O_RDONLY);
+    struct stat st;
+    long long cached = -1;
+    if (fd < 0 || fstat(fd, &st) != 0 || st.st_size == 0) {
+        if (fd >= 0)
+            close(fd);
+        return fd < 0 ? -1 : 0;
+    }
+    long page = sysconf(_SC_PAGESIZE);
+    size_t pages = ((size_t)st.st_size + (size_t)page - 1) / (size_t)page;
+    void *m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
+    unsigned char *vec = malloc(pages);
+    if (m != MAP_FAILED && vec && mincore(m, (size_t)st.st_size, vec) == 0) {
+        cached = 0;
+        for (size_t i = 0; i < pages; i++)
+            cached += vec[i] & 1;
+        cached *= page;
+    }
+    free(vec);
+    if (m != MAP_FAILED)
+        munmap(m, (size_t)st.st_size);
+    close(fd);
+    return cached;
 }
 
 #endif
