@@ -1,6 +1,7 @@
 """HTTP core: routing, body limits, malformed JSON, headers, health."""
 import json
 import socket
+import time
 
 
 def test_unknown_path_and_method(client):
@@ -120,10 +121,19 @@ def _cpu_has_vnni():
     return all(f in flags for f in ("avx512f", "avx512bw", "avx512_vnni"))
 
 
+def _log_has(s, text, seconds=10):
+    """The "listening" line is written just after the port opens, which is
+    when the fixture returns: under ASan on a loaded machine, a moment later."""
+    deadline = time.time() + seconds
+    while text not in s.read_log() and time.time() < deadline:
+        time.sleep(0.05)
+    return text in s.read_log()
+
+
 def test_cnn_path_in_the_log(make_server):
     """[index] int8 (on by default) runs the CNN's 1x1 convolutions in int8
     where the CPU has AVX-512 VNNI; off, or on other CPUs, the float path."""
     s = make_server()
-    assert ("int8 CNN" if _cpu_has_vnni() else "float CNN") in s.read_log()
+    assert _log_has(s, "int8 CNN" if _cpu_has_vnni() else "float CNN")
     s = make_server(extra="[index]\nint8 = off\n")
-    assert "float CNN" in s.read_log()
+    assert _log_has(s, "float CNN")
