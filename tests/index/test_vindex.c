@@ -22,29 +22,7 @@
 
 static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
 
-static double urand(void)
-{
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return (double)(rng_state >> 11) / (double)(1ull << 53);
-}
-
-static float gauss(void)
-{
-    double u = urand(), v = urand();
-    return (float)(sqrt(-2.0 * log(u + 1e-300)) * cos(2.0 * M_PI * v));
-}
-
-static void normalise(float *v)
-{
-    double s = 0;
-    for (int j = 0; j < DIM; j++)
-        s += (double)v[j] * v[j];
-    s = sqrt(s);
-    for (int j = 0; j < DIM; j++)
-        v[j] = (float)(v[j] / s);
-}
+#include "tests/index/synth.h"
 
 /* n normalised vectors around `nclusters` random centres (noise sigma). */
 static float *clustered(size_t n, int nclusters, float sigma)

@@ -20,28 +20,7 @@
 
 static uint64_t rng_state = 0x2545f4914f6cdd1dull;
 
-static double urand(void)
-{
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return (double)(rng_state >> 11) / (double)(1ull << 53);
-}
-
-static float gauss(void)
-{
-    double u = urand(), v = urand();
-    return (float)(sqrt(-2.0 * log(u + 1e-300)) * cos(2.0 * M_PI * v));
-}
-
-static void normalise(float *v)
-{
-    double s = 0;
-    for (int j = 0; j < DIM; j++)
-        s += (double)v[j] * v[j];
-    for (int j = 0; j < DIM; j++)
-        v[j] = (float)(v[j] / sqrt(s));
-}
+#include "tests/index/synth.h"
 
 static float dot(const float *a, const float *b)
 {
