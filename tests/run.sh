@@ -113,7 +113,8 @@ if [ -n "$PG_DSN" ]; then
     IMGSEARCH_TEST_BACKEND=postgres IMGSEARCH_TEST_PG_DSN="$PG_DSN" \
         run_pytest postgres bin/imgsearchd tests/e2e/test_v2_data.py tests/e2e/test_v1_images.py \
         tests/e2e/test_instances.py tests/e2e/test_imports.py tests/e2e/test_snapshot_replay.py \
-        tests/e2e/test_filter_ann.py tests/e2e/test_durability.py tests/e2e/test_regions.py
+        tests/e2e/test_filter_ann.py tests/e2e/test_durability.py tests/e2e/test_regions.py \
+        tests/e2e/test_compact_ann.py
 fi
 
 if [ -x scripts/fuzz.sh ]; then
