@@ -41,14 +41,6 @@ static float *clustered(size_t n, int nclusters, float sigma)
     return x;
 }
 
-static float dot(const float *a, const float *b)
-{
-    float s = 0;
-    for (int j = 0; j < DIM; j++)
-        s += a[j] * b[j];
-    return s;
-}
-
 /* Brute-force top-k by inner product over (x, ids), skipping dead[i] and ids
  * not in `allowed` (sorted) when given. Returns how many were written. */
 static int brute(const float *x, const int64_t *ids, const char *dead, size_t n, const float *q,
@@ -58,26 +50,9 @@ static int brute(const float *x, const int64_t *ids, const char *dead, size_t n,
     for (size_t i = 0; i < n; i++) {
         if (dead && dead[i])
             continue;
-        if (allowed) {
-            size_t a = 0;
-            while (a < n_allowed && allowed[a] != ids[i])
-                a++;
-            if (a == n_allowed)
-                continue;
-        }
-        float s = dot(x + i * DIM, q);
-        int pos = found < k ? found++ : k;
-        if (pos == k && s <= outs[k - 1])
+        if (!allowed_has(allowed, n_allowed, ids[i]))
             continue;
-        if (pos == k)
-            pos = k - 1;
-        while (pos > 0 && outs[pos - 1] < s) {
-            outs[pos] = outs[pos - 1];
-            out[pos] = out[pos - 1];
-            pos--;
-        }
-        outs[pos] = s;
-        out[pos] = ids[i];
+        topk_insert(out, outs, &found, k, ids[i], dot(x + i * DIM, q));
     }
     return found;
 }

@@ -22,14 +22,6 @@ static uint64_t rng_state = 0x2545f4914f6cdd1dull;
 
 #include "tests/index/synth.h"
 
-static float dot(const float *a, const float *b)
-{
-    float s = 0;
-    for (int j = 0; j < DIM; j++)
-        s += a[j] * b[j];
-    return s;
-}
-
 /* The "database" the fetch reads: vector i has id ID0 + 7 i; gone[i] marks
  * rows deleted there (the index may still hold them). */
 static struct store {
@@ -82,26 +74,9 @@ static int brute(size_t n, const float *q, int k, const int64_t *allowed, size_t
     for (size_t i = 0; i < n; i++) {
         if (db.gone[i])
             continue;
-        if (allowed) {
-            size_t a = 0;
-            while (a < n_allowed && allowed[a] != id_of(i))
-                a++;
-            if (a == n_allowed)
-                continue;
-        }
-        float s = dot(db.x + i * DIM, q);
-        int pos = found < k ? found++ : k;
-        if (pos == k && s <= outs[k - 1])
+        if (!allowed_has(allowed, n_allowed, id_of(i)))
             continue;
-        if (pos == k)
-            pos = k - 1;
-        while (pos > 0 && outs[pos - 1] < s) {
-            outs[pos] = outs[pos - 1];
-            out[pos] = out[pos - 1];
-            pos--;
-        }
-        outs[pos] = s;
-        out[pos] = id_of(i);
+        topk_insert(out, outs, &found, k, id_of(i), dot(db.x + i * DIM, q));
     }
     return found;
 }
