@@ -250,6 +250,7 @@ enum err h_admin_instance_create(struct request *req)
                                    &inst.n_num_tag_keys))))
         goto out;
     if ((e = create_and_reload(req, &inst, &stored)) == E_OK) {
+        stored.item_count = 0; /* just created */
         req->reply = admin_instance_json(&stored);
         req->status = 201;
     }
@@ -280,9 +281,12 @@ enum err h_admin_instance_get(struct request *req)
     enum err e = req_instance(req, req->params[1], &inst);
     if (e)
         return e;
-    req->reply = admin_instance_json(&inst);
+    if (instances_count_items(req->srv->db, &inst) != DB_OK)
+        e = req_fail(req, E_STORE_FAILED, "item count");
+    else
+        req->reply = admin_instance_json(&inst);
     instance_free(&inst);
-    return E_OK;
+    return e;
 }
 
 enum err h_admin_instance_delete(struct request *req)

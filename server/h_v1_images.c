@@ -249,13 +249,17 @@ enum err h_v1_image_search(struct request *req)
     }
     for (size_t i = 0; i < nh; i++)
         rows[i] = hits[i].row;
-    if (items_meta(req->srv->db, inst.id, rows, nh, NULL, &meta) != DB_OK) {
+    /* Only the page's rows are read (as in v2 search): the rest of the
+     * window counts as present. */
+    size_t scanned;
+    if (items_meta_prefix(req->srv->db, inst.id, rows, nh, (size_t)offset + (size_t)limit, NULL,
+                          &meta, &scanned) != DB_OK) {
         e = req_fail(req, E_STORE_FAILED, "item read");
         goto out;
     }
     json_t *result = json_array();
-    size_t count = 0, returned = 0;
-    for (size_t i = 0; i < nh; i++) {
+    size_t count = nh - scanned, returned = 0;
+    for (size_t i = 0; i < scanned; i++) {
         if (!meta[i].item_id)
             continue;
         if (count++ < (size_t)offset || returned >= (size_t)limit)

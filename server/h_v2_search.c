@@ -86,7 +86,13 @@ static enum err image_search(struct request *req, const struct instance *inst,
     }
     for (size_t i = 0; i < nk; i++)
         rows[i] = hits[i].row;
-    if (items_meta(req->srv->db, inst->id, rows, nk, a->collapse_key, &meta) != DB_OK) {
+    /* Without collapsing only the page's rows are read: the rest of the
+     * window counts as present (the index was current when it answered),
+     * so a big window costs no per-hit reads. Collapsing needs every row's
+     * tag. */
+    size_t want = a->collapse_key ? nk : (size_t)a->offset + (size_t)a->limit, scanned;
+    if (items_meta_prefix(req->srv->db, inst->id, rows, nk, want, a->collapse_key, &meta,
+                          &scanned) != DB_OK) {
         e = req_fail(req, E_STORE_FAILED, "item read");
         goto out;
     }
@@ -94,9 +100,11 @@ static enum err image_search(struct request *req, const struct instance *inst,
     if (a->collapse_key) {
         total = collapse(meta, nk, keep);
     } else {
-        total = 0;
-        for (size_t i = 0; i < nk; i++)
-            total += (size_t)(keep[i] = meta[i].item_id != NULL);
+        total = nk;
+        for (size_t i = 0; i < scanned; i++)
+            total -= (size_t) !(keep[i] = meta[i].item_id != NULL);
+        for (size_t i = scanned; i < nk; i++)
+            keep[i] = 0; /* past the page: never shown */
     }
     json_t *items = json_array();
     size_t seen = 0, returned = 0;

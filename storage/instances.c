@@ -151,11 +151,14 @@ out:
     return rc;
 }
 
-#define INSTANCE_COLS                                                                              \
+/* The item count costs a scan of the instance's items: only listings and
+ * instances_count_items pay it; a lookup (every request) reads -1. */
+#define INSTANCE_COLS_WITH(count)                                                                  \
     "i.id, i.project_id, i.name, i.description, i.model, i.level, i.search_types,"                 \
-    " i.custom_tags, i.custom_num_tags, i.created_ms, i.status,"                                   \
-    " (SELECT count(*) FROM items WHERE instance_id = i.id), i.regions, i.views,"                  \
+    " i.custom_tags, i.custom_num_tags, i.created_ms, i.status, " count ", i.regions, i.views,"    \
     " i.projection"
+#define INSTANCE_COLS INSTANCE_COLS_WITH("(SELECT count(*) FROM items WHERE instance_id = i.id)")
+#define INSTANCE_COLS_UNCOUNTED INSTANCE_COLS_WITH("-1")
 
 static int row_to_instance(struct sql_stmt *st, struct instance *out)
 {
@@ -192,7 +195,7 @@ enum db_status instances_get(struct db *db, const char *project_id, const char *
     struct sql_conn *c = db_conn(db);
     if (!c)
         return DB_ERROR;
-    struct sql_stmt *st = sql_prepare(c, "SELECT " INSTANCE_COLS
+    struct sql_stmt *st = sql_prepare(c, "SELECT " INSTANCE_COLS_UNCOUNTED
                                          " FROM instances i WHERE i.project_id = ? AND i.name = ?");
     if (!st)
         return DB_ERROR;
@@ -204,6 +207,21 @@ enum db_status instances_get(struct db *db, const char *project_id, const char *
         rc = row_to_instance(st, out) == 0 ? DB_OK : DB_ERROR;
     else if (s != SQL_DONE)
         rc = DB_ERROR;
+    sql_finalize(st);
+    return rc;
+}
+
+enum db_status instances_count_items(struct db *db, struct instance *inst)
+{
+    struct sql_conn *c = db_conn(db);
+    struct sql_stmt *st =
+        c ? sql_prepare(c, "SELECT count(*) FROM items WHERE instance_id = ?") : NULL;
+    if (!st)
+        return DB_ERROR;
+    sql_bind_int64(st, 1, inst->id);
+    enum db_status rc = sql_step(st) == SQL_ROW ? DB_OK : DB_ERROR;
+    if (rc == DB_OK)
+        inst->item_count = sql_column_int64(st, 0);
     sql_finalize(st);
     return rc;
 }

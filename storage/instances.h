@@ -28,7 +28,7 @@ struct instance {
     size_t n_num_tag_keys;
     long long created_ms;
     char *status;
-    long long item_count; /* filled by get/list */
+    long long item_count; /* filled by list and instances_count_items; get: -1 */
     int regions;          /* also index 5 regional descriptors per item */
     int views;            /* also index the centre, low-res and grey views */
     /* Compact descriptors (issue 9): the digest of the projection its
@@ -42,6 +42,8 @@ enum db_status instances_get(struct db *db, const char *project_id, const char *
                              struct instance *out);
 enum db_status instances_list(struct db *db, const char *project_id, struct instance **out,
                               size_t *n);
+/* Fills inst->item_count (a scan of the instance's items: not per request). */
+enum db_status instances_count_items(struct db *db, struct instance *inst);
 /* Deletes the instance and (by cascade) its items; *id gets its id. */
 enum db_status instances_delete(struct db *db, const char *project_id, const char *name,
                                 int64_t *id);

@@ -647,37 +647,77 @@ enum db_status items_filter_rows(struct db *db, int64_t instance, const struct i
     return rc;
 }
 
-enum db_status items_meta(struct db *db, int64_t instance, const int64_t *rows, size_t n,
-                          const char *collapse_key, struct item_meta **out)
+/* Rows looked up per statement: one round trip for a page of hits instead
+ * of one per hit (PostgreSQL answers each in a network round trip). */
+#define META_BATCH 64
+
+/* Fills out[k] for the rows of one batch; rows missing from the instance
+ * keep item_id NULL. Short batches are padded with 0, never a row id. */
+static enum db_status meta_batch(struct sql_stmt *st, int64_t instance, const int64_t *rows,
+                                 size_t n, const char *collapse_key, struct item_meta *out)
 {
+    sql_reset(st);
+    sql_bind_text(st, 1, collapse_key ? collapse_key : "");
+    sql_bind_int64(st, 2, instance);
+    for (size_t k = 0; k < META_BATCH; k++)
+        sql_bind_int64(st, 3 + (int)k, k < n ? rows[k] : 0);
+    for (size_t k = 0; k < n; k++)
+        out[k].row = rows[k];
+    int s;
+    while ((s = sql_step(st)) == SQL_ROW) {
+        int64_t id = sql_column_int64(st, 0);
+        for (size_t k = 0; k < n; k++) {
+            if (rows[k] != id || out[k].item_id)
+                continue;
+            out[k].item_id = strdup(sql_column_text(st, 1));
+            out[k].source = source_json(st, 2);
+            const char *cv = sql_column_text(st, 6);
+            out[k].collapse_value = cv ? strdup(cv) : NULL;
+            if (!out[k].item_id || !out[k].source)
+                return DB_ERROR;
+        }
+    }
+    return s == SQL_DONE ? DB_OK : DB_ERROR;
+}
+
+enum db_status items_meta_prefix(struct db *db, int64_t instance, const int64_t *rows, size_t n,
+                                 size_t want, const char *collapse_key, struct item_meta **out,
+                                 size_t *scanned)
+{
+    *scanned = 0;
     *out = calloc(n ? n : 1, sizeof **out);
     struct sql_conn *c = db_conn(db);
     if (!*out || !c)
         return DB_ERROR;
-    struct sql_stmt *st = sql_prepare(
-        c, "SELECT i.item_id, " SOURCE_COLS ", (SELECT value FROM item_tags t WHERE t.item = i.id"
-           " AND t.key = ?) FROM items i WHERE i.id = ? AND i.instance_id = ?");
+    char sql[1024];
+    int len = snprintf(sql, sizeof sql,
+                       "SELECT i.id, i.item_id, " SOURCE_COLS ", (SELECT value FROM item_tags t"
+                       " WHERE t.item = i.id AND t.key = ?) FROM items i WHERE i.instance_id = ?"
+                       " AND i.id IN (?");
+    for (int k = 1; k < META_BATCH; k++)
+        len += snprintf(sql + len, sizeof sql - (size_t)len, ",?");
+    snprintf(sql + len, sizeof sql - (size_t)len, ")");
+    struct sql_stmt *st = sql_prepare(c, sql);
     if (!st)
         return DB_ERROR;
     enum db_status rc = DB_OK;
-    for (size_t k = 0; k < n && rc == DB_OK; k++) {
-        sql_reset(st);
-        sql_bind_text(st, 1, collapse_key ? collapse_key : "");
-        sql_bind_int64(st, 2, rows[k]);
-        sql_bind_int64(st, 3, instance);
-        (*out)[k].row = rows[k];
-        int s = sql_step(st);
-        if (s == SQL_ROW) {
-            (*out)[k].item_id = strdup(sql_column_text(st, 0));
-            (*out)[k].source = source_json(st, 1);
-            const char *cv = sql_column_text(st, 5);
-            (*out)[k].collapse_value = cv ? strdup((const char *)cv) : NULL;
-        } else if (s != SQL_DONE) {
-            rc = DB_ERROR;
-        }
+    size_t found = 0;
+    while (rc == DB_OK && *scanned < n && found < want) {
+        size_t b = n - *scanned < META_BATCH ? n - *scanned : META_BATCH;
+        rc = meta_batch(st, instance, rows + *scanned, b, collapse_key, *out + *scanned);
+        for (size_t k = *scanned; k < *scanned + b; k++)
+            found += (*out)[k].item_id != NULL;
+        *scanned += b;
     }
     sql_finalize(st);
     return rc;
+}
+
+enum db_status items_meta(struct db *db, int64_t instance, const int64_t *rows, size_t n,
+                          const char *collapse_key, struct item_meta **out)
+{
+    size_t scanned;
+    return items_meta_prefix(db, instance, rows, n, n, collapse_key, out, &scanned);
 }
 
 void items_meta_free(struct item_meta *m, size_t n)

@@ -89,6 +89,12 @@ struct item_meta {
 };
 enum db_status items_meta(struct db *db, int64_t instance, const int64_t *rows, size_t n,
                           const char *collapse_key, struct item_meta **out);
+/* The same, reading rows in order (in batches) only until `want` of them are
+ * present: *out has n entries, the first *scanned looked up (item_id NULL:
+ * the row is gone), the rest zero. */
+enum db_status items_meta_prefix(struct db *db, int64_t instance, const int64_t *rows, size_t n,
+                                 size_t want, const char *collapse_key, struct item_meta **out,
+                                 size_t *scanned);
 void items_meta_free(struct item_meta *m, size_t n);
 
 /* Listing in item_id order after the cursor (NULL: from the start):

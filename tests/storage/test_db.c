@@ -187,6 +187,8 @@ static void test_instance_crud(void)
     CHECK_INT(got.search_types, ST_IMAGE | ST_KEYWORD);
     CHECK_INT(got.created_ms, in.created_ms);
     CHECK_STR(got.status, "NORMAL");
+    CHECK_INT(got.item_count, -1); /* a lookup does not count */
+    CHECK_INT(instances_count_items(db, &got), DB_OK);
     CHECK_INT(got.item_count, 0);
     CHECK_INT(got.n_tag_keys, 2);
     CHECK_INT(got.n_num_tag_keys, 0);

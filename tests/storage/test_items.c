@@ -5,7 +5,9 @@
  * same connection works again once there is room, integrity_check clean.
  * A full disk is the server's own on PostgreSQL, so there the same promises
  * are checked on a write that fails inside its transaction (a lock wait
- * that times out). The snapshot change log on both back ends. */
+ * that times out). The snapshot change log on both back ends. Search
+ * results' metadata read in batches: order, gone rows, another instance's
+ * rows, and a prefix read that stops once enough rows are present. */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -217,6 +219,71 @@ static void test_change_log(void)
     db_close(db);
 }
 
+/* 150 items (three batches of items_meta's 64), every third deleted. */
+static void test_meta_batches(void)
+{
+    int64_t inst = 0, other = 0, row;
+    struct db *db = open_with_instance("meta", &inst);
+    if (!db)
+        return;
+    struct instance in2 = {.project_id = "p", .name = "other", .model = "common-search"};
+    CHECK_INT(instances_create(db, &in2), DB_OK);
+    other = in2.id;
+    static const float vec[DIM] = {1, 0, 0, 0, 0, 0, 0, 0};
+    enum { N = 150 };
+    int64_t rows[N + 2];
+    char name[N][16];
+    for (int i = 0; i < N; i++) {
+        snprintf(name[i], sizeof name[i], "it%03d", i);
+        struct item_rec r = {.item_id = name[i], .vector = vec, .dim = DIM, .desc = name[i]};
+        int64_t old = 0;
+        CHECK_INT(items_put(db, inst, &r, 0, &old), DB_OK);
+        rows[N - 1 - i] = r.row; /* newest first: not the table's order */
+    }
+    for (int i = 0; i < N; i += 3)
+        CHECK_INT(items_delete(db, inst, name[i], &row), DB_OK);
+    struct item_rec stranger = {.item_id = "x", .vector = vec, .dim = DIM};
+    int64_t old = 0;
+    CHECK_INT(items_put(db, other, &stranger, 0, &old), DB_OK);
+    rows[N] = stranger.row; /* another instance's row reads as gone */
+    rows[N + 1] = 1L << 40; /* never a row */
+
+    struct item_meta *m = NULL;
+    CHECK_INT(items_meta(db, inst, rows, N + 2, NULL, &m), DB_OK);
+    int present = 0, right = 1;
+    for (int k = 0; m && k < N; k++) {
+        int i = N - 1 - k;
+        right &= m[k].row == rows[k];
+        if (i % 3 == 0) {
+            right &= m[k].item_id == NULL;
+        } else {
+            present++;
+            json_t *d = m[k].item_id ? json_object_get(m[k].source, "desc") : NULL;
+            right &= m[k].item_id && !strcmp(m[k].item_id, name[i]) && d &&
+                     !strcmp(json_string_value(d), name[i]);
+        }
+    }
+    CHECK(right);
+    CHECK_INT(present, 100);
+    CHECK(m && !m[N].item_id && !m[N + 1].item_id);
+    items_meta_free(m, N + 2);
+
+    /* A page of 10 after 5: one batch is enough, the rest is left unread. */
+    size_t scanned = 0;
+    CHECK_INT(items_meta_prefix(db, inst, rows, N + 2, 15, NULL, &m, &scanned), DB_OK);
+    CHECK_INT(scanned, 64);
+    CHECK(m && m[scanned].item_id == NULL && m[scanned].row == 0);
+    items_meta_free(m, N + 2);
+    /* More present rows wanted than one batch holds: reads on. */
+    CHECK_INT(items_meta_prefix(db, inst, rows, N + 2, 50, NULL, &m, &scanned), DB_OK);
+    CHECK_INT(scanned, 128);
+    items_meta_free(m, N + 2);
+    CHECK_INT(items_meta_prefix(db, inst, rows, 0, 10, NULL, &m, &scanned), DB_OK);
+    CHECK_INT(scanned, 0);
+    items_meta_free(m, 0);
+    db_close(db);
+}
+
 int main(void)
 {
     if (testdb_init("test-items") != 0)
@@ -224,6 +291,7 @@ int main(void)
     RUN(test_commit_out_of_space);
     RUN(test_write_fails_in_txn);
     RUN(test_change_log);
+    RUN(test_meta_batches);
     testdb_cleanup();
     return unit_report();
 }
