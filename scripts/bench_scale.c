@@ -382,6 +382,33 @@ static void print_pass(const char *what, struct pass r)
     fflush(stdout);
 }
 
+/* --keep writes what the searches need besides the snapshot and the
+ * database (the build's measurements and both truths) so --reuse can run
+ * only the search phase on a quiet machine, without a new build. */
+struct state {
+    long items;
+    int n_q, out_dim, exact;
+    double ram_per_item, db_bytes, snap_per_item, r_proj;
+    char digest[65];
+};
+
+static int state_io(const char *work, struct state *st, int write)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/bench-scale.state", work);
+    FILE *f = fopen(path, write ? "wb" : "rb");
+    if (!f)
+        return -1;
+    size_t n = (size_t)n_q;
+    int ok = write ? fwrite(st, sizeof *st, 1, f) == 1 &&
+                         fwrite(truth_f, sizeof *truth_f, n, f) == n &&
+                         fwrite(truth_c, sizeof *truth_c, n, f) == n
+                   : fread(st, sizeof *st, 1, f) == 1 && st->n_q == n_q &&
+                         fread(truth_f, sizeof *truth_f, n, f) == n &&
+                         fread(truth_c, sizeof *truth_c, n, f) == n;
+    return fclose(f) == 0 && ok ? 0 : -1;
+}
+
 int main(int argc, char **argv)
 {
     long items = 100000, exact_max = 100000;
@@ -389,8 +416,17 @@ int main(int argc, char **argv)
     const char *factory = "IVF4096,SQ8";
     int nprobes[8] = {32, 64, 16}, n_np = 3, reranks[8] = {0}, n_rr = 1;
     long max_scan = 0;
+    int keep = 0, reuse = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--keep")) {
+            keep = 1;
+            continue;
+        }
+        if (!strcmp(a, "--reuse")) {
+            reuse = 1;
+            continue;
+        }
         if (!v)
             break;
         if (!strcmp(a, "--items"))
@@ -431,7 +467,7 @@ int main(int argc, char **argv)
     if (!src_path || !q_path || !proj_path) {
         fprintf(stderr, "usage: bench_scale --src F --queries F --projection F [--items N] "
                         "[--exact-max N] [--factory S] [--nprobe a,b] [--rerank a,b] [--noise X] "
-                        "[--work DIR]\n");
+                        "[--work DIR] [--keep | --reuse]\n");
         return 2;
     }
     char err[512];
@@ -456,138 +492,173 @@ int main(int argc, char **argv)
         for (int j = 0; j < K; j++)
             truth_f[q].s[j] = truth_c[q].s[j] = -1e30f, truth_f[q].id[j] = truth_c[q].id[j] = -1;
 
-    db_start(work);
     struct vindex_options opt = {.dim = out_dim,
                                  .exact_max = exact_max * V,
                                  .ann_factory = factory,
                                  .rerank = reranks[0],
                                  .fetch = fetch_codes};
-    struct vindex *vi = NULL;
-    if (vindex_create(&opt, &vi, err, sizeof err) != 0) {
-        fprintf(stderr, "%s\n", err);
-        return 1;
-    }
-    float *dec = malloc((size_t)CHUNK * V * out_dim * sizeof *dec);
-    float *inv = malloc((size_t)CHUNK * V * sizeof *inv);
-    float *an = malloc((size_t)CHUNK * R * sizeof *an);
-    int64_t *ids = malloc((size_t)CHUNK * V * sizeof *ids);
-    int8_t *codes = malloc((size_t)CHUNK * V * out_dim);
-    float *sc = malloc((size_t)n_q * CHUNK * V * sizeof *sc);
-    /* Touched now, so the RSS growth below is the index's alone. */
-    memset(dec, 0, (size_t)CHUNK * V * out_dim * sizeof *dec);
-    memset(inv, 0, (size_t)CHUNK * V * sizeof *inv);
-    memset(an, 0, (size_t)CHUNK * R * sizeof *an);
-    memset(ids, 0, (size_t)CHUNK * V * sizeof *ids);
-    memset(codes, 0, (size_t)CHUNK * V * out_dim);
-    long rss0 = rss_kb(), anon0 = status_kb("RssAnon"), file0 = status_kb("RssFile");
-    double add_ms = 0, gen_ms = 0, db_ms = 0, switch_ms = 0;
-    for (long c0 = 0; c0 < items; c0 += CHUNK) {
-        int n = (int)(items - c0 < CHUNK ? items - c0 : CHUNK);
-        double g0 = now_ms();
-#pragma omp parallel for schedule(static)
-        for (int i = 0; i < n; i++) {
-            item_noise(c0 + i, an + (size_t)i * R);
-            for (int v = 0; v < V; v++) {
-                size_t r = (size_t)i * V + (size_t)v;
-                inv[r] = make_view(c0 + i, v, an + (size_t)i * R, dec + r * (size_t)out_dim,
-                                   codes + r * (size_t)out_dim);
-                ids[r] = (int64_t)(c0 + i + 1) | ((int64_t)(v == 0   ? 0
-                                                            : v == 1 ? 1
-                                                            : v == 2 ? 6
-                                                                     : 7)
-                                                  << 56);
-            }
-        }
-        /* Truth in the compact space: projected float queries against the decoded codes. */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n_q, n * V, out_dim, 1, q_proj,
-                    out_dim, dec, out_dim, 0, sc, n * V);
-#pragma omp parallel for schedule(static)
-        for (int q = 0; q < n_q; q++) {
-            const float *qs = q_src + (size_t)q * ns, *qb = q_bas + (size_t)q * R;
-            for (int i = 0; i < n; i++) {
-                long item = c0 + i;
-                float bf = -1e30f, bc = -1e30f;
-                for (int v = 0; v < V - 1; v++) { /* the grey view meets grey queries only */
-                    size_t r = (size_t)i * V + (size_t)v;
-                    double t = qs[(size_t)(item % n_src) * V + (size_t)v];
-                    for (int k = 0; k < R; k++)
-                        t += (double)qb[k] * an[(size_t)i * R + (size_t)k];
-                    float f = (float)(t * inv[r]);
-                    bf = f > bf ? f : bf;
-                    float cc = sc[(size_t)q * n * V + r];
-                    bc = cc > bc ? cc : bc;
-                }
-                topk_push(&truth_f[q], bf, item + 1);
-                topk_push(&truth_c[q], bc, item + 1);
-            }
-        }
-        gen_ms += now_ms() - g0;
-        double d0 = now_ms();
-        db_add_chunk(c0, n, codes);
-        db_ms += now_ms() - d0;
-        double a0 = now_ms();
-        int was_exact = vindex_is_exact(vi);
-        if (vindex_add(vi, (size_t)n * V, ids, dec) != 0) {
-            fprintf(stderr, "vindex_add: %s\n", vindex_last_error());
-            return 1;
-        }
-        add_ms += now_ms() - a0;
-        if (was_exact && !vindex_is_exact(vi)) {
-            switch_ms = now_ms() - a0;
-            printf("  switched to %s at %ld items (%zu vectors): %.1f s\n", factory, c0 + n,
-                   vindex_count(vi), switch_ms / 1e3);
-        }
-        if ((c0 / CHUNK) % 16 == 0) {
-            printf("  %ld items, %s, rss %ld MB\n", c0 + n, vindex_is_exact(vi) ? "exact" : factory,
-                   rss_kb() / 1024);
-            fflush(stdout);
-        }
-    }
-    free(sc);
-    long rss1 = rss_kb(), anon1 = status_kb("RssAnon"), file1 = status_kb("RssFile");
-    double ram_per_item = (anon1 - anon0) * 1024.0 / (double)items;
-    printf("built %ld items (%zu vectors) in %.0f s (indexing %.0f s, of which the switch %.0f s; "
-           "SQLite rows %.0f s), %s\n",
-           items, vindex_count(vi), (gen_ms + add_ms + db_ms) / 1e3, add_ms / 1e3, switch_ms / 1e3,
-           db_ms / 1e3, vindex_is_exact(vi) ? "exact" : factory);
-    printf("RSS +%ld MB: anonymous +%ld MB = %.0f B/item (bytes_ram_per_item), file-backed +%ld "
-           "MB; peak RSS %ld MB\n",
-           (rss1 - rss0) / 1024, (anon1 - anon0) / 1024, ram_per_item, (file1 - file0) / 1024,
-           status_kb("VmHWM") / 1024);
-    fflush(stdout);
-
-    /* Exact over the compact vectors vs the float originals: the projection's own loss. */
-    double r_proj = 0;
-    for (int q = 0; q < n_q; q++)
-        r_proj += recall(&truth_f[q], truth_c[q].id, K);
-    printf("recall@10 of exact compact search vs float originals: %.3f\n", r_proj / n_q);
-    if (q_orig) { /* copy detection as the user sees it, for both exact searches */
-        double in_f = 0, in_c = 0;
-        for (int q = 0; q < n_q; q++) {
-            long o = q_orig[q];
-            in_f += recall(&truth_f[q], &o, 1) * K;
-            in_c += recall(&truth_c[q], &o, 1) * K;
-        }
-        printf("the query's original in the exact top 10: float %.3f, compact %.3f\n", in_f / n_q,
-               in_c / n_q);
-    }
-
-    /* Disk: the database checkpointed, and the snapshot. */
-    double db_bytes = db_finish(items);
+    double ram_per_item = 0, db_bytes = 0, snap_per_item = 0, r_proj = 0;
+    int exact = 1;
     char snap[4096];
     snprintf(snap, sizeof snap, "%s/bench-scale.snap", work);
-    FILE *f = fopen(snap, "wb");
-    if (!f || vindex_write(vi, f) != 0 || fflush(f) != 0 || fsync(fileno(f)) != 0) {
-        fprintf(stderr, "snapshot write failed\n");
-        return 1;
+    struct state sv = {0};
+    if (reuse) {
+        snprintf(b_path, sizeof b_path, "%s/bench-scale.db", work);
+        if (state_io(work, &sv, 0) != 0 || sv.out_dim != out_dim ||
+            strcmp(sv.digest, proj->digest) != 0 || db_open(b_path, &bdb, err, sizeof err) != 0) {
+            fprintf(stderr, "--reuse: no usable build in %s (run with --keep first)\n", work);
+            return 1;
+        }
+        items = sv.items, ram_per_item = sv.ram_per_item, db_bytes = sv.db_bytes;
+        snap_per_item = sv.snap_per_item, r_proj = sv.r_proj, exact = sv.exact;
+        printf("reusing the build in %s: %ld items, %s; RAM and disk as measured then\n", work,
+               items, exact ? "exact" : factory);
+        printf("recall@10 of exact compact search vs float originals: %.3f\n", r_proj / n_q);
     }
-    fclose(f);
-    struct stat st;
-    stat(snap, &st);
-    double snap_per_item = (double)st.st_size / (double)items;
-    int exact = vindex_is_exact(vi);
-    vindex_free(vi);
-    vi = NULL;
+    struct vindex *vi = NULL;
+    if (!reuse) {
+        db_start(work);
+        if (vindex_create(&opt, &vi, err, sizeof err) != 0) {
+            fprintf(stderr, "%s\n", err);
+            return 1;
+        }
+        float *dec = malloc((size_t)CHUNK * V * out_dim * sizeof *dec);
+        float *inv = malloc((size_t)CHUNK * V * sizeof *inv);
+        float *an = malloc((size_t)CHUNK * R * sizeof *an);
+        int64_t *ids = malloc((size_t)CHUNK * V * sizeof *ids);
+        int8_t *codes = malloc((size_t)CHUNK * V * out_dim);
+        float *sc = malloc((size_t)n_q * CHUNK * V * sizeof *sc);
+        /* Touched now, so the RSS growth below is the index's alone. */
+        memset(dec, 0, (size_t)CHUNK * V * out_dim * sizeof *dec);
+        memset(inv, 0, (size_t)CHUNK * V * sizeof *inv);
+        memset(an, 0, (size_t)CHUNK * R * sizeof *an);
+        memset(ids, 0, (size_t)CHUNK * V * sizeof *ids);
+        memset(codes, 0, (size_t)CHUNK * V * out_dim);
+        long rss0 = rss_kb(), anon0 = status_kb("RssAnon"), file0 = status_kb("RssFile");
+        double add_ms = 0, gen_ms = 0, db_ms = 0, switch_ms = 0;
+        for (long c0 = 0; c0 < items; c0 += CHUNK) {
+            int n = (int)(items - c0 < CHUNK ? items - c0 : CHUNK);
+            double g0 = now_ms();
+#pragma omp parallel for schedule(static)
+            for (int i = 0; i < n; i++) {
+                item_noise(c0 + i, an + (size_t)i * R);
+                for (int v = 0; v < V; v++) {
+                    size_t r = (size_t)i * V + (size_t)v;
+                    inv[r] = make_view(c0 + i, v, an + (size_t)i * R, dec + r * (size_t)out_dim,
+                                       codes + r * (size_t)out_dim);
+                    ids[r] = (int64_t)(c0 + i + 1) | ((int64_t)(v == 0   ? 0
+                                                                : v == 1 ? 1
+                                                                : v == 2 ? 6
+                                                                         : 7)
+                                                      << 56);
+                }
+            }
+            /* Truth in the compact space: projected float queries against the decoded codes. */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n_q, n * V, out_dim, 1, q_proj,
+                        out_dim, dec, out_dim, 0, sc, n * V);
+#pragma omp parallel for schedule(static)
+            for (int q = 0; q < n_q; q++) {
+                const float *qs = q_src + (size_t)q * ns, *qb = q_bas + (size_t)q * R;
+                for (int i = 0; i < n; i++) {
+                    long item = c0 + i;
+                    float bf = -1e30f, bc = -1e30f;
+                    for (int v = 0; v < V - 1; v++) { /* the grey view meets grey queries only */
+                        size_t r = (size_t)i * V + (size_t)v;
+                        double t = qs[(size_t)(item % n_src) * V + (size_t)v];
+                        for (int k = 0; k < R; k++)
+                            t += (double)qb[k] * an[(size_t)i * R + (size_t)k];
+                        float f = (float)(t * inv[r]);
+                        bf = f > bf ? f : bf;
+                        float cc = sc[(size_t)q * n * V + r];
+                        bc = cc > bc ? cc : bc;
+                    }
+                    topk_push(&truth_f[q], bf, item + 1);
+                    topk_push(&truth_c[q], bc, item + 1);
+                }
+            }
+            gen_ms += now_ms() - g0;
+            double d0 = now_ms();
+            db_add_chunk(c0, n, codes);
+            db_ms += now_ms() - d0;
+            double a0 = now_ms();
+            int was_exact = vindex_is_exact(vi);
+            if (vindex_add(vi, (size_t)n * V, ids, dec) != 0) {
+                fprintf(stderr, "vindex_add: %s\n", vindex_last_error());
+                return 1;
+            }
+            add_ms += now_ms() - a0;
+            if (was_exact && !vindex_is_exact(vi)) {
+                switch_ms = now_ms() - a0;
+                printf("  switched to %s at %ld items (%zu vectors): %.1f s\n", factory, c0 + n,
+                       vindex_count(vi), switch_ms / 1e3);
+            }
+            if ((c0 / CHUNK) % 16 == 0) {
+                printf("  %ld items, %s, rss %ld MB\n", c0 + n,
+                       vindex_is_exact(vi) ? "exact" : factory, rss_kb() / 1024);
+                fflush(stdout);
+            }
+        }
+        free(sc);
+        long rss1 = rss_kb(), anon1 = status_kb("RssAnon"), file1 = status_kb("RssFile");
+        ram_per_item = (anon1 - anon0) * 1024.0 / (double)items;
+        printf(
+            "built %ld items (%zu vectors) in %.0f s (indexing %.0f s, of which the switch %.0f s; "
+            "SQLite rows %.0f s), %s\n",
+            items, vindex_count(vi), (gen_ms + add_ms + db_ms) / 1e3, add_ms / 1e3, switch_ms / 1e3,
+            db_ms / 1e3, vindex_is_exact(vi) ? "exact" : factory);
+        printf(
+            "RSS +%ld MB: anonymous +%ld MB = %.0f B/item (bytes_ram_per_item), file-backed +%ld "
+            "MB; peak RSS %ld MB\n",
+            (rss1 - rss0) / 1024, (anon1 - anon0) / 1024, ram_per_item, (file1 - file0) / 1024,
+            status_kb("VmHWM") / 1024);
+        fflush(stdout);
+
+        /* Exact over the compact vectors vs the float originals: the projection's own loss. */
+        r_proj = 0;
+        for (int q = 0; q < n_q; q++)
+            r_proj += recall(&truth_f[q], truth_c[q].id, K);
+        printf("recall@10 of exact compact search vs float originals: %.3f\n", r_proj / n_q);
+        if (q_orig) { /* copy detection as the user sees it, for both exact searches */
+            double in_f = 0, in_c = 0;
+            for (int q = 0; q < n_q; q++) {
+                long o = q_orig[q];
+                in_f += recall(&truth_f[q], &o, 1) * K;
+                in_c += recall(&truth_c[q], &o, 1) * K;
+            }
+            printf("the query's original in the exact top 10: float %.3f, compact %.3f\n",
+                   in_f / n_q, in_c / n_q);
+        }
+
+        /* Disk: the database checkpointed, and the snapshot. */
+        db_bytes = db_finish(items);
+        FILE *f = fopen(snap, "wb");
+        if (!f || vindex_write(vi, f) != 0 || fflush(f) != 0 || fsync(fileno(f)) != 0) {
+            fprintf(stderr, "snapshot write failed\n");
+            return 1;
+        }
+        fclose(f);
+        struct stat st;
+        stat(snap, &st);
+        snap_per_item = (double)st.st_size / (double)items;
+        exact = vindex_is_exact(vi);
+        vindex_free(vi);
+        vi = NULL;
+        if (keep) {
+            sv = (struct state){.items = items,
+                                .n_q = n_q,
+                                .out_dim = out_dim,
+                                .exact = exact,
+                                .ram_per_item = ram_per_item,
+                                .db_bytes = db_bytes,
+                                .snap_per_item = snap_per_item,
+                                .r_proj = r_proj};
+            snprintf(sv.digest, sizeof sv.digest, "%s", proj->digest);
+            if (state_io(work, &sv, 1) != 0) {
+                fprintf(stderr, "--keep: cannot write the state\n");
+                return 1;
+            }
+        }
+    }
 
     /* Restart: the snapshot read back as the registry does, from disk (its
      * pages dropped from the page cache first); the searches use it. */
@@ -597,7 +668,7 @@ int main(int argc, char **argv)
         close(fd);
     }
     double r0 = now_ms();
-    f = fopen(snap, "rb");
+    FILE *f = fopen(snap, "rb");
     if (!f || vindex_read(f, &opt, &vi, err, sizeof err) != 0) {
         fprintf(stderr, "snapshot read failed: %s\n", err);
         return 1;
@@ -605,7 +676,7 @@ int main(int argc, char **argv)
     fclose(f);
     double restart_s = (now_ms() - r0) / 1e3;
     printf("snapshot %.0f MB (%.0f B/item), read back in %.2f s (%zu vectors)\n",
-           st.st_size / 1048576.0, snap_per_item, restart_s, vindex_count(vi));
+           snap_per_item * (double)items / 1048576.0, snap_per_item, restart_s, vindex_count(vi));
 
     omp_set_num_threads(1); /* the server searches one query per thread */
     printf("searches: %d queries one at a time, %d vectors asked (folded to 10 items), re-rank "
@@ -654,7 +725,8 @@ int main(int argc, char **argv)
             print_pass(what, search_pass(vi, &sp));
         }
     }
-    unlink(snap);
+    if (!keep && !reuse)
+        unlink(snap);
 
     double db_per_item = db_bytes / (double)items;
     printf("SQLite (the server's schema; items + item_regions rows of the compact layout, 4 x "
