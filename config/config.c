@@ -56,6 +56,7 @@ void config_defaults(struct config *cfg)
     cfg->index.ann_factory = xstrdup("IVF1024,SQ8");
     cfg->index.compact_ann_factory = xstrdup("IVF4096,PQ64");
     cfg->index.compact_rerank = 128;
+    cfg->index.compact_exact_max = 25000;
     cfg->index.nprobe = 0;
     cfg->index.snapshot_changes = 10000;
     cfg->index.snapshot_seconds = 300;
@@ -452,6 +453,8 @@ static int index_key(struct parse_ctx *ctx, const char *k, const char *v)
         return set_str(&ix->ann_factory, v), 0;
     if (!strcmp(k, "compact_ann_factory"))
         return set_str(&ix->compact_ann_factory, v), 0;
+    if (!strcmp(k, "compact_exact_max"))
+        return parse_long(ctx, v, 1, 1L << 40, &ix->compact_exact_max);
     if (!strcmp(k, "compact_rerank"))
         return parse_long(ctx, v, 0, 1 << 16, &ix->compact_rerank);
     if (!strcmp(k, "nprobe"))
@@ -790,6 +793,8 @@ void config_usage(FILE *out)
           "                           counts items, whatever their vectors)\n"
           "  ann_factory = STRING     FAISS index beyond that (IVF1024,SQ8)\n"
           "  compact_ann_factory = S  the same for compact instances (IVF4096,PQ64)\n"
+          "  compact_exact_max = N    compact instances switch to it past the smaller\n"
+          "                           of N and exact_max items (25000)\n"
           "  compact_rerank = N       their top N candidates re-scored with the int8\n"
           "                           codes in the database (128; 0: off)\n"
           "  nprobe = N               default IVF probes (0: the request's default, 100)\n"

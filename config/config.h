@@ -72,6 +72,10 @@ struct index_config {
      * database. */
     char *compact_ann_factory; /* default "IVF4096,PQ64" */
     long compact_rerank;       /* default 128; 0: the PQ scores as they are */
+    /* Compact instances leave exact search past min(exact_max, this) items:
+     * an exact scan of 100k items' codes costs ~100 ms a search, the PQ tier
+     * ~1 ms (docs/bench/scale.md). */
+    long compact_exact_max;
 };
 
 /* [search]: query-time retries of a weak match. When the query's best score

@@ -72,6 +72,7 @@ struct registry {
     char *factory;
     char *compact_factory;
     int compact_rerank;
+    long compact_exact_max; /* items: min([index] exact_max, compact_exact_max) */
     struct instance_rt **items;
     size_t n, cap;
     long snapshot_changes, snapshot_seconds;
@@ -146,6 +147,9 @@ int registry_new(const struct config *cfg, struct spaces *sp, struct db *db, str
     if (!reg->factory || !reg->compact_factory)
         goto nomem;
     reg->compact_rerank = (int)cfg->index.compact_rerank;
+    reg->compact_exact_max = cfg->index.compact_exact_max < cfg->index.exact_max
+                                 ? cfg->index.compact_exact_max
+                                 : cfg->index.exact_max;
     reg->opt.dim = EXTRACT_DIM;
     reg->opt.exact_max = cfg->index.exact_max;
     reg->opt.ann_factory = reg->factory;
@@ -286,7 +290,8 @@ static struct vindex *load_index(struct registry *reg, struct instance_rt *rt)
     /* exact_max counts items: an instance with views or regions holds
      * several vectors per item and stays exact just as long. */
     struct vindex_options opt = reg->opt;
-    opt.exact_max *= vectors_per_item(reg->db, id);
+    long per_item = vectors_per_item(reg->db, id);
+    opt.exact_max *= per_item;
     /* A compact instance's index holds its decoded codes (out_dim-d); a
      * snapshot of another dimension fails vindex_read and is rebuilt. */
     char *digest = NULL;
@@ -306,6 +311,7 @@ static struct vindex *load_index(struct registry *reg, struct instance_rt *rt)
         }
         opt.dim = pr->out_dim;
         opt.ann_factory = reg->compact_factory;
+        opt.exact_max = reg->compact_exact_max * per_item;
         opt.rerank = reg->compact_rerank;
         opt.fetch = fetch_codes;
         opt.fetch_arg = rt;

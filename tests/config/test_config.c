@@ -83,6 +83,7 @@ static void check_defaults(const struct config *cfg)
     CHECK_STR(cfg->index.ann_factory, "IVF1024,SQ8");
     CHECK_STR(cfg->index.compact_ann_factory, "IVF4096,PQ64");
     CHECK_INT(cfg->index.compact_rerank, 128);
+    CHECK_INT(cfg->index.compact_exact_max, 25000);
     CHECK_INT(cfg->index.nprobe, 0);
     CHECK_INT(cfg->index.int8, 1);
     CHECK(cfg->index.projection == NULL); /* compact descriptors off */
@@ -203,6 +204,7 @@ static const char full_ini[] = "; every key of config_usage\n"
                                "ann_factory = IVF64,Flat\n"
                                "compact_ann_factory = IVF256,PQ32\n"
                                "compact_rerank = 0\n"
+                               "compact_exact_max = 7000\n"
                                "nprobe = 8\n"
                                "int8 = off\n"
                                "projection = models/p.bin\n"
@@ -309,6 +311,7 @@ static void test_every_key(void)
     CHECK_STR(cfg.index.ann_factory, "IVF64,Flat");
     CHECK_STR(cfg.index.compact_ann_factory, "IVF256,PQ32");
     CHECK_INT(cfg.index.compact_rerank, 0);
+    CHECK_INT(cfg.index.compact_exact_max, 7000);
     CHECK_INT(cfg.index.nprobe, 8);
     CHECK_INT(cfg.index.int8, 0);
     CHECK_STR(cfg.index.projection, "models/p.bin");
@@ -377,6 +380,7 @@ static void test_usage_lists_every_key(void)
                                        "ann_factory",
                                        "compact_ann_factory",
                                        "compact_rerank",
+                                       "compact_exact_max",
                                        "nprobe",
                                        "int8",
                                        "projection",
@@ -664,6 +668,7 @@ static void test_error_bad_values(void)
         {"[index]\nexact_max = 0\n", 2, "exact_max", "0"},
         {"[index]\nnprobe = -2\n", 2, "nprobe", "-2"},
         {"[index]\ncompact_rerank = -1\n", 2, "compact_rerank", "-1"},
+        {"[index]\ncompact_exact_max = 0\n", 2, "compact_exact_max", "0"},
         {"[index]\ncompact_rerank = 65537\n", 2, "compact_rerank", "65537"},
         {"[import]\nworkers = 0\n", 2, "workers", "0"},
         {"[import]\nworkers = 65\n", 2, "workers", "65"},

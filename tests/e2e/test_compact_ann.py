@@ -70,11 +70,12 @@ def test_pq_tier_with_rerank_matches_exact(tmp_path):
     assert all(len(v) == 5 for v in exact.values())  # 8 items are "a"
     s.stop()
 
-    # Past exact_max = 6 items (24 vectors): the next add trains IVF4,PQ16x4
+    # Past compact_exact_max = 6 items (24 vectors; exact_max, which float
+    # instances use, stays at its default): the next add trains IVF4,PQ16x4
     # (4-bit codes: 16 centroids train on 100 vectors) over every vector.
     with open(s.config) as f:
         base = f.read()
-    ann = "exact_max = 6\ncompact_ann_factory = IVF4,PQ16x4\n"
+    ann = "compact_exact_max = 6\ncompact_ann_factory = IVF4,PQ16x4\n"
     with open(s.config, "w") as f:
         f.write(base + ann + "compact_rerank = 1000\n")
     s.start()
