@@ -7,6 +7,17 @@
  * so searches keep using the flat index meanwhile; a writer mutex keeps other
  * adds/removes out until the swap.
  *
+ * Background switch (vindex_set_background_switch, the server's live
+ * indexes): training takes minutes at 100k items, and holding the writer
+ * mutex that long stopped the instance's adds. Instead the crossing add
+ * goes to the flat index like any other, and a thread trains the ANN index
+ * on a copy of (a stride sample of) the vectors held then; adds and removes
+ * go on in the flat index meanwhile. Only the fill, one pass over the flat
+ * index's vectors as they are by then, and the swap hold the writer mutex,
+ * so every change made during training is in the new index. Loads and
+ * rebuilds keep the synchronous switch: they would otherwise pile every
+ * vector into the flat index first.
+ *
  * Re-rank: a PQ index orders candidates by lossy codes; with a fetch
  * function, the ANN tier asks for max(k, rerank) candidates and re-scores
  * them exactly (index/rerank.c) after dropping the read lock, so a slow fetch
@@ -41,6 +52,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 /* nprobe stored in a freshly built IVF index: what a search with nprobe <= 0
@@ -58,9 +70,23 @@ struct vindex {
     int rerank; /* candidates re-ranked in the ANN tier; 0: none */
     rerank_fetch_fn fetch;
     void *fetch_arg;
+    /* Background switch; all under wmu. */
+    int background;  /* train on a thread of its own (see top) */
+    int training;    /* a trainer thread runs */
+    int joinable;    /* a trainer thread was started and not joined */
+    int stopping;    /* vindex_free: the trainer must not swap */
+    size_t retry_at; /* after a failed training: next try at this count */
+    pthread_t trainer;
 };
 
 static _Thread_local char last_err[512];
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
 static pthread_once_t tune_once = PTHREAD_ONCE_INIT;
 
 /* Single-query flat searches (and IVF coarse quantisation) through OpenBLAS
@@ -329,6 +355,10 @@ void vindex_free(struct vindex *vi)
 {
     if (!vi)
         return;
+    pthread_mutex_lock(&vi->wmu);
+    vi->stopping = 1; /* a trainer still running finishes training, then drops it */
+    pthread_mutex_unlock(&vi->wmu);
+    vindex_switch_wait(vi);
     faiss_Index_free(vi->idx);
     pthread_rwlock_destroy(&vi->lock);
     pthread_mutex_destroy(&vi->wmu);
@@ -379,7 +409,7 @@ static int switch_to_ann(struct vindex *vi, size_t n, const int64_t *ids, const 
     free(joined);
     joined = NULL;
     if ((nxb && faiss_Index_add_with_ids(ann, (idx_t)nxb, xb, old_ids) != 0) ||
-        faiss_Index_add_with_ids(ann, (idx_t)n, vecs, ids) != 0) {
+        (n && faiss_Index_add_with_ids(ann, (idx_t)n, vecs, ids) != 0)) {
         set_faiss_err("filling ANN index");
         goto fail;
     }
@@ -395,6 +425,135 @@ fail:
     if (ann)
         faiss_Index_free(ann);
     return -1;
+}
+
+/* At most this many bytes of vectors are copied for a background training
+ * (a stride sample past it): 256 MB is 262k compact vectors (64 a list of
+ * IVF4096) or 37k float ones (36 a list of IVF1024); k-means wants 39-256. */
+#define TRAIN_COPY_BYTES (256u << 20)
+
+struct trainer_arg {
+    struct vindex *vi;
+    float *sample;
+    size_t n;
+};
+
+/* Fills `ann` with every vector of the flat index and swaps it in. Caller
+ * holds wmu. */
+static int fill_and_swap(struct vindex *vi, FaissIndex *ann)
+{
+    FaissIndexIDMap2 *map = faiss_IndexIDMap2_cast(vi->idx);
+    FaissIndexFlat *flat = faiss_IndexFlat_cast(faiss_IndexIDMap2_sub_index(map));
+    float *xb = NULL;
+    idx_t *ids = NULL;
+    size_t nxb = 0, nids = 0;
+    faiss_IndexFlat_xb(flat, &xb, &nxb);
+    faiss_IndexIDMap2_id_map(map, &ids, &nids);
+    nxb /= (size_t)vi->dim;
+    if (nxb != nids) {
+        set_err("flat index and its id map disagree");
+        return -1;
+    }
+    if (nxb && faiss_Index_add_with_ids(ann, (idx_t)nxb, xb, ids) != 0) {
+        set_faiss_err("filling ANN index");
+        return -1;
+    }
+    pthread_rwlock_wrlock(&vi->lock);
+    FaissIndex *old = vi->idx;
+    vi->idx = ann;
+    vi->exact = 0;
+    pthread_rwlock_unlock(&vi->lock);
+    faiss_Index_free(old);
+    return 0;
+}
+
+static void *trainer_main(void *p)
+{
+    struct trainer_arg *a = p;
+    struct vindex *vi = a->vi;
+    FaissIndex *ann = NULL;
+    double t0 = now_s();
+    int rc = new_ann(vi->dim, vi->factory, &ann);
+    if (rc == 0 && faiss_Index_train(ann, (idx_t)a->n, a->sample) != 0) {
+        set_faiss_err("training ANN index");
+        rc = -1;
+    }
+    free(a->sample);
+    double t1 = now_s();
+    pthread_mutex_lock(&vi->wmu);
+    if (rc == 0 && !vi->stopping && vi->exact && fill_and_swap(vi, ann) == 0) {
+        ann = NULL;
+        fprintf(stderr,
+                "vindex: switched to %s in the background: trained on %zu vectors in "
+                "%.1f s, filled with %zu in %.1f s\n",
+                vi->factory, a->n, t1 - t0, (size_t)faiss_Index_ntotal(vi->idx), now_s() - t1);
+    } else if (!vi->stopping) {
+        fprintf(stderr, "vindex: background switch to %s failed (%s); exact meanwhile\n",
+                vi->factory, rc ? vindex_last_error() : "fill");
+        vi->retry_at = 2 * (size_t)faiss_Index_ntotal(vi->idx);
+    }
+    vi->training = 0;
+    pthread_mutex_unlock(&vi->wmu);
+    if (ann)
+        faiss_Index_free(ann);
+    free(a);
+    return NULL;
+}
+
+/* Copies the training sample and starts the trainer. Caller holds wmu; the
+ * flat index is not being mutated. Returns -1 when it could not start (the
+ * caller switches synchronously instead). */
+static int start_training(struct vindex *vi)
+{
+    FaissIndexIDMap2 *map = faiss_IndexIDMap2_cast(vi->idx);
+    FaissIndexFlat *flat = faiss_IndexFlat_cast(faiss_IndexIDMap2_sub_index(map));
+    float *xb = NULL;
+    size_t nxb = 0, d = (size_t)vi->dim;
+    faiss_IndexFlat_xb(flat, &xb, &nxb);
+    nxb /= d;
+    size_t cap = TRAIN_COPY_BYTES / (d * sizeof(float)), n = nxb < cap ? nxb : cap;
+    struct trainer_arg *a = malloc(sizeof *a);
+    float *sample = n ? malloc(n * d * sizeof *sample) : NULL;
+    if (!a || !sample) {
+        free(a);
+        free(sample);
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) /* a stride over the whole index, not its head */
+        memcpy(sample + i * d, xb + (i * nxb / n) * d, d * sizeof *sample);
+    *a = (struct trainer_arg){.vi = vi, .sample = sample, .n = n};
+    if (vi->joinable) {
+        pthread_join(vi->trainer, NULL); /* the last one has finished */
+        vi->joinable = 0;
+    }
+    if (pthread_create(&vi->trainer, NULL, trainer_main, a) != 0) {
+        free(sample);
+        free(a);
+        return -1;
+    }
+    vi->training = vi->joinable = 1;
+    return 0;
+}
+
+void vindex_set_background_switch(struct vindex *vi, int on)
+{
+    pthread_mutex_lock(&vi->wmu);
+    vi->background = on;
+    /* A snapshot taken while a trainer ran is exact past exact_max. */
+    size_t total = (size_t)faiss_Index_ntotal(vi->idx);
+    if (on && vi->exact && (long)total > vi->exact_max && !vi->training && total >= vi->retry_at)
+        start_training(vi); /* no thread: the next add switches in line */
+    pthread_mutex_unlock(&vi->wmu);
+}
+
+void vindex_switch_wait(struct vindex *vi)
+{
+    pthread_mutex_lock(&vi->wmu);
+    int join = vi->joinable;
+    vi->joinable = 0;
+    pthread_mutex_unlock(&vi->wmu);
+    if (join)
+        pthread_join(vi->trainer, NULL);
 }
 
 int vindex_add(struct vindex *vi, size_t n, const int64_t *ids, const float *vecs)
@@ -415,7 +574,9 @@ int vindex_add(struct vindex *vi, size_t n, const int64_t *ids, const float *vec
     }
     pthread_mutex_lock(&vi->wmu);
     // ntotal only changes under wmu, which we hold: no read lock needed here.
-    if (vi->exact && (long)(faiss_Index_ntotal(vi->idx) + (idx_t)n) > vi->exact_max) {
+    size_t total = (size_t)faiss_Index_ntotal(vi->idx) + n;
+    int over = vi->exact && (long)total > vi->exact_max;
+    if (over && !vi->background) {
         rc = switch_to_ann(vi, n, ids, vecs);
     } else {
         pthread_rwlock_wrlock(&vi->lock);
@@ -424,6 +585,8 @@ int vindex_add(struct vindex *vi, size_t n, const int64_t *ids, const float *vec
             rc = -1;
         }
         pthread_rwlock_unlock(&vi->lock);
+        if (rc == 0 && over && !vi->training && total >= vi->retry_at && start_training(vi) != 0)
+            rc = switch_to_ann(vi, 0, NULL, NULL); /* no thread or memory: do it here */
     }
     pthread_mutex_unlock(&vi->wmu);
     return rc;

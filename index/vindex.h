@@ -71,6 +71,17 @@ long vindex_remove(struct vindex *vi, size_t n, const int64_t *ids);
 int vindex_search(struct vindex *vi, const float *query, int k,
                   const struct vindex_search_params *p, int64_t *ids, float *scores, int *n_found);
 
+/* On: the add that takes an exact index past exact_max starts a thread that
+ * trains the ANN index while adds, removes and searches go on in the exact
+ * one; only the final fill and swap hold writers up (vindex.c). Off (the
+ * default): that add trains and switches before it returns. Loads and
+ * rebuilds should switch synchronously, then turn this on; turning it on
+ * starts the trainer at once for an exact index already past exact_max. */
+void vindex_set_background_switch(struct vindex *vi, int on);
+/* Waits for a background switch in progress (whether it succeeded: see
+ * vindex_is_exact). */
+void vindex_switch_wait(struct vindex *vi);
+
 size_t vindex_count(struct vindex *vi);
 int vindex_is_exact(struct vindex *vi);
 const char *vindex_last_error(void); /* thread-local text of the last failure */

@@ -386,15 +386,21 @@ static int snapshot_txn_begin(struct sql_conn *c)
     return 0;
 }
 
+/* Loaded (a big rebuild switches to the ANN index on the way, in line);
+ * from then on, live adds switch in the background (index/vindex.h), so an
+ * instance's adds do not wait minutes for a training. */
 static struct vindex *load_index_shared(struct registry *reg, struct instance_rt *rt)
 {
-    if (!reg->shared)
-        return load_index(reg, rt);
-    struct sql_conn *c = db_conn(reg->db);
-    if (!c || snapshot_txn_begin(c) != 0)
-        return NULL;
-    struct vindex *vi = load_index(reg, rt);
-    sql_rollback(c); /* read only: nothing to commit */
+    struct vindex *vi = NULL;
+    struct sql_conn *c = reg->shared ? db_conn(reg->db) : NULL;
+    if (!reg->shared) {
+        vi = load_index(reg, rt);
+    } else if (c && snapshot_txn_begin(c) == 0) {
+        vi = load_index(reg, rt);
+        sql_rollback(c); /* read only: nothing to commit */
+    }
+    if (vi)
+        vindex_set_background_switch(vi, 1);
     return vi;
 }
 

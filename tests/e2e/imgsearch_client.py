@@ -150,6 +150,16 @@ class Client:
         return sum(float(v) for v in
                    re.findall(r"^%s(?:\{[^}]*\})? (\S+)$" % re.escape(name), text, re.M))
 
+    def wait_metric(self, name, value, timeout=60):
+        """Polls a metric until it equals value (e.g. imgsearch_index_exact
+        reaching 0 once a background switch to the ANN index has swapped)."""
+        deadline = time.time() + timeout
+        while True:
+            got = self.metric(name)
+            if got == value or time.time() > deadline:
+                return got
+            time.sleep(0.05)
+
     def create_instance(self, name, tags=(), num_tags=(), search_types=None):
         body = {"name": name, "custom_tags": list(tags), "custom_num_tags": list(num_tags)}
         if search_types:

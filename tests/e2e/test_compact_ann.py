@@ -82,7 +82,8 @@ def test_pq_tier_with_rerank_matches_exact(tmp_path):
     c = s.client()
     assert results(c) == exact  # the exact snapshot, loaded as it was
     add(c, "x1", 7100, "a")
-    assert c.metric("imgsearch_index_exact") == 0
+    # The switch trains in the background; searches meanwhile are exact.
+    assert c.wait_metric("imgsearch_index_exact", 0) == 0
     with_x1 = results(c)
     assert with_x1[7100, False][0][0] == "x1" and with_x1[7100, True][0][0] == "x1"
     # Added after the switch: PQ-coded, found by its own image at score ~1.

@@ -30,7 +30,7 @@ def test_selective_filter_matches_exhaustive_search(make_server):
         r = c.v2("fa", "data/add", {"item_id": "f%d" % i, "image_base64": b64(scene(i)),
                                     "custom_tags": {"grp": grp}})
         assert r.status == 200, r
-    assert c.metric("imgsearch_index_exact") == 0
+    assert c.wait_metric("imgsearch_index_exact", 0) == 0  # trained in the background
     for seed in list(range(200, 220)) + [5, 23, 41]:
         for limit in (1, 3):
             narrow = search(c, seed, 1, limit)

@@ -4,6 +4,7 @@ weak query is retried with its own centre window and grey view
 ([search] query_views) before the rotations. A grey query meets grey views
 only; plain queries never do. Quality figures: docs/bench/quality.md."""
 import re
+import time
 
 import pytest
 from images import b64, encode, scene
@@ -198,6 +199,9 @@ def test_exact_max_counts_items_not_vectors(make_server):
         for name in ("v", "nv"):
             assert c.v2(name, "data/add", {"item_id": "i%d" % i, "image_base64":
                                            b64(scene(4400 + i, 320, 240))}).status == 200
+    deadline = time.time() + 60  # the switches train in the background
+    while sorted(exact(c).values()) != [0, 0] and time.time() < deadline:
+        time.sleep(0.05)
     assert sorted(exact(c).values()) == [0, 0]
     top = search(c, "v", scene(4405, 320, 240).resize((160, 120), Image.BOX))
     assert top[0]["id"] == "i5"

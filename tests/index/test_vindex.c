@@ -409,6 +409,61 @@ static void test_switch_to_ann(void)
     free(ids);
 }
 
+/* The background switch: the crossing add returns with the index still
+ * exact; adds and removes made while the trainer runs all land in the ANN
+ * index it swaps in, which then answers as brute force does over exactly
+ * the vectors left (IVF,Flat with every list probed is exact). */
+static void test_background_switch(void)
+{
+    size_t n = 3000;
+    float *x = clustered(n, 64, 0.25f);
+    int64_t *ids = make_ids(n);
+    char *dead = calloc(n, 1);
+    struct vindex *vi = make(2000, "IVF16,Flat");
+    vindex_set_background_switch(vi, 1);
+    CHECK_INT(vindex_add(vi, 1500, ids, x), 0);
+    CHECK_INT(vindex_add(vi, 1000, ids + 1500, x + 1500 * DIM), 0); // crosses 2000
+    // Until the trainer swaps, changes go to the exact index.
+    CHECK_INT(vindex_add(vi, 500, ids + 2500, x + 2500 * DIM), 0);
+    int64_t rm[40];
+    for (int i = 0; i < 40; i++) {
+        rm[i] = ids[i * 70];
+        dead[i * 70] = 1;
+    }
+    CHECK_INT(vindex_remove(vi, 40, rm), 40);
+    vindex_switch_wait(vi);
+    CHECK(!vindex_is_exact(vi));
+    CHECK_INT(vindex_count(vi), n - 40);
+    struct vindex_search_params all = {.nprobe = 16};
+    int same = 1;
+    for (int t = 0; t < 20; t++) {
+        const float *q = x + (size_t)t * 140 * DIM; // every other one removed
+        int64_t got[10], want[10];
+        float gs[10], ws[10];
+        int nf = 0;
+        CHECK_INT(vindex_search(vi, q, 10, &all, got, gs, &nf), 0);
+        int nw = brute(x, ids, dead, n, q, 10, NULL, 0, want, ws);
+        same &= nf == nw;
+        for (int i = 0; i < nf && i < nw; i++)
+            same &= got[i] == want[i] || fabsf(gs[i] - ws[i]) < 1e-5f;
+    }
+    CHECK(same);
+    // Past the switch adds go to the ANN index at once.
+    CHECK_INT(vindex_remove(vi, 1, ids + 1), 1);
+    CHECK_INT(vindex_add(vi, 1, ids + 1, x + DIM), 0);
+    CHECK_INT(vindex_count(vi), n - 40);
+    vindex_free(vi);
+
+    // Freed while the trainer may still run: it finishes and drops its index.
+    vi = make(2000, "IVF16,Flat");
+    vindex_set_background_switch(vi, 1);
+    CHECK_INT(vindex_add(vi, 2500, ids, x), 0);
+    vindex_free(vi);
+    free(dead);
+    free(x);
+    free(ids);
+}
+
 struct searcher {
     struct vindex *vi;
     const float *x;
@@ -595,6 +650,7 @@ int main(void)
     RUN(test_selective_filter_ann);
     RUN(test_save_load_exact);
     RUN(test_switch_to_ann);
+    RUN(test_background_switch);
     RUN(test_concurrent_search_while_adding);
     RUN(test_save_out_of_space);
     RUN(test_errors);
