@@ -290,12 +290,13 @@ out:
 }
 
 /* A stored snapshot newer than a usable local one (or than none) replaces
- * the local file, which the load then reads like any other. */
+ * the local file, which the load then reads like any other. An instance
+ * without a change yet (a new one) has nothing worth fetching. */
 static void fetch_stored(struct registry *reg, struct instance_rt *rt, int64_t floor, int64_t cs)
 {
     char path[4096], tmp[4200];
     struct snap_ref ref;
-    if (!reg->snaps || snapstore_ref(reg->db, rt->id, 0, &ref) != 0)
+    if (!reg->snaps || cs <= 0 || snapstore_ref(reg->db, rt->id, 0, &ref) != 0)
         return;
     int64_t s = read_snapshot(reg, rt->id, NULL, NULL);
     path_of(reg, rt->id, F_SNAP, "", path, sizeof path);
