@@ -178,8 +178,10 @@ static int64_t head_seq(const uint8_t *h, size_t n)
     return seq < 0 ? -1 : seq;
 }
 
-/* SHA-256 of the first len bytes of f (read from its start); 0 on success. */
-static int hash_file(FILE *f, uint64_t len, uint8_t sha[32])
+/* SHA-256 of the first len bytes of f (read from its start); 0 on success.
+ * `also` (or NULL) is fed the same bytes: the S3 payload hash, in the same
+ * pass over a file of hundreds of MB. */
+static int hash_file(FILE *f, uint64_t len, uint8_t sha[32], EVP_MD_CTX *also)
 {
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
     uint8_t *buf = malloc(CHUNK);
@@ -189,7 +191,8 @@ static int hash_file(FILE *f, uint64_t len, uint8_t sha[32])
         goto out;
     while (len > 0) {
         size_t want = len < CHUNK ? (size_t)len : CHUNK;
-        if (fread(buf, 1, want, f) != want || EVP_DigestUpdate(ctx, buf, want) != 1)
+        if (fread(buf, 1, want, f) != want || EVP_DigestUpdate(ctx, buf, want) != 1 ||
+            (also && EVP_DigestUpdate(also, buf, want) != 1))
             goto out;
         len -= want;
     }
@@ -233,30 +236,16 @@ static void hex(const uint8_t *b, size_t n, char *out)
         snprintf(out + 2 * i, 3, "%02x", b[i]);
 }
 
-/* SHA-256 (hex) of the whole object: the file, then the trailer. */
-static int hash_object(FILE *f, uint64_t len, const uint8_t t[TRAILER_LEN], char out[65])
+/* The S3 payload hash: `ctx` has seen the file; the trailer follows. */
+static int payload_hash(EVP_MD_CTX *ctx, const uint8_t t[TRAILER_LEN], char out[65])
 {
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    uint8_t *buf = malloc(CHUNK), md[32];
+    uint8_t md[32];
     unsigned int n = 0;
-    int rc = -1;
-    if (!ctx || !buf || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1 || fseeko(f, 0, SEEK_SET))
-        goto out;
-    while (len > 0) {
-        size_t want = len < CHUNK ? (size_t)len : CHUNK;
-        if (fread(buf, 1, want, f) != want || EVP_DigestUpdate(ctx, buf, want) != 1)
-            goto out;
-        len -= want;
-    }
     if (EVP_DigestUpdate(ctx, t, TRAILER_LEN) != 1 || EVP_DigestFinal_ex(ctx, md, &n) != 1 ||
         n != 32)
-        goto out;
+        return -1;
     hex(md, 32, out);
-    rc = 0;
-out:
-    EVP_MD_CTX_free(ctx);
-    free(buf);
-    return rc;
+    return 0;
 }
 
 int snapstore_put(struct snapstore *ss, const struct snap_ref *ref, const char *path, int64_t seq)
@@ -267,6 +256,7 @@ int snapstore_put(struct snapstore *ss, const struct snap_ref *ref, const char *
     double t0 = now_s();
     const char *why = NULL;
     enum source_status st = SRC_OBS_FAILED;
+    EVP_MD_CTX *payload = NULL;
     if (snapstore_key(ss->prefix, ref, key, sizeof key) != 0)
         return -1;
     FILE *f = fopen(path, "rbe");
@@ -278,14 +268,15 @@ int snapstore_put(struct snapstore *ss, const struct snap_ref *ref, const char *
     } else if (ss->b.kind == BUCKET_S3 && (uint64_t)sb.st_size + TRAILER_LEN > S3_PUT_MAX) {
         why = "larger than 5 GiB, S3's limit for one PUT (multipart is not implemented): "
               "it stays local only";
-    } else if (hash_file(f, (uint64_t)sb.st_size, sha) != 0) {
+    } else if (!(payload = EVP_MD_CTX_new()) ||
+               EVP_DigestInit_ex(payload, EVP_sha256(), NULL) != 1 ||
+               hash_file(f, (uint64_t)sb.st_size, sha, payload) != 0) {
         why = "cannot read it";
     } else {
         trailer_make(trailer, ref, (uint64_t)sb.st_size, seq, sha);
         struct upload u = {.f = f, .left = (uint64_t)sb.st_size, .trailer = trailer};
         if (ss->b.kind == BUCKET_S3) {
-            if (hash_object(f, (uint64_t)sb.st_size, trailer, sha_hex) != 0 ||
-                fseeko(f, 0, SEEK_SET) != 0)
+            if (payload_hash(payload, trailer, sha_hex) != 0 || fseeko(f, 0, SEEK_SET) != 0)
                 why = "cannot read it";
             else
                 st = objstore_s3_put_stream(&ss->b, key, (uint64_t)sb.st_size + TRAILER_LEN,
@@ -298,6 +289,7 @@ int snapstore_put(struct snapstore *ss, const struct snap_ref *ref, const char *
         if (!why && st != SRC_OK)
             why = detail[0] ? detail : "the store refused it";
     }
+    EVP_MD_CTX_free(payload);
     if (f)
         fclose(f);
     if (why) {
@@ -342,7 +334,7 @@ static const char *verify(FILE *f, uint64_t size, const struct snap_ref *ref, in
         return "cannot read the local copy";
     if (memcmp(t, TRAILER_MAGIC, 8) != 0 || get_le(t + 8, 8) != len)
         return trailer_check(t, ref, len, seq, t + 48); /* says which */
-    if (hash_file(f, len, sha) != 0)
+    if (hash_file(f, len, sha, NULL) != 0)
         return "cannot read the local copy";
     if ((why = trailer_check(t, ref, len, seq, sha)) != NULL)
         return why;
