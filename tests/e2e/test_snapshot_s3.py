@@ -5,6 +5,7 @@ results. A corrupt or truncated object is refused and the node rebuilds from
 the database; so is an object left by a deleted instance whose id SQLite
 gave to a new one. With the store down a node still rebuilds and answers.
 Of a local snapshot and a stored one the newer replayable one is used. An
+unchanged index whose snapshot is only local is uploaded all the same. An
 instance delete removes its object.
 
 PostgreSQL nodes use the S3 test server (s3rver behind a SigV4-checking
@@ -257,4 +258,29 @@ def test_sqlite_restore_onto_a_new_data_dir():
         for s in (a, b):
             if s and s.proc:
                 s.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_an_unchanged_local_snapshot_is_uploaded():
+    """A bucket configured on a node that already has snapshots: the next
+    round uploads them though nothing changed."""
+    root = tempfile.mkdtemp(prefix="imgsearch-snapbucket-")
+    storage = "[storage]\nbackend = sqlite\n"
+    a = node(storage, "", "[index]\nsnapshot_changes = 0\nsnapshot_seconds = 0\n")
+    try:
+        c = a.client()
+        fill(c)
+        want = results(c, "sn", SEEDS[:3])
+        a.stop()  # a local snapshot at 10, no bucket yet
+        with open(a.config, "a") as f:
+            f.write("[bucket:snaps]\ntype = local\nroot = %s\n[cluster]\n"
+                    "snapshot_bucket = snaps\n[index]\nsnapshot_seconds = 1\n" % root)
+        a.start()
+        assert results(a.client(), "sn", SEEDS[:3]) == want
+        assert load_lines(a)[-1] == "loaded snapshot at seq 10, replayed 0 changes"
+        wait_log(a, r"index 1: snapshot at seq 10 uploaded to %s/snapshots/1/0\.snap" % root)
+        assert a.client().metric("imgsearch_index_snapshot_stored_seq") == 10
+    finally:
+        if a.proc:
+            a.stop()
         shutil.rmtree(root, ignore_errors=True)
