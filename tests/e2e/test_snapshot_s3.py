@@ -14,12 +14,13 @@ local-directory bucket."""
 import os
 import re
 import shutil
+import subprocess
 import tempfile
 import time
 import uuid
 
 import pytest
-from conftest import Server, free_port, pg_cluster
+from conftest import IS_ASAN, ROOT, Server, free_port, pg_cluster
 from images import b64, scene
 from services import S3Server
 
@@ -284,3 +285,19 @@ def test_an_unchanged_local_snapshot_is_uploaded():
         if a.proc:
             a.stop()
         shutil.rmtree(root, ignore_errors=True)
+
+
+def test_a_large_snapshot_streams(s3):
+    """tests/server/test_snapstore.c against this S3 server: 64 MB up and
+    down with the peak RSS growing by less than 16 MB."""
+    binary = os.path.join(ROOT, "build", "asan" if IS_ASAN else "release", "tests", "server",
+                          "test_snapstore")
+    if not os.path.exists(binary):
+        pytest.skip("test_snapstore is not built")
+    env = dict(os.environ, SNAPSTORE_S3="%s|%s|%s|%s|64" % (
+        s3.endpoint, BUCKET, s3.access_key, s3.secret_key))
+    p = subprocess.run([binary], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                       timeout=600)
+    out = p.stdout.decode(errors="replace")
+    assert p.returncode == 0 and "ok - test_s3_large" in out, out[-3000:]
+    assert "64 MB up and down" in out, out[-3000:]
