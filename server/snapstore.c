@@ -385,7 +385,7 @@ int64_t snapstore_fetch(struct snapstore *ss, const struct snap_ref *ref, const 
                  id, (long long)seq, (long long)than);
         return -1;
     }
-    const char *why = NULL;
+    const char *why = NULL, *verb = "not fetched";
     struct stat sb;
     FILE *f = fopen(tmp, "w+be");
     if (!f) {
@@ -394,7 +394,9 @@ int64_t snapstore_fetch(struct snapstore *ss, const struct snap_ref *ref, const 
         why = detail[0] ? detail : "download failed";
     } else if (fstat(fileno(f), &sb) != 0) {
         why = strerror(errno);
-    } else if (!(why = verify(f, (uint64_t)sb.st_size, ref, seq))) {
+    } else if ((why = verify(f, (uint64_t)sb.st_size, ref, seq)) != NULL) {
+        verb = "refused";
+    } else {
         /* Renamed only once whole and checked: path is never half written. */
         if (fclose(f) != 0)
             why = "cannot write the local copy";
@@ -406,7 +408,7 @@ int64_t snapstore_fetch(struct snapstore *ss, const struct snap_ref *ref, const 
         fclose(f);
     if (why) {
         unlink(tmp);
-        log_info("index %lld: stored snapshot %s%s refused: %s", id, ss->where, name, why);
+        log_info("index %lld: stored snapshot %s%s %s: %s", id, ss->where, name, verb, why);
         return -1;
     }
     *stored = seq;
