@@ -120,6 +120,8 @@ void config_free(struct config *cfg)
     free_cidrs(&cfg->fetch.deny, &cfg->fetch.n_deny);
     free(cfg->storage.dsn);
     free(cfg->cluster.node_url);
+    free(cfg->cluster.snapshot_bucket);
+    free(cfg->cluster.snapshot_prefix);
     free(cfg->index.ann_factory);
     free(cfg->index.compact_ann_factory);
     free(cfg->index.projection);
@@ -253,6 +255,26 @@ static int valid_name(const char *s)
         if (!(('a' <= *s && *s <= 'z') || ('A' <= *s && *s <= 'Z') || ('0' <= *s && *s <= '9') ||
               *s == '-' || *s == '_' || *s == '.'))
             return 0;
+    return 1;
+}
+
+/* A snapshot key prefix: name segments ([A-Za-z0-9._-], not "." or "..")
+ * joined by '/', with or without a final '/'. */
+static int valid_key_prefix(const char *s)
+{
+    char seg[256];
+    while (*s) {
+        size_t n = strcspn(s, "/");
+        if (n == 0 || n >= sizeof seg)
+            return 0;
+        memcpy(seg, s, n);
+        seg[n] = '\0';
+        if (!valid_name(seg) || !strcmp(seg, ".") || !strcmp(seg, ".."))
+            return 0;
+        s += n;
+        if (*s == '/')
+            s++;
+    }
     return 1;
 }
 
@@ -583,6 +605,20 @@ static int cluster_key(struct parse_ctx *ctx, const char *k, const char *v)
     }
     if (!strcmp(k, "node_timeout_ms"))
         return parse_long(ctx, v, 500, 3600000, &cc->node_timeout_ms);
+    int bucket = !strcmp(k, "snapshot_bucket");
+    if (bucket || !strcmp(k, "snapshot_prefix")) {
+        char **dst = bucket ? &cc->snapshot_bucket : &cc->snapshot_prefix;
+        if (*v && !(bucket ? valid_name(v) : valid_key_prefix(v))) {
+            snprintf(ctx->err, sizeof ctx->err,
+                     bucket ? "expected a bucket name" : "expected key segments like \"prod/\"");
+            return -1;
+        }
+        free(*dst);
+        *dst = NULL;
+        if (*v)
+            set_str(dst, v);
+        return !*v || *dst ? 0 : -1;
+    }
     snprintf(ctx->err, sizeof ctx->err, "unknown key");
     return -1;
 }
@@ -669,6 +705,15 @@ static int validate(struct config *cfg, char *errbuf, size_t errlen)
                      b->name);
             return -1;
         }
+    }
+    const char *sb = cfg->cluster.snapshot_bucket;
+    int found = !sb || (cfg->n_buckets == 0 && !strcmp(sb, "local"));
+    for (size_t i = 0; i < cfg->n_buckets && !found; i++)
+        found = !strcmp(cfg->buckets[i].name, sb);
+    if (!found) {
+        snprintf(errbuf, errlen, "%s: [cluster] snapshot_bucket = %s names no [bucket:%s]", file,
+                 sb, sb);
+        return -1;
     }
     if (cfg->storage.backend == STORAGE_POSTGRES && (!cfg->storage.dsn || !*cfg->storage.dsn)) {
         snprintf(errbuf, errlen, "%s: [storage] backend = postgres needs dsn", file);
@@ -826,13 +871,19 @@ void config_usage(FILE *out)
           "[storage]\n"
           "  backend = sqlite|postgres  where the metadata lives (default sqlite: a\n"
           "                           file in data_dir; postgres: a database several\n"
-          "                           nodes can share; index snapshots stay in data_dir)\n"
+          "                           nodes can share; index snapshots stay in data_dir,\n"
+          "                           and in [cluster] snapshot_bucket when set)\n"
           "  dsn = CONNINFO           postgres: libpq conninfo or URI, e.g. host=127.0.0.1\n"
           "                           port=5432 dbname=imgsearch user=imgsearch\n"
           "[cluster]                  several nodes on one postgres database\n"
           "  node_url = URL           how the other nodes reach this one (listed by\n"
           "                           /admin/v1/cluster); empty: not advertised\n"
-          "  node_timeout_ms = N      a node silent this long is dead (default 5000)\n",
+          "  node_timeout_ms = N      a node silent this long is dead (default 5000)\n"
+          "  snapshot_bucket = NAME   also keep index snapshots in [bucket:NAME] (S3 or\n"
+          "                           local), so a node with an empty data_dir loads\n"
+          "                           them instead of rebuilding (empty: off, default)\n"
+          "  snapshot_prefix = P/     key prefix there (default none): objects are\n"
+          "                           P/snapshots/<instance>/<shard>.snap\n",
           out);
 }
 

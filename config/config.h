@@ -113,6 +113,10 @@ struct storage_config {
 struct cluster_config {
     char *node_url;       /* how other nodes reach this one; NULL: not advertised */
     long node_timeout_ms; /* a node silent this long is dead; default 5000 */
+    /* Index snapshots also go to this [bucket:NAME] (server/snapstore.h),
+     * under snapshot_prefix; NULL: they stay in data_dir only (default). */
+    char *snapshot_bucket;
+    char *snapshot_prefix; /* "" or a key prefix, e.g. "prod/"; default "" */
 };
 
 struct config {

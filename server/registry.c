@@ -38,7 +38,14 @@
  * dozen bytes a vector in RAM and in the snapshot) whose top compact_rerank
  * candidates vindex re-scores with the exact int8 codes read back from the
  * database (vectors_fetch), the copy the snapshot does not duplicate. Float
- * instances keep ann_factory and its own scores. */
+ * instances keep ann_factory and its own scores.
+ *
+ * Snapshot store ([cluster] snapshot_bucket, server/snapstore.h): each
+ * snapshot is also uploaded, by the snapshot thread (or a clean stop), and
+ * the log is pruned only after that succeeded, so the stored copy stays
+ * replayable. A load fetches the stored one when it is newer than a usable
+ * local one and inside the log; it replaces the local file and is then read
+ * and replayed like it. A drop deletes it too. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -55,6 +62,7 @@
 #include "server/http_log.h"
 #include "server/metrics.h"
 #include "server/registry.h"
+#include "server/snapstore.h"
 #include "server/spaces.h"
 #include "storage/db.h"
 #include "storage/nodes.h"
@@ -81,6 +89,7 @@ struct registry {
     pthread_t saver;
     int saver_running, stopping;
     pthread_cond_t wake;
+    struct snapstore *snaps; /* NULL: snapshots stay in dir only */
 };
 
 enum file_kind { F_SNAP, F_LEGACY_FAISS, F_LEGACY_SEQ };
@@ -163,6 +172,10 @@ int registry_new(const struct config *cfg, struct spaces *sp, struct db *db, str
     reg->snapshot_seconds = cfg->index.snapshot_seconds;
     reg->shared = cfg->storage.backend == STORAGE_POSTGRES;
     reg->node_timeout_ms = cfg->cluster.node_timeout_ms;
+    if (snapstore_new(cfg, &reg->snaps, errbuf, errlen) != 0) {
+        registry_free(reg);
+        return -1;
+    }
     if (reg->snapshot_changes > 0 || reg->snapshot_seconds > 0) {
         if (pthread_create(&reg->saver, NULL, saver_main, reg) != 0) {
             snprintf(errbuf, errlen, "cannot start the snapshot thread");
@@ -280,6 +293,22 @@ out:
     return rc;
 }
 
+/* A stored snapshot newer than a usable local one (or than none) replaces
+ * the local file, which the load then reads like any other. An instance
+ * without a change yet (a new one) has nothing worth fetching. */
+static void fetch_stored(struct registry *reg, struct instance_rt *rt, int64_t floor, int64_t cs)
+{
+    char path[4096], tmp[4200];
+    struct snap_ref ref;
+    if (!reg->snaps || cs <= 0 || snapstore_ref(reg->db, rt->id, 0, &ref) != 0)
+        return;
+    int64_t s = read_snapshot(reg, rt->id, NULL, NULL);
+    path_of(reg, rt->id, F_SNAP, "", path, sizeof path);
+    path_of(reg, rt->id, F_SNAP, ".tmp", tmp, sizeof tmp);
+    snapstore_fetch(reg->snaps, &ref, path, tmp, s >= floor && s <= cs ? s : -1, floor, cs,
+                    &rt->stored_seq);
+}
+
 /* A snapshot (replayed) when one is usable, else a rebuild from SQLite. */
 static struct vindex *load_index(struct registry *reg, struct instance_rt *rt)
 {
@@ -324,8 +353,9 @@ static struct vindex *load_index(struct registry *reg, struct instance_rt *rt)
         path_of(reg, id, k, ".tmp", path, sizeof path);
         unlink(path);
     }
-    rt->snap_seq = -1;
+    rt->snap_seq = rt->stored_seq = -1;
     if (vectors_log_state(reg->db, id, &cs, &floor) == 0) {
+        fetch_stored(reg, rt, floor, cs);
         /* Peek at the seq first: a snapshot the log cannot bring up to date
          * is not worth reading. */
         int64_t s = read_snapshot(reg, id, NULL, NULL);
@@ -588,6 +618,8 @@ void registry_drop(struct registry *reg, int64_t instance_id)
         }
     remove_files(reg, instance_id);
     pthread_mutex_unlock(&reg->lock);
+    if (reg->snaps)
+        snapstore_delete(reg->snaps, instance_id, 0);
     registry_put(reg, rt);
 }
 
@@ -645,6 +677,26 @@ static int serialise(struct registry *reg, struct instance_rt *rt, FILE *f, int6
     return rc;
 }
 
+/* The snapshot store's copy of the snapshot at `seq` in `path`, uploaded
+ * unless it is there already. 0: stored, or no store. */
+static int store_copy(struct registry *reg, struct instance_rt *rt, const char *path, int64_t seq)
+{
+    struct snap_ref ref;
+    if (!reg->snaps || seq < 0 || rt->stored_seq == seq)
+        return 0;
+    if (snapstore_ref(reg->db, rt->id, 0, &ref) != 0 ||
+        snapstore_put(reg->snaps, &ref, path, seq) != 0)
+        return -1;
+    rt->stored_seq = seq;
+    /* Dropped during the upload: the drop's delete may have come first. */
+    pthread_mutex_lock(&reg->lock);
+    int dropped = rt->dropped;
+    pthread_mutex_unlock(&reg->lock);
+    if (dropped)
+        snapstore_delete(reg->snaps, rt->id, 0);
+    return 0;
+}
+
 int registry_snapshot(struct registry *reg, struct instance_rt *rt)
 {
     char path[4096], tmp[4200];
@@ -668,7 +720,11 @@ int registry_snapshot(struct registry *reg, struct instance_rt *rt)
     }
     if (rc == 1) {
         unlink(tmp);
-        return rt->no_snapshot ? -1 : 0;
+        /* Unchanged, but maybe not in the store yet (loaded from data_dir). */
+        if (rt->no_snapshot || store_copy(reg, rt, path, rt->snap_seq) != 0)
+            return -1;
+        rt->dirty_ms = 0;
+        return 0;
     }
     if (rc == 0) {
         /* Under the registry lock: an instance dropped meanwhile keeps no file. */
@@ -694,9 +750,10 @@ int registry_snapshot(struct registry *reg, struct instance_rt *rt)
         unlink(legacy);
     }
     /* The log before seq is no longer needed: the snapshot covers it, unless
-     * another live node still replays from further back. A failed prune
-     * only keeps tombstones a little longer. */
-    int64_t upto = seq, others = INT64_MAX;
+     * another live node still replays from further back, or the store's
+     * copy is older (its upload failed). A failed prune only keeps
+     * tombstones a little longer. */
+    int64_t upto = store_copy(reg, rt, path, seq) == 0 ? seq : -1, others = INT64_MAX;
     if (reg->shared && nodes_min_applied(reg->db, rt->id, reg->node_timeout_ms, &others) != 0)
         upto = -1;
     if (others < upto)
@@ -723,7 +780,7 @@ static int due(struct registry *reg, struct instance_rt *rt, long long now)
     if (rt->no_snapshot || now < rt->retry_ms || current_seq(reg, rt, &cs, &floor) != 0)
         return 0;
     int64_t base = rt->snap_seq < 0 ? 0 : rt->snap_seq;
-    if (cs == rt->snap_seq)
+    if (cs == rt->snap_seq && (!reg->snaps || rt->stored_seq == cs))
         return 0;
     if (!rt->dirty_ms)
         rt->dirty_ms = now;
@@ -780,6 +837,7 @@ void registry_free(struct registry *reg)
         registry_put(reg, reg->items[i]);
     }
     free(reg->items);
+    snapstore_free(reg->snaps);
     free(reg->factory);
     free(reg->compact_factory);
     free(reg->dir);
@@ -819,6 +877,10 @@ static double g_snap_seq(const struct instance_rt *rt)
 {
     return (double)rt->snap_seq;
 }
+static double g_stored(const struct instance_rt *rt)
+{
+    return (double)rt->stored_seq;
+}
 static double g_block(const struct instance_rt *rt)
 {
     return rt->snap_block_s;
@@ -839,6 +901,8 @@ static const struct gauge gauges[] = {
     {"imgsearch_index_load_replayed", "Changes replayed onto the snapshot at load.", g_replayed},
     {"imgsearch_index_load_seconds", "Time the index took to load.", g_load_s},
     {"imgsearch_index_snapshot_seq", "Change seq of the snapshot on disk (-1: none).", g_snap_seq},
+    {"imgsearch_index_snapshot_stored_seq",
+     "Change seq of its copy in [cluster] snapshot_bucket (-1: none known).", g_stored},
     {"imgsearch_index_snapshot_block_seconds", "Last snapshot: time item writes waited.", g_block},
     {"imgsearch_index_snapshot_seconds", "Last snapshot: total time.", g_snap_s},
     {"imgsearch_index_snapshot_failures", "Snapshots that failed since start.", g_fail},

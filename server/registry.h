@@ -35,6 +35,7 @@ struct instance_rt {
     /* Snapshot state, guarded by write_lock (written) and the registry lock
      * (read for metrics). */
     int64_t snap_seq;        /* change seq of the snapshot on disk; -1: none usable */
+    int64_t stored_seq;      /* ... of its copy in the snapshot store; -1: none known */
     long long dirty_ms;      /* when a change after snap_seq was first seen; 0: clean */
     long long retry_ms;      /* no snapshot attempt before this (after a failure) */
     int no_snapshot;         /* the index lacks a stored item: only a rebuild is right */

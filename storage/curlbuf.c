@@ -71,6 +71,14 @@ static size_t on_write(char *ptr, size_t size, size_t nmemb, void *arg)
             b->too_big = 1;
         return 0;
     }
+    if (b->sink && is_2xx(b->status)) {
+        if (fwrite(ptr, 1, n, b->sink) != n) {
+            b->sink_failed = 1;
+            return 0;
+        }
+        b->len += n;
+        return n;
+    }
     if (b->len + n > b->cap) {
         size_t ncap = b->cap ? b->cap : 16384;
         uint8_t *nd;

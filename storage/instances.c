@@ -323,6 +323,22 @@ enum db_status instances_delete(struct db *db, const char *project_id, const cha
     return rc;
 }
 
+enum db_status instances_created_ms(struct db *db, int64_t id, long long *ms)
+{
+    struct sql_conn *c = db_conn(db);
+    struct sql_stmt *st =
+        c ? sql_prepare(c, "SELECT created_ms FROM instances WHERE id = ?") : NULL;
+    if (!st)
+        return DB_ERROR;
+    sql_bind_int64(st, 1, id);
+    int s = sql_step(st);
+    enum db_status rc = s == SQL_ROW ? DB_OK : s == SQL_DONE ? DB_NOT_FOUND : DB_ERROR;
+    if (rc == DB_OK)
+        *ms = sql_column_int64(st, 0);
+    sql_finalize(st);
+    return rc;
+}
+
 void instance_free(struct instance *inst)
 {
     if (!inst)

@@ -50,6 +50,9 @@ enum db_status instances_delete(struct db *db, const char *project_id, const cha
 /* Every instance of every project (start-up loads their indexes). */
 enum db_status instances_all(struct db *db, struct instance **out, size_t *n);
 
+/* The instance's created_ms by id (DB_NOT_FOUND: no such instance). */
+enum db_status instances_created_ms(struct db *db, int64_t id, long long *ms);
+
 void instance_free(struct instance *inst);
 void instances_free(struct instance *list, size_t n);
 

@@ -293,6 +293,200 @@ fail:
     return SRC_OBS_FAILED;
 }
 
+/* The key's file opened for reading (a regular file, no symlink). */
+static enum source_status open_object(const char *root, const char *key, int *fd_out,
+                                      struct stat *sb, char *detail, size_t detail_len)
+{
+    const char *last;
+    int dfd, fd;
+
+    if (!objurl_key_valid(key)) {
+        source_detail(detail, detail_len, "invalid key");
+        return SRC_OBS_BAD_URL;
+    }
+    dfd = open_parent(root, key, 0, &last);
+    fd =
+        dfd < 0 ? -1 : openat(dfd, last, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+    if (fd < 0 || fstat(fd, sb) != 0) {
+        enum source_status st = errno_status(errno);
+        source_detail(detail, detail_len, "%s: %s", key, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        if (dfd >= 0)
+            close(dfd);
+        return st;
+    }
+    close(dfd);
+    if (!S_ISREG(sb->st_mode)) {
+        close(fd);
+        source_detail(detail, detail_len, "%s: not a regular file", key);
+        return S_ISDIR(sb->st_mode) ? SRC_OBS_MISSING : SRC_OBS_FAILED;
+    }
+    *fd_out = fd;
+    return SRC_OK;
+}
+
+enum source_status objstore_local_get_file(const char *root, const char *key, uint64_t max_bytes,
+                                           FILE *out, char *detail, size_t detail_len)
+{
+    struct stat sb;
+    int fd;
+    uint64_t total = 0;
+    enum source_status st = open_object(root, key, &fd, &sb, detail, detail_len);
+    uint8_t *buf = st == SRC_OK ? malloc(1 << 16) : NULL;
+
+    if (st != SRC_OK)
+        return st;
+    if (!buf) {
+        close(fd);
+        return SRC_NOMEM;
+    }
+    for (;;) {
+        ssize_t n = read(fd, buf, 1 << 16);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            source_detail(detail, detail_len, "%s: read: %s", key, strerror(errno));
+            st = SRC_OBS_FAILED;
+            break;
+        }
+        if (n == 0)
+            break;
+        total += (uint64_t)n;
+        if (total > max_bytes) {
+            source_detail(detail, detail_len, "%s: more than %llu bytes", key,
+                          (unsigned long long)max_bytes);
+            st = SRC_OBS_TOO_BIG;
+            break;
+        }
+        if (fwrite(buf, 1, (size_t)n, out) != (size_t)n) {
+            source_detail(detail, detail_len, "%s: cannot write the local copy", key);
+            st = SRC_OBS_FAILED;
+            break;
+        }
+    }
+    if (st == SRC_OK && fflush(out) != 0) {
+        source_detail(detail, detail_len, "%s: cannot write the local copy", key);
+        st = SRC_OBS_FAILED;
+    }
+    free(buf);
+    close(fd);
+    return st;
+}
+
+enum source_status objstore_local_get_head(const char *root, const char *key, uint8_t *head,
+                                           size_t len, size_t *got, char *detail, size_t detail_len)
+{
+    struct stat sb;
+    int fd;
+    size_t n = 0;
+    enum source_status st = open_object(root, key, &fd, &sb, detail, detail_len);
+
+    *got = 0;
+    if (st != SRC_OK)
+        return st;
+    while (n < len) {
+        ssize_t r = read(fd, head + n, len - n);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            source_detail(detail, detail_len, "%s: read: %s", key, strerror(errno));
+            st = SRC_OBS_FAILED;
+            break;
+        }
+        if (r == 0)
+            break;
+        n += (size_t)r;
+    }
+    close(fd);
+    *got = n;
+    return st;
+}
+
+enum source_status objstore_local_put_stream(const char *root, const char *key, objstore_read_fn fn,
+                                             void *arg, char *detail, size_t detail_len)
+{
+    const char *last;
+    char tmp[128];
+    int dfd, fd = -1;
+    uint8_t *buf = NULL;
+
+    if (!objurl_key_valid(key)) {
+        source_detail(detail, detail_len, "invalid key");
+        return SRC_OBS_BAD_URL;
+    }
+    dfd = open_parent(root, key, 1, &last);
+    if (dfd < 0) {
+        source_detail(detail, detail_len, "%s: %s", key, strerror(errno));
+        return SRC_OBS_FAILED;
+    }
+    fd = open_tmp(dfd, tmp, sizeof tmp);
+    buf = fd >= 0 ? malloc(1 << 16) : NULL;
+    if (fd < 0 || !buf) {
+        source_detail(detail, detail_len, "%s: %s", key, fd < 0 ? strerror(errno) : "no memory");
+        if (fd >= 0) {
+            close(fd);
+            unlinkat(dfd, tmp, 0);
+        }
+        close(dfd);
+        return fd < 0 ? SRC_OBS_FAILED : SRC_NOMEM;
+    }
+    for (;;) {
+        size_t n = fn(arg, buf, 1 << 16);
+        if (n == (size_t)-1) {
+            errno = EIO;
+            goto fail;
+        }
+        if (n == 0)
+            break;
+        if (write_all(fd, buf, n) != 0)
+            goto fail;
+    }
+    if (fsync(fd) != 0)
+        goto fail;
+    if (close(fd) != 0) {
+        fd = -1;
+        goto fail;
+    }
+    fd = -1;
+    if (renameat(dfd, tmp, dfd, last) != 0)
+        goto fail;
+    free(buf);
+    close(dfd);
+    return SRC_OK;
+fail:
+    source_detail(detail, detail_len, "%s: %s", key, strerror(errno));
+    free(buf);
+    if (fd >= 0)
+        close(fd);
+    unlinkat(dfd, tmp, 0);
+    close(dfd);
+    return SRC_OBS_FAILED;
+}
+
+enum source_status objstore_local_delete(const char *root, const char *key, char *detail,
+                                         size_t detail_len)
+{
+    const char *last;
+    int dfd;
+
+    if (!objurl_key_valid(key)) {
+        source_detail(detail, detail_len, "invalid key");
+        return SRC_OBS_BAD_URL;
+    }
+    dfd = open_parent(root, key, 0, &last);
+    if (dfd < 0 && (errno == ENOENT || errno == ENOTDIR))
+        return SRC_OK;
+    if (dfd < 0 || (unlinkat(dfd, last, 0) != 0 && errno != ENOENT)) {
+        source_detail(detail, detail_len, "%s: %s", key, strerror(errno));
+        if (dfd >= 0)
+            close(dfd);
+        return SRC_OBS_FAILED;
+    }
+    close(dfd);
+    return SRC_OK;
+}
+
 struct entry {
     char *name;
     int is_dir;

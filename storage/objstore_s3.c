@@ -11,6 +11,7 @@
 #include <curl/curl.h>
 #include <openssl/evp.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,9 @@
 #define TIMEOUT_MS 120000L
 #define LIST_PAGE_MAX (16u << 20)
 #define LIST_PAGES_MAX 1000000
+/* Streamed transfers (snapshots) have no total timeout: they fail when
+ * slower than this many bytes a second for 30 s. */
+#define STREAM_MIN_SPEED (64L * 1024)
 
 static int sha256_hex(const uint8_t *data, size_t len, char hex[65])
 {
@@ -73,11 +77,36 @@ static void error_code(const struct curlbuf *buf, char *code, size_t code_len)
     }
 }
 
+/* A request body: `len` bytes in memory (`data`), or streamed from `read`
+ * with its SHA-256 (hex) computed by the caller beforehand. */
+struct s3_body {
+    const uint8_t *data;
+    size_t len;
+    objstore_read_fn read;
+    void *read_arg;
+    const char *sha256;
+    int failed; /* read reported an error */
+};
+
+static size_t on_read(char *buf, size_t size, size_t nitems, void *arg)
+{
+    struct s3_body *body = arg;
+    size_t n = body->read(body->read_arg, (uint8_t *)buf, size * nitems);
+    if (n == (size_t)-1) {
+        body->failed = 1;
+        return CURL_READFUNC_ABORT;
+    }
+    return n;
+}
+
 /* One signed request; the response lands in `buf` (2xx body capped at
- * buf->max). SRC_OK only for a 2xx status. */
+ * buf->max). SRC_OK only for a 2xx status. `stream`: a large transfer,
+ * bounded by a minimum speed rather than a total time. `range` (or NULL):
+ * "first-last" bytes only; it travels unsigned, as S3 allows. */
 static enum source_status s3_request(const struct bucket_config *b, const char *method,
-                                     const char *url, const uint8_t *body, size_t body_len,
-                                     struct curlbuf *buf, char *detail, size_t detail_len)
+                                     const char *url, struct s3_body *body, int stream,
+                                     const char *range, struct curlbuf *buf, char *detail,
+                                     size_t detail_len)
 {
     enum source_status st = SRC_OBS_FAILED;
     char errbuf[CURL_ERROR_SIZE] = "", sigv4[160], hash[65], hdr[100], code[64];
@@ -87,7 +116,9 @@ static enum source_status s3_request(const struct bucket_config *b, const char *
 
     if (!c)
         return SRC_NOMEM;
-    if (sha256_hex(body, body_len, hash) != 0)
+    if (body && body->read)
+        snprintf(hash, sizeof hash, "%s", body->sha256);
+    else if (sha256_hex(body ? body->data : NULL, body ? body->len : 0, hash) != 0)
         goto fail;
     snprintf(sigv4, sizeof sigv4, "aws:amz:%s:s3", b->region);
     snprintf(hdr, sizeof hdr, "x-amz-content-sha256: %s", hash);
@@ -111,8 +142,8 @@ static enum source_status s3_request(const struct bucket_config *b, const char *
     curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(c, CURLOPT_PROXY, "");
     curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, CONNECT_TIMEOUT_MS);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, TIMEOUT_MS);
-    curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 512L);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, stream ? 0L : TIMEOUT_MS);
+    curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, stream ? STREAM_MIN_SPEED : 512L);
     curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, 30L);
     curl_easy_setopt(c, CURLOPT_AWS_SIGV4, sigv4);
     curl_easy_setopt(c, CURLOPT_USERNAME, b->access_key ? b->access_key : "");
@@ -120,10 +151,17 @@ static enum source_status s3_request(const struct bucket_config *b, const char *
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
     curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
     curl_easy_setopt(c, CURLOPT_USERAGENT, "imgsearch/1.0");
-    if (body) {
-        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
-        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body_len ? (const char *)body : "");
+    if (body && body->read) {
+        curl_easy_setopt(c, CURLOPT_UPLOAD, 1L);
+        curl_easy_setopt(c, CURLOPT_INFILESIZE_LARGE, (curl_off_t)body->len);
+        curl_easy_setopt(c, CURLOPT_READFUNCTION, on_read);
+        curl_easy_setopt(c, CURLOPT_READDATA, body);
+    } else if (body) {
+        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body->len);
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body->len ? (const char *)body->data : "");
     }
+    if (range)
+        curl_easy_setopt(c, CURLOPT_RANGE, range);
     curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
     curlbuf_attach(buf, c);
 
@@ -134,9 +172,11 @@ static enum source_status s3_request(const struct bucket_config *b, const char *
         else if (buf->too_big)
             st = SRC_OBS_TOO_BIG;
         source_detail(detail, detail_len, "%s %s: %s", method, url,
-                      buf->too_big ? "object too big"
-                      : errbuf[0]  ? errbuf
-                                   : curl_easy_strerror(rc));
+                      buf->too_big           ? "object too big"
+                      : buf->sink_failed     ? "cannot write the local copy"
+                      : body && body->failed ? "cannot read the local file"
+                      : errbuf[0]            ? errbuf
+                                             : curl_easy_strerror(rc));
         goto fail;
     }
     if (buf->status >= 200 && buf->status < 300) {
@@ -170,7 +210,7 @@ enum source_status objstore_s3_get(const struct bucket_config *b, const char *ke
     if (!url)
         return SRC_NOMEM;
     curlbuf_init(&buf, max_bytes);
-    st = s3_request(b, "GET", url, NULL, 0, &buf, detail, detail_len);
+    st = s3_request(b, "GET", url, NULL, 0, NULL, &buf, detail, detail_len);
     if (st == SRC_OK)
         curlbuf_take(&buf, out);
     curlbuf_release(&buf);
@@ -191,11 +231,107 @@ enum source_status objstore_s3_put(const struct bucket_config *b, const char *ke
     if (!url)
         return SRC_NOMEM;
     curlbuf_init(&buf, 64 * 1024);
-    st =
-        s3_request(b, "PUT", url, data ? data : (const uint8_t *)"", len, &buf, detail, detail_len);
+    struct s3_body body = {.data = data ? data : (const uint8_t *)"", .len = len};
+    st = s3_request(b, "PUT", url, &body, 0, NULL, &buf, detail, detail_len);
     /* A PUT has no "missing object"; a 404 means the bucket is gone. */
     if (st == SRC_OBS_MISSING || st == SRC_OBS_TOO_BIG)
         st = SRC_OBS_FAILED;
+    curlbuf_release(&buf);
+    free(url);
+    return st;
+}
+
+enum source_status objstore_s3_get_file(const struct bucket_config *b, const char *key,
+                                        uint64_t max_bytes, FILE *out, char *detail,
+                                        size_t detail_len)
+{
+    struct curlbuf buf;
+    enum source_status st;
+    char *url;
+
+    if (!objurl_key_valid(key))
+        return SRC_OBS_BAD_URL;
+    url = s3_url(b, key, NULL);
+    if (!url)
+        return SRC_NOMEM;
+    curlbuf_init(&buf, max_bytes > SIZE_MAX ? SIZE_MAX : (size_t)max_bytes);
+    buf.sink = out;
+    st = s3_request(b, "GET", url, NULL, 1, NULL, &buf, detail, detail_len);
+    if (st == SRC_OK && fflush(out) != 0) {
+        st = SRC_OBS_FAILED;
+        source_detail(detail, detail_len, "%s: cannot write the local copy", key);
+    }
+    curlbuf_release(&buf);
+    free(url);
+    return st;
+}
+
+enum source_status objstore_s3_get_head(const struct bucket_config *b, const char *key,
+                                        uint8_t *head, size_t len, size_t *got, char *detail,
+                                        size_t detail_len)
+{
+    struct curlbuf buf;
+    enum source_status st;
+    char *url, range[48];
+
+    *got = 0;
+    if (!objurl_key_valid(key) || len == 0)
+        return SRC_OBS_BAD_URL;
+    url = s3_url(b, key, NULL);
+    if (!url)
+        return SRC_NOMEM;
+    snprintf(range, sizeof range, "0-%zu", len - 1);
+    /* A server that ignores Range sends it all: capped, that is "too big",
+     * which a caller reading a header cannot use either. */
+    curlbuf_init(&buf, len);
+    st = s3_request(b, "GET", url, NULL, 0, range, &buf, detail, detail_len);
+    if (st == SRC_OK) {
+        *got = buf.len;
+        if (buf.len)
+            memcpy(head, buf.data, buf.len);
+    }
+    curlbuf_release(&buf);
+    free(url);
+    return st;
+}
+
+enum source_status objstore_s3_put_stream(const struct bucket_config *b, const char *key,
+                                          uint64_t len, const char sha256[65], objstore_read_fn fn,
+                                          void *arg, char *detail, size_t detail_len)
+{
+    struct curlbuf buf;
+    enum source_status st;
+    char *url;
+
+    if (!objurl_key_valid(key))
+        return SRC_OBS_BAD_URL;
+    url = s3_url(b, key, NULL);
+    if (!url)
+        return SRC_NOMEM;
+    curlbuf_init(&buf, 64 * 1024);
+    struct s3_body body = {.len = (size_t)len, .read = fn, .read_arg = arg, .sha256 = sha256};
+    st = s3_request(b, "PUT", url, &body, 1, NULL, &buf, detail, detail_len);
+    if (st == SRC_OBS_MISSING || st == SRC_OBS_TOO_BIG)
+        st = SRC_OBS_FAILED;
+    curlbuf_release(&buf);
+    free(url);
+    return st;
+}
+
+enum source_status objstore_s3_delete(const struct bucket_config *b, const char *key, char *detail,
+                                      size_t detail_len)
+{
+    struct curlbuf buf;
+    enum source_status st;
+    char *url;
+
+    if (!objurl_key_valid(key))
+        return SRC_OBS_BAD_URL;
+    url = s3_url(b, key, NULL);
+    if (!url)
+        return SRC_NOMEM;
+    curlbuf_init(&buf, 64 * 1024);
+    st = s3_request(b, "DELETE", url, NULL, 0, NULL, &buf, detail, detail_len);
     curlbuf_release(&buf);
     free(url);
     return st;
@@ -393,7 +529,7 @@ enum source_status objstore_s3_list(const struct bucket_config *b, const char *p
             break;
         }
         curlbuf_init(&buf, LIST_PAGE_MAX);
-        st = s3_request(b, "GET", url, NULL, 0, &buf, detail, detail_len);
+        st = s3_request(b, "GET", url, NULL, 0, NULL, &buf, detail, detail_len);
         free(url);
         if (st == SRC_OBS_MISSING || st == SRC_OBS_TOO_BIG)
             st = SRC_OBS_FAILED; /* no bucket / absurd page: the store is unusable */

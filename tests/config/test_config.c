@@ -96,6 +96,8 @@ static void check_defaults(const struct config *cfg)
     CHECK(cfg->storage.dsn == NULL);
     CHECK(cfg->cluster.node_url == NULL); /* one node */
     CHECK_INT(cfg->cluster.node_timeout_ms, 5000);
+    CHECK(cfg->cluster.snapshot_bucket == NULL);
+    CHECK(cfg->cluster.snapshot_prefix == NULL);
     /* No bucket configured: the embedded "local" bucket at objects_dir. */
     CHECK_INT(cfg->n_buckets, 1);
     if (cfg->n_buckets == 1) {
@@ -220,7 +222,9 @@ static const char full_ini[] = "; every key of config_usage\n"
                                "dsn = host=127.0.0.1 port=5433 dbname=imgsearch user=imgsearch\n"
                                "[cluster]\n"
                                "node_url = http://10.0.0.2:8080\n"
-                               "node_timeout_ms = 2500\n";
+                               "node_timeout_ms = 2500\n"
+                               "snapshot_bucket = minio\n"
+                               "snapshot_prefix = prod/eu\n";
 
 static void test_every_key(void)
 {
@@ -324,6 +328,8 @@ static void test_every_key(void)
     CHECK_STR(cfg.storage.dsn, "host=127.0.0.1 port=5433 dbname=imgsearch user=imgsearch");
     CHECK_STR(cfg.cluster.node_url, "http://10.0.0.2:8080");
     CHECK_INT(cfg.cluster.node_timeout_ms, 2500);
+    CHECK_STR(cfg.cluster.snapshot_bucket, "minio");
+    CHECK_STR(cfg.cluster.snapshot_prefix, "prod/eu");
     CHECK_STR(cfg.path, path);
     config_free(&cfg);
     unlink(path);
@@ -396,6 +402,8 @@ static void test_usage_lists_every_key(void)
                                        "[cluster]",
                                        "node_url",
                                        "node_timeout_ms",
+                                       "snapshot_bucket",
+                                       "snapshot_prefix",
                                        "--config",
                                        "--listen",
                                        "--data-dir",
@@ -673,6 +681,9 @@ static void test_error_bad_values(void)
         {"[import]\nworkers = 0\n", 2, "workers", "0"},
         {"[import]\nworkers = 65\n", 2, "workers", "65"},
         {"[storage]\nbackend = mysql\n", 2, "backend", "mysql"},
+        {"[cluster]\nsnapshot_prefix = a/../b\n", 2, "snapshot_prefix", "segments"},
+        {"[cluster]\nsnapshot_prefix = /abs\n", 2, "snapshot_prefix", "segments"},
+        {"[cluster]\nsnapshot_bucket = a/b\n", 2, "snapshot_bucket", "bucket name"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         const char *n[] = {cases[i].key, cases[i].value, NULL};
@@ -729,6 +740,11 @@ static void test_error_validation(void)
     const char *n6[] = {"[storage]", "dsn", NULL};
     expect_error("[storage]\nbackend = postgres\n", 0, n6);
     expect_error("[storage]\nbackend = postgres\ndsn =\n", 0, n6);
+    const char *n7[] = {"snapshot_bucket", "[bucket:snaps]", NULL};
+    expect_error("[cluster]\nsnapshot_bucket = snaps\n", 0, n7);
+    /* "local" is the default bucket only while no bucket is configured. */
+    const char *n8[] = {"snapshot_bucket", "[bucket:local]", NULL};
+    expect_error("[bucket:b]\nroot = /tmp/b\n[cluster]\nsnapshot_bucket = local\n", 0, n8);
 }
 
 /* "projection =" means off (the default), unlike an empty path elsewhere,
