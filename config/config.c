@@ -56,6 +56,7 @@ void config_defaults(struct config *cfg)
     cfg->index.ann_factory = xstrdup("IVF1024,SQ8");
     cfg->index.compact_ann_factory = xstrdup("IVF4096,PQ64");
     cfg->index.compact_rerank = 128;
+    cfg->index.compact_batch = 256;
     cfg->index.nprobe = 0;
     cfg->index.snapshot_changes = 10000;
     cfg->index.snapshot_seconds = 300;
@@ -466,6 +467,10 @@ static int index_key(struct parse_ctx *ctx, const char *k, const char *v)
         return parse_long(ctx, v, 0, 1L << 30, &ix->snapshot_seconds);
     if (!strcmp(k, "compact_after"))
         return parse_long(ctx, v, 0, 1L << 40, &ix->compact_after);
+    if (!strcmp(k, "compact_batch"))
+        return parse_long(ctx, v, 1, 1 << 20, &ix->compact_batch);
+    if (!strcmp(k, "compact_pause_ms"))
+        return parse_long(ctx, v, 0, 60000, &ix->compact_pause_ms);
     if (!strcmp(k, "projection")) {
         if (!*v) { /* empty: off */
             free(ix->projection);

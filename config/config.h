@@ -67,6 +67,8 @@ struct index_config {
     char *projection;      /* compact descriptors for new instances; NULL: off */
     long compact_after;    /* items: a float instance this big goes compact in its own
                             * space (server/compactor.h), at start and as it grows; 0: never */
+    long compact_batch;    /* rows per transaction of that conversion; default 256 */
+    long compact_pause_ms; /* pause between those transactions; default 0 */
     /* Compact instances past exact_max: a PQ index in RAM whose top
      * compact_rerank candidates are re-scored with the int8 codes in the
      * database. */

@@ -8,12 +8,48 @@
 
 #define BATCH 1024
 
+void vectors_code(const struct projection *pr, const float *x, int8_t *q)
+{
+    float stack[512], *y = pr->out_dim <= 512 ? stack : malloc((size_t)pr->out_dim * sizeof *y);
+    if (!y) {
+        memset(q, 0, (size_t)pr->out_dim); /* a zero vector: found by nothing */
+        return;
+    }
+    projection_apply(pr, x, y);
+    projection_encode(pr, y, q);
+    if (y != stack)
+        free(y);
+}
+
+/* A float row of a compact instance whose conversion has not reached it
+ * yet (storage/compaction.h): the codes the conversion will write, decoded.
+ * The blob is copied first: a database's blob need not be float-aligned. */
+static int decode_float_row(const void *blob, const struct projection *pr, float *out)
+{
+    float *x = malloc((size_t)pr->in_dim * sizeof *x);
+    int8_t q8[512], *q = pr->out_dim <= 512 ? q8 : malloc((size_t)pr->out_dim);
+    int rc = x && q ? 0 : -1;
+    if (rc == 0) {
+        memcpy(x, blob, (size_t)pr->in_dim * sizeof *x);
+        vectors_code(pr, x, q);
+        projection_decode(pr, q, out);
+    }
+    free(x);
+    if (q != q8)
+        free(q);
+    return rc;
+}
+
 int vectors_decode(const void *blob, int bytes, int dim, const struct projection *pr, float *out)
 {
     if (!blob)
         return -1;
     if (pr) {
-        if (dim != pr->out_dim || bytes != dim)
+        if (dim != pr->out_dim)
+            return -1;
+        if (bytes == pr->in_dim * (int)sizeof(float))
+            return decode_float_row(blob, pr, out);
+        if (bytes != dim)
             return -1;
         projection_decode(pr, blob, out);
         return 0;
@@ -47,7 +83,7 @@ static int batches(struct sql_conn *c, const char *sql, int64_t instance_id, int
         int64_t row = sql_column_int64(st, 0);
         if (vectors_decode(blob, bytes, dim, pr, vecs + n * (size_t)dim) != 0) {
             fprintf(stderr, "vectors: item row %lld has a %d-byte vector, expected %d\n",
-                    (long long)row, bytes, pr ? dim : dim * (int)sizeof(float));
+                    (long long)row, bytes, dim * (pr ? 1 : (int)sizeof(float)));
             continue; /* one bad row must not make the whole instance unusable */
         }
         ids[n] = has_k ? vec_id(row, sql_column_int(st, 1)) : row;

@@ -36,8 +36,16 @@ static inline int vec_k(int64_t id)
 
 /* A stored vector blob: `dim` float32, or for a compact instance (pr not
  * NULL, dim == pr->out_dim) `dim` int8 codes, decoded here to `dim` floats.
- * 0 ok; -1 when the blob has another size (a vector of the other mode). */
+ * A compact instance's row may still hold pr->in_dim floats (a conversion
+ * in progress, storage/compaction.h): it is projected and encoded here,
+ * with vectors_code, to exactly what its codes will decode to. 0 ok; -1
+ * when the blob has another size (a vector of the other mode). */
 int vectors_decode(const void *blob, int bytes, int dim, const struct projection *pr, float *out);
+
+/* The int8 codes (pr->out_dim) a float vector (pr->in_dim) is stored as:
+ * the one function the conversion and the on-the-fly decode share, so both
+ * give the same bytes. */
+void vectors_code(const struct projection *pr, const float *x, int8_t *q);
 
 /* Calls fn for batches of (index id, vector): every whole-image vector, then
  * every regional one; `dim` floats each (decoded through pr when not NULL).
