@@ -256,10 +256,14 @@ enum err item_store(struct request *req, const struct instance *inst, struct ite
         goto out;
     }
     if (rt->dim != compact_dim(pr)) {
-        /* The index of a deleted instance whose id a new one took before
-         * the registry dropped it: never index into another space. */
+        /* Made compact since this call read the instance: like a writer
+         * that finds `retired`. Else the index of a deleted instance whose
+         * id a new one took before the registry dropped it: never index
+         * into another space. */
+        int moved = !pr && compact_switched(srv, inst->id, rt->pr);
         registry_put(srv->registry, rt);
-        e = req_fail(req, E_INDEX_FAILED, "index of another descriptor space");
+        e = moved ? req_fail(req, E_MA_4508, "the instance's descriptor space changed; retry")
+                  : req_fail(req, E_INDEX_FAILED, "index of another descriptor space");
         goto out;
     }
     int64_t old_row = 0;
