@@ -8,7 +8,7 @@
  *   2. from then on every reader of stored vectors (storage/vectors.h:
  *      index load, replay, the re-rank's fetch, items_vector) takes a row
  *      that still holds in_dim floats (its blob length says so) and codes
- *      it on the fly with vectors_code, the same function the rewrite
+ *      it on the fly with vectors_code_rows, the same function the rewrite
  *      uses, so the codes it indexes are the bytes the rewrite will store;
  *      new writes store codes at once;
  *   3. rewrite: batches of float rows are read and coded outside any
@@ -166,7 +166,7 @@ static int rewrite_batch(struct sql_conn *c, const struct table *t, int64_t inst
     int64_t *rows = malloc((size_t)batch * sizeof *rows);
     int *ks = malloc((size_t)batch * sizeof *ks);
     int8_t *codes = malloc((size_t)batch * (size_t)pr->out_dim);
-    float *x = malloc((size_t)pr->in_dim * sizeof *x);
+    float *x = malloc((size_t)batch * (size_t)pr->in_dim * sizeof *x);
     int n = 0, s = SQL_DONE, rc = -1;
     if (!rows || !ks || !codes || !x) {
         snprintf(errbuf, errlen, "out of memory");
@@ -180,8 +180,7 @@ static int rewrite_batch(struct sql_conn *c, const struct table *t, int64_t inst
     if (t->has_k)
         sql_bind_int64(t->sel, 5, *k);
     while (n < batch && (s = sql_step(t->sel)) == SQL_ROW) {
-        memcpy(x, sql_column_blob(t->sel, 2), (size_t)in_bytes);
-        vectors_code(pr, x, codes + (size_t)n * (size_t)pr->out_dim);
+        memcpy(x + (size_t)n * (size_t)pr->in_dim, sql_column_blob(t->sel, 2), (size_t)in_bytes);
         rows[n] = sql_column_int64(t->sel, 0);
         ks[n] = sql_column_int(t->sel, 1);
         n++;
@@ -193,6 +192,10 @@ static int rewrite_batch(struct sql_conn *c, const struct table *t, int64_t inst
     sql_reset(t->sel); /* PostgreSQL: one statement at a time on a connection */
     if (n == 0) {
         rc = 0;
+        goto out;
+    }
+    if (vectors_code_rows(pr, (size_t)n, x, codes) != 0) {
+        snprintf(errbuf, errlen, "out of memory");
         goto out;
     }
     if (db_begin(c) != 0) {

@@ -48,7 +48,7 @@ struct compaction_progress {
 };
 
 /* Rewrites every row of a switched instance that still holds pr->in_dim
- * floats as pr's codes (vectors_code): whole-image vectors, then views, in
+ * floats as pr's codes (vectors_code_rows): whole-image vectors, then views, in
  * batches of pace->batch rows, each read and coded outside any transaction
  * and written in one short one. Idempotent and resumable: it only ever
  * looks at float rows. 0: none left; 1: stopped; -1 with errbuf (the
