@@ -42,6 +42,16 @@ void compact_project(const struct projection *pr, const float *x, float *y, int8
     }
 }
 
+const struct projection *compact_now(struct server *srv, int64_t instance_id)
+{
+    char *digest = NULL;
+    const struct projection *pr = NULL;
+    if (vectors_projection(srv->db, instance_id, &digest) == DB_OK && digest)
+        pr = spaces_get(srv->spaces, digest);
+    free(digest);
+    return pr;
+}
+
 int compact_switched(struct server *srv, int64_t instance_id, const struct projection *pr)
 {
     char *digest = NULL;

@@ -125,7 +125,8 @@ int compact_instance(struct server *srv, int64_t id, struct compact_result *res,
         goto out;
     }
     /* The switch, under the instance's write lock: writers that read the
-     * instance as float find `retired` after it and answer 503 (retry). */
+     * instance as float find `retired` after it and store their vectors in
+     * the new space (server/ingest.c). */
     pthread_mutex_lock(&rt->write_lock);
     locked = 1;
     if (rt->retired) {
@@ -143,13 +144,14 @@ int compact_instance(struct server *srv, int64_t id, struct compact_result *res,
     spaces_add(srv->spaces, pr); /* frees pr when the space is known already */
     pr = NULL;
     rt->retired = 1;
+    /* Before the writers queued on the lock look again: the next get
+     * rebuilds the index in the new space (float rows coded on the fly);
+     * the float snapshot goes. */
+    registry_drop(srv->registry, id);
     pthread_mutex_unlock(&rt->write_lock);
     locked = 0;
     registry_put(srv->registry, rt);
     rt = NULL;
-    /* The next get rebuilds the index in the new space (float rows coded
-     * on the fly); the float snapshot goes. */
-    registry_drop(srv->registry, id);
     log_info("instance %lld: compact in its own space %.12s (fitted on %zu vectors; the switch "
              "held the writer %.1f ms)",
              (long long)id, res->digest, res->trained_on, res->switch_ms);

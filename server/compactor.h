@@ -31,8 +31,8 @@ struct compact_result {
  * returns. Adds, deletes and searches of this and every other instance go
  * on meanwhile; the index is rebuilt in the new space on its next use,
  * float rows coded on the fly. A call that had already read the instance as
- * float and reaches its write lock after the switch is answered 503
- * ModelArts.4508 (retry). 0 ok (compact; res->pending when the rewrite
+ * float and reaches it after the switch goes into the new space (its
+ * vectors projected then, server/ingest.c and search.c). 0 ok (compact; res->pending when the rewrite
  * stopped for a shutdown or failed: the next start resumes it); otherwise
  * nothing changed and errbuf says why: -2 refused (already compact, too
  * few vectors to fit), -1 failed (a store error). */

@@ -367,20 +367,11 @@ def integrity(data_dir):
         return db.execute("PRAGMA integrity_check").fetchone()[0]
 
 
-def add_retrying(c, svc, name, img):
-    """An add that read the instance as float just before the switch is
-    answered 503 ModelArts.4508 (retry), as documented."""
-    for _ in range(5):
-        r = c.v2(svc, "data/add", {"item_id": name, "image_base64": b64(img)})
-        if r.status != 503:
-            break
-    assert r.status == 200, r
-
-
 def test_conversion_keeps_serving(tmp_path):
     """POST .../compact with the rewrite slowed down (2 rows a transaction,
     a pause between): while it runs, adds, deletes and searches of the
-    instance and of another one go through, and every search of the
+    instance and of another one go through (an add that read the instance
+    as float just before the switch is stored in the new space, no retry), and every search of the
     instance once compact returns exactly what it returns when the rewrite
     is done and after a kill -9 (rebuilt from the codes alone): float rows
     coded on the fly read as the codes they become."""
@@ -401,7 +392,7 @@ def test_conversion_keeps_serving(tmp_path):
         while t.is_alive() or i < 2:
             for svc in ("own", "other"):
                 name = "m%d" % MORE_SEEDS[i]
-                add_retrying(c, svc, name, scene(MORE_SEEDS[i]))
+                add(c, svc, name, scene(MORE_SEEDS[i]))
                 added.append((svc, name))
             i += 1
             r = c.v2("other", "data/delete", {"item_id": "m%d" % MORE_SEEDS[i - 1]})
@@ -471,7 +462,7 @@ def test_kill_mid_conversion_resumes(tmp_path):
                 break
             assert left > 0, "the rewrite finished before the kill"
             if i < 6:
-                add_retrying(c, "own", "m%d" % MORE_SEEDS[i], scene(MORE_SEEDS[i]))
+                add(c, "own", "m%d" % MORE_SEEDS[i], scene(MORE_SEEDS[i]))
                 acked.append("m%d" % MORE_SEEDS[i])
                 i += 1
         s.kill9()
