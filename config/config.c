@@ -57,6 +57,8 @@ void config_defaults(struct config *cfg)
     cfg->index.compact_ann_factory = xstrdup("IVF4096,PQ64");
     cfg->index.compact_rerank = 128;
     cfg->index.compact_exact_max = 25000;
+    cfg->index.compact_after = 1000; /* docs/benchmarks.md: the fit wants >= 8 vectors a dim */
+    cfg->index.compact_batch = 256;
     cfg->index.nprobe = 0;
     cfg->index.snapshot_changes = 10000;
     cfg->index.snapshot_seconds = 300;
@@ -491,6 +493,10 @@ static int index_key(struct parse_ctx *ctx, const char *k, const char *v)
         return parse_long(ctx, v, 0, 1L << 30, &ix->snapshot_seconds);
     if (!strcmp(k, "compact_after"))
         return parse_long(ctx, v, 0, 1L << 40, &ix->compact_after);
+    if (!strcmp(k, "compact_batch"))
+        return parse_long(ctx, v, 1, 1 << 20, &ix->compact_batch);
+    if (!strcmp(k, "compact_pause_ms"))
+        return parse_long(ctx, v, 0, 60000, &ix->compact_pause_ms);
     if (!strcmp(k, "projection")) {
         if (!*v) { /* empty: off */
             free(ix->projection);
@@ -854,7 +860,9 @@ void config_usage(FILE *out)
           "                           created from now on store 256-d int8 codes (empty: off)\n"
           "  compact_after = N        a float instance of N items or more is made compact\n"
           "                           in a space fitted on its own vectors, at start and\n"
-          "                           as it grows; one-way (0: never; default 0)\n"
+          "                           as it grows; one-way (0: never; default 1000)\n"
+          "  compact_batch = N        rows per transaction of that conversion (256)\n"
+          "  compact_pause_ms = N     pause between those transactions (0)\n"
           "[search]\n"
           "  query_views = on|off     also search the centre window and the grey view\n"
           "                           of a query whose best score is low (default on)\n"

@@ -66,7 +66,10 @@ struct index_config {
     long snapshot_seconds; /* ... or when a change is this old; 0: never */
     char *projection;      /* compact descriptors for new instances; NULL: off */
     long compact_after;    /* items: a float instance this big goes compact in its own
-                            * space (server/compactor.h), at start and as it grows; 0: never */
+                            * space (server/compactor.h), at start and as it grows; 0: never;
+                            * default 1000 */
+    long compact_batch;    /* rows per transaction of that conversion; default 256 */
+    long compact_pause_ms; /* pause between those transactions; default 0 */
     /* Compact instances past exact_max: a PQ index in RAM whose top
      * compact_rerank candidates are re-scored with the int8 codes in the
      * database. */

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include "index/kernels.h"
 #include "index/projection.h"
 
 #define MAGIC "ISPROJ1"
@@ -42,7 +43,9 @@ static struct projection *alloc_projection(int in_dim, int out_dim)
     pr->mean = calloc((size_t)in_dim, sizeof *pr->mean);
     pr->p = calloc((size_t)in_dim * (size_t)out_dim, sizeof *pr->p);
     pr->scale = calloc((size_t)out_dim, sizeof *pr->scale);
-    if (!pr->mean || !pr->p || !pr->scale) {
+    /* p transposed, then out_dim zeros (the GEMM's bias). */
+    pr->pt = calloc((size_t)in_dim * (size_t)out_dim + (size_t)out_dim, sizeof *pr->pt);
+    if (!pr->mean || !pr->p || !pr->scale || !pr->pt) {
         projection_free(pr);
         return NULL;
     }
@@ -56,7 +59,17 @@ void projection_free(struct projection *pr)
     free(pr->mean);
     free(pr->p);
     free(pr->scale);
+    free(pr->pt);
     free(pr);
+}
+
+/* pt from p, once p is final. */
+static void transpose(struct projection *pr)
+{
+    for (int k = 0; k < pr->out_dim; k++)
+        for (int j = 0; j < pr->in_dim; j++)
+            pr->pt[(size_t)j * (size_t)pr->out_dim + (size_t)k] =
+                pr->p[(size_t)k * (size_t)pr->in_dim + (size_t)j];
 }
 
 /* Covariance (n - 1 in the denominator, as numpy's cov) of the centred rows,
@@ -174,6 +187,7 @@ int projection_train(const float *x, size_t n, int in_dim, int out_dim, double p
             pr->p[(size_t)k * (size_t)in_dim + (size_t)j] =
                 (float)(axes[(size_t)k * (size_t)in_dim + (size_t)j] * f);
     }
+    transpose(pr);
     pr->power = (float)power;
     pr->shrink = (float)shrink;
     pr->n_train = (uint32_t)(n > UINT32_MAX ? UINT32_MAX : n);
@@ -234,6 +248,34 @@ void projection_apply(const struct projection *pr, const float *x, float *y)
     float inv = norm > 0 ? (float)(1.0 / sqrt(norm)) : 0.0f;
     for (int k = 0; k < pr->out_dim; k++)
         y[k] *= inv;
+}
+
+/* Rows of x centred into a scratch block, one GEMM (kern_gemm_bias: on
+ * AVX-512 its tiles add up each output in the same order whatever the row
+ * count, so a vector projects to the same bits alone or in a batch), each
+ * row L2-normalised as in projection_apply. */
+int projection_apply_rows(const struct projection *pr, size_t n, const float *x, float *y)
+{
+    size_t d = (size_t)pr->in_dim;
+    float *c = malloc((n ? n : 1) * d * sizeof *c);
+    if (!c)
+        return -1;
+    for (size_t i = 0; i < n * d; i++)
+        c[i] = x[i] - pr->mean[i % d];
+    struct kern_conv kc = {
+        .cin = pr->in_dim, .cout = pr->out_dim, .w = pr->pt, .b = pr->pt + d * (size_t)pr->out_dim};
+    kern_gemm_bias(&kc, c, (int)n, pr->in_dim, NULL, y);
+    free(c);
+    for (size_t i = 0; i < n; i++) {
+        float *r = y + i * (size_t)pr->out_dim;
+        double norm = 0;
+        for (int k = 0; k < pr->out_dim; k++)
+            norm += (double)r[k] * r[k];
+        float inv = norm > 0 ? (float)(1.0 / sqrt(norm)) : 0.0f;
+        for (int k = 0; k < pr->out_dim; k++)
+            r[k] *= inv;
+    }
+    return 0;
 }
 
 void projection_encode(const struct projection *pr, const float *y, int8_t *q)
@@ -364,6 +406,7 @@ int projection_from_bytes(const unsigned char *b, size_t len, const char *name,
     memcpy(pr->mean, at, m * sizeof(float)), at += m * sizeof(float);
     memcpy(pr->p, at, pn * sizeof(float)), at += pn * sizeof(float);
     memcpy(pr->scale, at, h.out_dim * sizeof(float)), at += h.out_dim * sizeof(float);
+    transpose(pr);
     pr->n_train = h.n_train;
     pr->power = h.power;
     pr->shrink = h.shrink;

@@ -20,6 +20,7 @@ struct projection {
     float *mean;      /* in_dim */
     float *p;         /* out_dim x in_dim, row-major */
     float *scale;     /* out_dim: one int8 step per output dimension */
+    float *pt;        /* p transposed (in_dim x out_dim), then out_dim zeros: for batches */
     char digest[65];  /* hex SHA-256 of the file's contents before the digest */
 };
 
@@ -46,6 +47,12 @@ void projection_free(struct projection *pr);
 
 /* y (out_dim floats) = L2(P (x - mean)); y is all zeros for a zero result. */
 void projection_apply(const struct projection *pr, const float *x, float *y);
+
+/* projection_apply for n rows of x (n x in_dim) into y (n x out_dim), in one
+ * matrix product: what a conversion to codes runs (storage/compaction.h).
+ * A row gives the same bits whether alone or with others (not necessarily
+ * the bits projection_apply gives). 0 ok; -1 out of memory. */
+int projection_apply_rows(const struct projection *pr, size_t n, const float *x, float *y);
 
 /* int8 codes of a projected vector (values past the scale are clipped), and
  * back. */

@@ -1,5 +1,6 @@
 /* compact.c: an instance's descriptor space (compact.h). */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include "index/extract.h"
 #include "index/projection.h"
@@ -7,6 +8,7 @@
 #include "server/http_log.h"
 #include "server/server.h"
 #include "server/spaces.h"
+#include "storage/vectors.h"
 
 enum err compact_space(struct request *req, const struct instance *inst,
                        const struct projection **pr)
@@ -38,4 +40,23 @@ void compact_project(const struct projection *pr, const float *x, float *y, int8
         projection_encode(pr, y, q);
         projection_decode(pr, q, y);
     }
+}
+
+const struct projection *compact_now(struct server *srv, int64_t instance_id)
+{
+    char *digest = NULL;
+    const struct projection *pr = NULL;
+    if (vectors_projection(srv->db, instance_id, &digest) == DB_OK && digest)
+        pr = spaces_get(srv->spaces, digest);
+    free(digest);
+    return pr;
+}
+
+int compact_switched(struct server *srv, int64_t instance_id, const struct projection *pr)
+{
+    char *digest = NULL;
+    int yes = pr && vectors_projection(srv->db, instance_id, &digest) == DB_OK && digest &&
+              !strcmp(digest, pr->digest);
+    free(digest);
+    return yes;
 }

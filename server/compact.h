@@ -28,4 +28,14 @@ int compact_dim(const struct projection *pr);
  * index and a rebuilt one agree exactly. */
 void compact_project(const struct projection *pr, const float *x, float *y, int8_t *q);
 
+/* The instance's space as the database says now (NULL: float, or unknown):
+ * for a call that read the instance as float before it was made compact. */
+struct server;
+const struct projection *compact_now(struct server *srv, int64_t instance_id);
+
+/* Whether the instance is now compact in pr's space (pr NULL: no): it was
+ * made compact after the caller read it as float (server/compactor.h),
+ * rather than being a deleted instance whose id a new one took. */
+int compact_switched(struct server *srv, int64_t instance_id, const struct projection *pr);
+
 #endif

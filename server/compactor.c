@@ -1,5 +1,6 @@
 /* compactor.c: a float instance made compact in its own space (compactor.h). */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,27 +47,58 @@ static struct projection *fit(struct server *srv, int64_t id, size_t *n, char *e
     return pr;
 }
 
+#define PENDING_MAX 64
+
+struct compactor {
+    pthread_t thread;
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
+    atomic_int stopping;
+    int64_t pending[PENDING_MAX];
+    int n_pending;
+    int64_t *done; /* compacted or refused: never tried again by this process */
+    size_t n_done, cap_done;
+};
+
+/* The rewrite stops for a shutdown (http_stop sets srv->stopping, the
+ * compactor's own stop sets cp->stopping): the next start resumes it. */
+static int stop_requested(void *arg)
+{
+    struct server *srv = arg;
+    struct compactor *cp = srv->compactor;
+    return atomic_load(&srv->stopping) || (cp && atomic_load(&cp->stopping));
+}
+
+static int rewrite(struct server *srv, int64_t id, const struct projection *pr,
+                   struct compaction_progress *p, char *errbuf, size_t errlen)
+{
+    struct compaction_pace pace = {(int)srv->cfg.index.compact_batch,
+                                   (int)srv->cfg.index.compact_pause_ms, stop_requested, srv};
+    double t0 = now_s();
+    int rc = compaction_rewrite(srv->db, id, pr, &pace, p, errbuf, errlen);
+    log_info("instance %lld: %s %lld float vectors as codes of %.12s in %lld transactions "
+             "(%.2f s; the writer held %.0f ms in all, %.1f ms at most)%s%s",
+             (long long)id, rc == 0 ? "rewrote" : "rewrote only", p->converted, pr->digest,
+             p->batches, now_s() - t0, p->hold_ms, p->max_hold_ms,
+             rc > 0   ? ": stopped, the next start resumes"
+             : rc < 0 ? ": "
+                      : "",
+             rc < 0 ? errbuf : "");
+    return rc;
+}
+
 int compact_instance(struct server *srv, int64_t id, struct compact_result *res, char *errbuf,
                      size_t errlen)
 {
     double t0 = now_s();
     memset(res, 0, sizeof *res);
-    struct instance_rt *rt = registry_get(srv->registry, id);
-    if (!rt) {
-        snprintf(errbuf, errlen, "index unavailable");
-        return -1;
-    }
     int rc = -1;
     char *digest = NULL;
     unsigned char *bytes = NULL;
     size_t len = 0;
     struct projection *pr = NULL;
-    pthread_mutex_lock(&rt->write_lock);
-    if (rt->retired) {
-        snprintf(errbuf, errlen, "the instance changed meanwhile; retry");
-        rc = -2;
-        goto out;
-    }
+    struct instance_rt *rt = NULL;
+    int locked = 0;
     if (vectors_projection(srv->db, id, &digest) != DB_OK) {
         snprintf(errbuf, errlen, "cannot read the instance's space");
         goto out;
@@ -76,6 +108,8 @@ int compact_instance(struct server *srv, int64_t id, struct compact_result *res,
         rc = -2;
         goto out;
     }
+    /* The fit only reads: adds and searches go on meanwhile. The items
+     * added after the sample are coded in the fitted space like the rest. */
     if (!(pr = fit(srv, id, &res->trained_on, errbuf, errlen))) {
         if (res->trained_on <= COMPACT_OUT_DIM)
             rc = -2;
@@ -86,45 +120,90 @@ int compact_instance(struct server *srv, int64_t id, struct compact_result *res,
         snprintf(errbuf, errlen, "out of memory");
         goto out;
     }
-    if (compaction_convert(srv->db, id, pr, bytes, len, &res->vectors, errbuf, errlen) != 0)
+    if (!(rt = registry_get(srv->registry, id))) {
+        snprintf(errbuf, errlen, "index unavailable");
         goto out;
+    }
+    /* The switch, under the instance's write lock: writers that read the
+     * instance as float find `retired` after it and store their vectors in
+     * the new space (server/ingest.c). */
+    pthread_mutex_lock(&rt->write_lock);
+    locked = 1;
+    if (rt->retired) {
+        snprintf(errbuf, errlen, "the instance changed meanwhile; retry");
+        rc = -2;
+        goto out;
+    }
+    double ts = now_s();
+    if (compaction_switch(srv->db, id, pr, bytes, len, errbuf, errlen) != 0) {
+        rc = strstr(errbuf, "already compact") ? -2 : -1;
+        goto out;
+    }
+    res->switch_ms = (now_s() - ts) * 1e3;
     snprintf(res->digest, sizeof res->digest, "%s", pr->digest);
-    spaces_add(srv->spaces, pr);
+    spaces_add(srv->spaces, pr); /* frees pr when the space is known already */
     pr = NULL;
-    /* Writers queued on this lock see `retired` and answer 503; the next
-     * registry_get rebuilds the index from the codes. */
     rt->retired = 1;
-    rc = 0;
-out:
+    /* Before the writers queued on the lock look again: the next get
+     * rebuilds the index in the new space (float rows coded on the fly);
+     * the float snapshot goes. */
+    registry_drop(srv->registry, id);
     pthread_mutex_unlock(&rt->write_lock);
+    locked = 0;
     registry_put(srv->registry, rt);
-    if (rc == 0)
-        registry_drop(srv->registry, id); /* also removes the float snapshot */
+    rt = NULL;
+    log_info("instance %lld: compact in its own space %.12s (fitted on %zu vectors; the switch "
+             "held the writer %.1f ms)",
+             (long long)id, res->digest, res->trained_on, res->switch_ms);
+    const struct projection *space = spaces_get(srv->spaces, res->digest);
+    struct compaction_progress prog;
+    int w = space ? rewrite(srv, id, space, &prog, errbuf, errlen) : -1;
+    if (!space)
+        snprintf(errbuf, errlen, "the projection just stored cannot be read back");
+    res->vectors = space ? prog.converted : 0;
+    res->batches = space ? prog.batches : 0;
+    res->max_hold_ms = space ? prog.max_hold_ms : 0;
+    res->pending = w != 0;
+    rc = 0; /* compact: the rows left are coded on the fly, and resumed at the next start */
+out:
+    if (locked)
+        pthread_mutex_unlock(&rt->write_lock);
+    registry_put(srv->registry, rt);
     projection_free(pr);
     free(bytes);
     free(digest);
     res->seconds = now_s() - t0;
-    if (rc == 0)
-        log_info("instance %lld: compact in its own space %.12s (%lld vectors, fitted on %zu, "
-                 "%.2f s)",
-                 (long long)id, res->digest, res->vectors, res->trained_on, res->seconds);
     return rc;
 }
 
+/* Finishes the rewrite of every compact instance with float rows left (a
+ * stop or kill cut it short). */
+static void resume_pending(struct server *srv)
+{
+    int64_t *ids = NULL;
+    size_t n = 0;
+    if (compaction_pending(srv->db, &ids, &n) != 0)
+        log_info("compactor: cannot list the conversions to resume (%s)", db_last_error());
+    for (size_t i = 0; i < n && !stop_requested(srv); i++) {
+        char *digest = NULL, why[300];
+        const struct projection *pr = NULL;
+        if (vectors_projection(srv->db, ids[i], &digest) == DB_OK && digest)
+            pr = spaces_get(srv->spaces, digest);
+        if (!pr) {
+            log_info("instance %lld: float rows left, but its projection %.12s is unknown",
+                     (long long)ids[i], digest ? digest : "?");
+        } else {
+            log_info("instance %lld: resuming its conversion to codes of %.12s", (long long)ids[i],
+                     digest);
+            struct compaction_progress prog;
+            rewrite(srv, ids[i], pr, &prog, why, sizeof why);
+        }
+        free(digest);
+    }
+    free(ids);
+}
+
 /* --- [index] compact_after ------------------------------------------------ */
-
-#define PENDING_MAX 64
-
-struct compactor {
-    pthread_t thread;
-    pthread_mutex_t lock;
-    pthread_cond_t wake;
-    int stopping;
-    int64_t pending[PENDING_MAX];
-    int n_pending;
-    int64_t *done; /* compacted or refused: never tried again by this process */
-    size_t n_done, cap_done;
-};
 
 static int seen(const struct compactor *cp, int64_t id)
 {
@@ -157,16 +236,21 @@ static void run_one(struct server *srv, int64_t id)
     int rc = compact_instance(srv, id, &res, why, sizeof why);
     if (rc != 0)
         log_info("instance %lld: not made compact (%s)", (long long)id, why);
+    else
+        log_info("instance %lld: compact, %lld vectors rewritten in %.2f s", (long long)id,
+                 res.vectors, res.seconds);
 }
 
 static void *compactor_main(void *arg)
 {
     struct server *srv = arg;
     struct compactor *cp = srv->compactor;
+    resume_pending(srv);
     /* Existing data dirs: every float instance already past the size. */
     int64_t *ids = NULL;
     size_t n = 0;
-    if (compaction_candidates(srv->db, srv->cfg.index.compact_after, &ids, &n) != 0)
+    if (srv->cfg.index.compact_after > 0 &&
+        compaction_candidates(srv->db, srv->cfg.index.compact_after, &ids, &n) != 0)
         log_info("compactor: cannot list the instances to make compact (%s)", db_last_error());
     for (size_t i = 0; i < n; i++) {
         pthread_mutex_lock(&cp->lock);
@@ -195,11 +279,11 @@ static void *compactor_main(void *arg)
     return NULL;
 }
 
+/* Always started: with compact_after = 0 it only resumes conversions (an
+ * explicit POST .../compact cut short) and then waits. */
 int compactor_start(struct server *srv)
 {
     srv->compactor = NULL;
-    if (srv->cfg.index.compact_after <= 0)
-        return 0;
     struct compactor *cp = calloc(1, sizeof *cp);
     if (!cp)
         return -1;
@@ -217,7 +301,7 @@ int compactor_start(struct server *srv)
 void compactor_note(struct server *srv, int64_t instance_id, size_t items)
 {
     struct compactor *cp = srv->compactor;
-    if (!cp || items < (size_t)srv->cfg.index.compact_after)
+    if (!cp || srv->cfg.index.compact_after <= 0 || items < (size_t)srv->cfg.index.compact_after)
         return;
     pthread_mutex_lock(&cp->lock);
     if (!seen(cp, instance_id) && cp->n_pending < PENDING_MAX) {
@@ -227,15 +311,15 @@ void compactor_note(struct server *srv, int64_t instance_id, size_t items)
     pthread_mutex_unlock(&cp->lock);
 }
 
-/* Waits for a compaction in progress: it is one transaction, and a stop in
- * the middle of it would only roll it back. */
+/* A rewrite in progress stops after its current batch; the next start
+ * resumes it. */
 void compactor_stop(struct server *srv)
 {
     struct compactor *cp = srv->compactor;
     if (!cp)
         return;
     pthread_mutex_lock(&cp->lock);
-    cp->stopping = 1;
+    atomic_store(&cp->stopping, 1);
     pthread_cond_signal(&cp->wake);
     pthread_mutex_unlock(&cp->lock);
     pthread_join(cp->thread, NULL);

@@ -295,7 +295,8 @@ enum err h_admin_instance_delete(struct request *req)
 }
 
 /* Ours: makes a float instance compact in a space fitted on its own vectors
- * (server/compactor.h). Synchronous: the answer says what was done. */
+ * (server/compactor.h). Synchronous: the answer says what was done, and
+ * how long the database writer was held (switch_ms, max_batch_ms). */
 enum err h_admin_instance_compact(struct request *req)
 {
     struct instance inst;
@@ -310,9 +311,11 @@ enum err h_admin_instance_compact(struct request *req)
     else if (rc != 0)
         e = req_fail(req, E_STORE_FAILED, why);
     else
-        req->reply = json_pack("{s:s, s:s, s:I, s:I, s:f}", "name", inst.name, "projection",
-                               res.digest, "vectors", (json_int_t)res.vectors, "trained_on",
-                               (json_int_t)res.trained_on, "seconds", res.seconds);
+        req->reply = json_pack("{s:s, s:s, s:I, s:I, s:f, s:I, s:f, s:f, s:b}", "name", inst.name,
+                               "projection", res.digest, "vectors", (json_int_t)res.vectors,
+                               "trained_on", (json_int_t)res.trained_on, "seconds", res.seconds,
+                               "batches", (json_int_t)res.batches, "switch_ms", res.switch_ms,
+                               "max_batch_ms", res.max_hold_ms, "pending", res.pending);
     instance_free(&inst);
     return e;
 }

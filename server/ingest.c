@@ -250,33 +250,47 @@ enum err item_store(struct request *req, const struct instance *inst, struct ite
         rec->thumb = thumb;
         rec->thumb_len = thumb_len;
     }
-    struct instance_rt *rt = registry_get(srv->registry, inst->id);
-    if (!rt) {
-        e = req_fail(req, E_INDEX_FAILED, "index unavailable");
-        goto out;
-    }
-    if (rt->dim != compact_dim(pr)) {
-        /* The index of a deleted instance whose id a new one took before
-         * the registry dropped it: never index into another space. */
-        registry_put(srv->registry, rt);
-        e = req_fail(req, E_INDEX_FAILED, "index of another descriptor space");
-        goto out;
-    }
-    int64_t old_row = 0;
     /* The write lock keeps SQLite and the index in the same order for this
      * instance; searches do not take it. COMMIT first: on a full disk it is
      * what fails, and then nothing was stored and the index is untouched.
      * (Indexing inside the transaction would hold SQLite's write lock, for
      * every instance, through a retrain into the ANN index.) */
-    double t_lock = req_clock_ms();
-    pthread_mutex_lock(&rt->write_lock);
-    req->timing.lock_ms = req_clock_ms() - t_lock;
-    enum db_status s = rt->retired ? DB_ERROR : items_put(srv->db, inst->id, rec, force, &old_row);
+    struct instance_rt *rt = NULL;
+    for (int attempt = 0;; attempt++) {
+        if (!(rt = registry_get(srv->registry, inst->id))) {
+            e = req_fail(req, E_INDEX_FAILED, "index unavailable");
+            goto out;
+        }
+        double t_lock = req_clock_ms();
+        if (rt->dim == compact_dim(pr)) {
+            pthread_mutex_lock(&rt->write_lock);
+            req->timing.lock_ms += req_clock_ms() - t_lock;
+            if (!rt->retired)
+                break; /* locked, and the right space */
+            pthread_mutex_unlock(&rt->write_lock);
+        }
+        /* Made compact since this call read the instance (retired: while
+         * it waited for the lock): its vectors go into the new space, once.
+         * Else the index of a deleted instance whose id a new one took
+         * before the registry dropped it: never index into another space. */
+        const struct projection *now = !pr && !attempt ? compact_now(srv, inst->id) : NULL;
+        int retired = rt->retired;
+        registry_put(srv->registry, rt);
+        if (!now) {
+            e = retired ? req_fail(req, E_MA_4508, "the instance's descriptor space changed; retry")
+                        : req_fail(req, E_INDEX_FAILED, "index of another descriptor space");
+            goto out;
+        }
+        pr = now;
+        if (project_rec(pr, rec, &proj, &codes) != 0) {
+            e = req_fail(req, E_INTERNAL, "out of memory");
+            goto out;
+        }
+    }
+    int64_t old_row = 0;
+    enum db_status s = items_put(srv->db, inst->id, rec, force, &old_row);
     double t_index = req_clock_ms();
-    if (rt->retired) {
-        /* Made compact while this call waited: its vectors are float. */
-        e = req_fail(req, E_MA_4508, "the instance's descriptor space changed; retry");
-    } else if (s == DB_EXISTS) {
+    if (s == DB_EXISTS) {
         e = req_fail(req, E_MMS_ITEM_EXISTS, rec->item_id);
     } else if (s != DB_OK) {
         char detail[300];
@@ -345,7 +359,14 @@ enum err item_remove(struct request *req, const struct instance *inst, const cha
         /* Made compact meanwhile: the new index has this row too. */
         pthread_mutex_unlock(&rt->write_lock);
         registry_put(srv->registry, rt);
-        return req_fail(req, E_MA_4508, "the instance's descriptor space changed; retry");
+        if (!(rt = registry_get(srv->registry, inst->id)))
+            return req_fail(req, E_INDEX_FAILED, "index unavailable");
+        pthread_mutex_lock(&rt->write_lock);
+        if (rt->retired) { /* not twice in one call */
+            pthread_mutex_unlock(&rt->write_lock);
+            registry_put(srv->registry, rt);
+            return req_fail(req, E_MA_4508, "the instance's descriptor space changed; retry");
+        }
     }
     int64_t seq = 0;
     enum db_status s = items_delete_seq(srv->db, inst->id, item_id, &row, &seq);

@@ -111,18 +111,30 @@ enum err search_vector(struct request *req, const struct instance *inst, const f
         compact_project(pr, query, projected, NULL);
         query = projected;
     }
-    /* Scores in a compact space run lower: its own view penalty. */
-    double view_penalty = pr ? srv->cfg.search.compact_view_penalty : VIEW_PENALTY;
     struct instance_rt *rt = registry_get(srv->registry, inst->id);
     if (!rt) {
         free(projected);
         return req_fail(req, E_INDEX_FAILED, "index unavailable");
+    }
+    if (rt->dim != compact_dim(pr) && !pr && !o->in_space && rt->pr &&
+        compact_dim(rt->pr) == rt->dim && compact_switched(srv, inst->id, rt->pr)) {
+        /* Made compact since the instance was read (server/compactor.h):
+         * the index is already in its new space; so is the query now. */
+        if (!(projected = malloc((size_t)rt->dim * sizeof *projected))) {
+            registry_put(srv->registry, rt);
+            return req_fail(req, E_INTERNAL, "out of memory");
+        }
+        pr = rt->pr;
+        compact_project(pr, query, projected, NULL);
+        query = projected;
     }
     if (rt->dim != compact_dim(pr)) { /* a deleted instance's index, its id reused */
         registry_put(srv->registry, rt);
         free(projected);
         return req_fail(req, E_INDEX_FAILED, "index of another descriptor space");
     }
+    /* Scores in a compact space run lower: its own view penalty. */
+    double view_penalty = pr ? srv->cfg.search.compact_view_penalty : VIEW_PENALTY;
     if (o->filter && (o->filter->tags || o->filter->num_tags)) {
         if (items_filter_rows(srv->db, inst->id, o->filter, &allowed, &n_allowed) != DB_OK) {
             e = req_fail(req, E_STORE_FAILED, "filter");

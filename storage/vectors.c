@@ -8,12 +8,49 @@
 
 #define BATCH 1024
 
+int vectors_code_rows(const struct projection *pr, size_t n, const float *x, int8_t *q)
+{
+    float *y = malloc((n ? n : 1) * (size_t)pr->out_dim * sizeof *y);
+    if (!y || projection_apply_rows(pr, n, x, y) != 0) {
+        free(y);
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++)
+        projection_encode(pr, y + i * (size_t)pr->out_dim, q + i * (size_t)pr->out_dim);
+    free(y);
+    return 0;
+}
+
+/* A float row of a compact instance whose conversion has not reached it
+ * yet (storage/compaction.h): the codes the conversion will write, decoded.
+ * The blob is copied first: a database's blob need not be float-aligned. */
+static int decode_float_row(const void *blob, const struct projection *pr, float *out)
+{
+    float *x = malloc((size_t)pr->in_dim * sizeof *x);
+    int8_t q8[512], *q = pr->out_dim <= 512 ? q8 : malloc((size_t)pr->out_dim);
+    int rc = x && q ? 0 : -1;
+    if (rc == 0) {
+        memcpy(x, blob, (size_t)pr->in_dim * sizeof *x);
+        rc = vectors_code_rows(pr, 1, x, q);
+        if (rc == 0)
+            projection_decode(pr, q, out);
+    }
+    free(x);
+    if (q != q8)
+        free(q);
+    return rc;
+}
+
 int vectors_decode(const void *blob, int bytes, int dim, const struct projection *pr, float *out)
 {
     if (!blob)
         return -1;
     if (pr) {
-        if (dim != pr->out_dim || bytes != dim)
+        if (dim != pr->out_dim)
+            return -1;
+        if (bytes == pr->in_dim * (int)sizeof(float))
+            return decode_float_row(blob, pr, out);
+        if (bytes != dim)
             return -1;
         projection_decode(pr, blob, out);
         return 0;
@@ -21,6 +58,28 @@ int vectors_decode(const void *blob, int bytes, int dim, const struct projection
     if (bytes != dim * (int)sizeof(float))
         return -1;
     memcpy(out, blob, (size_t)bytes);
+    return 0;
+}
+
+/* The float rows of a compact instance met in a batch (a conversion in
+ * progress): coded together, in one matrix product, before the batch is
+ * handed on. */
+struct staged {
+    float *x;     /* n x in_dim */
+    size_t *slot; /* where each one's decoded codes go */
+    int8_t *q;    /* n x out_dim */
+    size_t n;
+};
+
+static int code_staged(struct staged *sg, const struct projection *pr, float *vecs, int dim)
+{
+    if (!sg->n)
+        return 0;
+    if (vectors_code_rows(pr, sg->n, sg->x, sg->q) != 0)
+        return -1;
+    for (size_t i = 0; i < sg->n; i++)
+        projection_decode(pr, sg->q + i * (size_t)dim, vecs + sg->slot[i] * (size_t)dim);
+    sg->n = 0;
     return 0;
 }
 
@@ -34,9 +93,11 @@ static int batches(struct sql_conn *c, const char *sql, int64_t instance_id, int
         return -1;
     int64_t *ids = malloc(BATCH * sizeof *ids);
     float *vecs = malloc((size_t)BATCH * (size_t)dim * sizeof *vecs);
+    struct staged sg = {0};
     int rc = ids && vecs ? 0 : -1;
     size_t n = 0;
     int vcol = has_k ? 2 : 1;
+    int float_bytes = pr ? pr->in_dim * (int)sizeof(float) : -1;
     sql_bind_int64(st, 1, instance_id);
     if (since >= 0)
         sql_bind_int64(st, 2, since);
@@ -45,24 +106,44 @@ static int batches(struct sql_conn *c, const char *sql, int64_t instance_id, int
         const void *blob = sql_column_blob(st, vcol);
         int bytes = sql_column_bytes(st, vcol);
         int64_t row = sql_column_int64(st, 0);
-        if (vectors_decode(blob, bytes, dim, pr, vecs + n * (size_t)dim) != 0) {
+        if (blob && bytes == float_bytes && dim == pr->out_dim) {
+            if (!sg.x) {
+                sg.x = malloc((size_t)BATCH * (size_t)pr->in_dim * sizeof *sg.x);
+                sg.slot = malloc(BATCH * sizeof *sg.slot);
+                sg.q = malloc((size_t)BATCH * (size_t)dim);
+                if (!sg.x || !sg.slot || !sg.q) {
+                    rc = -1;
+                    break;
+                }
+            }
+            memcpy(sg.x + sg.n * (size_t)pr->in_dim, blob, (size_t)bytes);
+            sg.slot[sg.n++] = n;
+        } else if (vectors_decode(blob, bytes, dim, pr, vecs + n * (size_t)dim) != 0) {
             fprintf(stderr, "vectors: item row %lld has a %d-byte vector, expected %d\n",
-                    (long long)row, bytes, pr ? dim : dim * (int)sizeof(float));
+                    (long long)row, bytes, dim * (pr ? 1 : (int)sizeof(float)));
             continue; /* one bad row must not make the whole instance unusable */
         }
         ids[n] = has_k ? vec_id(row, sql_column_int(st, 1)) : row;
         if (++n == BATCH) {
-            rc = fn(arg, n, ids, vecs);
+            rc = code_staged(&sg, pr, vecs, dim);
+            if (rc == 0)
+                rc = fn(arg, n, ids, vecs);
             n = 0;
         }
     }
     if (rc == 0 && s != SQL_DONE)
         rc = -1;
-    if (rc == 0 && n)
-        rc = fn(arg, n, ids, vecs);
+    if (rc == 0 && n) {
+        rc = code_staged(&sg, pr, vecs, dim);
+        if (rc == 0)
+            rc = fn(arg, n, ids, vecs);
+    }
     sql_finalize(st);
     free(ids);
     free(vecs);
+    free(sg.x);
+    free(sg.slot);
+    free(sg.q);
     return rc;
 }
 

@@ -36,8 +36,17 @@ static inline int vec_k(int64_t id)
 
 /* A stored vector blob: `dim` float32, or for a compact instance (pr not
  * NULL, dim == pr->out_dim) `dim` int8 codes, decoded here to `dim` floats.
- * 0 ok; -1 when the blob has another size (a vector of the other mode). */
+ * A compact instance's row may still hold pr->in_dim floats (a conversion
+ * in progress, storage/compaction.h): it is projected and encoded here,
+ * with vectors_code_rows, to exactly what its codes will decode to. 0 ok; -1
+ * when the blob has another size (a vector of the other mode). */
 int vectors_decode(const void *blob, int bytes, int dim, const struct projection *pr, float *out);
+
+/* The int8 codes (n x pr->out_dim) of n float vectors (n x pr->in_dim), in
+ * one matrix product (projection_apply_rows): what the conversion writes
+ * and what every reader computes for a row still float, the same bytes
+ * whether a row is coded alone or in a batch. 0 ok; -1 out of memory. */
+int vectors_code_rows(const struct projection *pr, size_t n, const float *x, int8_t *q);
 
 /* Calls fn for batches of (index id, vector): every whole-image vector, then
  * every regional one; `dim` floats each (decoded through pr when not NULL).

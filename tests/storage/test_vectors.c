@@ -3,7 +3,8 @@
  * items_vector_row and vectors_for_each decode them to exactly the floats
  * projection_decode gives (what the live index holds), and a blob of the
  * other mode is refused, never misread. Float instances are unchanged, and
- * one is converted to codes in place (storage/compaction.h). vectors_fetch
+ * one is converted to codes in place, in batches, read the same all the
+ * while (storage/compaction.h). vectors_fetch
  * (an index's re-rank) reads the same floats by index id and says which ids
  * are gone. */
 #include <stdio.h>
@@ -260,23 +261,102 @@ static void test_float_instance_unchanged(void)
     CHECK(v && !memcmp(v, x, sizeof x));
     free(v);
     v = NULL;
-    /* Read as codes it is the wrong size: refused. */
-    CHECK_INT(items_vector_row(db, rec.row, OUT, pr, &v), DB_ERROR);
+    /* Read in a compact space (an instance switched, its rows not yet
+     * rewritten: storage/compaction.h), it is coded on the fly. */
+    static float y[OUT];
+    static int8_t q[OUT];
+    CHECK_INT(vectors_code_rows(pr, 1, x, q), 0);
+    projection_decode(pr, q, y);
+    CHECK_INT(items_vector_row(db, rec.row, OUT, pr, &v), DB_OK);
+    CHECK(v && !memcmp(v, y, sizeof y));
+    free(v);
+    v = NULL;
+    /* Any other size is refused: neither floats nor codes of that space. */
+    CHECK_INT(items_vector_row(db, rec.row, OUT / 2, pr, &v), DB_ERROR);
     db_close(db);
 }
 
-/* compaction_convert: a float instance with 300 items (2 views each, so the
- * rewrite crosses its 256-row batches in both tables) becomes compact in
- * one transaction: every vector is now pr's codes of the float it was, the
- * projection is stored under its digest, change_seq moved on and
- * replay_floor with it; a second call is refused and changes nothing. The
- * sample reads every stored vector, and at most `max` of them. */
+/* Every (id, vector) an instance's index would be built from, in order. */
+struct all {
+    size_t n, cap;
+    int64_t *ids;
+    float *vecs;
+};
+
+static int gather(void *arg, size_t n, const int64_t *ids, const float *vecs)
+{
+    struct all *a = arg;
+    if (a->n + n > a->cap) {
+        a->cap = (a->n + n) * 2;
+        a->ids = realloc(a->ids, a->cap * sizeof *a->ids);
+        a->vecs = realloc(a->vecs, a->cap * OUT * sizeof *a->vecs);
+        if (!a->ids || !a->vecs)
+            return -1;
+    }
+    memcpy(a->ids + a->n, ids, n * sizeof *ids);
+    memcpy(a->vecs + a->n * OUT, vecs, n * OUT * sizeof *vecs);
+    a->n += n;
+    return 0;
+}
+
+static int same(const struct all *a, const struct all *b)
+{
+    return a->n == b->n && !memcmp(a->ids, b->ids, a->n * sizeof *a->ids) &&
+           !memcmp(a->vecs, b->vecs, a->n * OUT * sizeof *a->vecs);
+}
+
+static void all_free(struct all *a)
+{
+    free(a->ids);
+    free(a->vecs);
+    memset(a, 0, sizeof *a);
+}
+
+static long long count_rows(struct db *db, const char *sql, int64_t inst)
+{
+    struct sql_stmt *st = sql_prepare(db_conn(db), sql);
+    long long n = -1;
+    if (st && sql_bind_int64(st, 1, inst) == 0 && sql_step(st) == SQL_ROW)
+        n = sql_column_int64(st, 0);
+    sql_finalize(st);
+    return n;
+}
+
+/* Float vectors left in an instance (items and views). */
+static long long float_rows(struct db *db, int64_t inst)
+{
+    return count_rows(db,
+                      "SELECT count(*) FROM items WHERE instance_id = ? AND length(vector) > 256",
+                      inst) +
+           count_rows(db,
+                      "SELECT count(*) FROM item_regions r JOIN items i ON i.id = r.item"
+                      " WHERE i.instance_id = ? AND length(r.vector) > 256",
+                      inst);
+}
+
+static int stop_after;
+static int stop_countdown(void *arg)
+{
+    (void)arg;
+    return stop_after-- <= 0;
+}
+
+/* The conversion (storage/compaction.h): a float instance with 300 items (2
+ * views each, so the rewrite crosses its batches in both tables) is
+ * switched in one short transaction: the projection is stored under its
+ * digest, change_seq moved on and replay_floor with it, and every reader
+ * codes the rows still float on the fly. The rewrite then runs in batches;
+ * stopped half way, an item deleted and one added (as codes) meanwhile, it
+ * resumes and finishes. Before, half way and after, every reader gives
+ * bit-identical vectors: a mixed instance is never visible as such. A
+ * second switch is refused and changes nothing. */
 static void test_compaction(void)
 {
     struct db *db = open_db("compaction");
     if (!db)
         return;
     int64_t inst = make_instance(db, "f", NULL);
+    int64_t bystander = make_instance(db, "g", NULL);
     enum { N = 300 };
     static float x[N][2][IN];
     static const int ks[] = {1};
@@ -295,14 +375,15 @@ static void test_compaction(void)
                                .extra_k = ks,
                                .n_extra = 1};
         int64_t old = 0;
-        CHECK_INT(items_put(db, inst, &rec, 0, &old), DB_OK);
+        CHECK_INT(items_put(db, i % 50 == 7 ? bystander : inst, &rec, 0, &old), DB_OK);
         if (i == 0)
             first_row = rec.row;
     }
+    const int mine = N - N / 50; /* items of inst; the others are the bystander's */
     float *sample = NULL;
     size_t n = 0;
     CHECK_INT(compaction_sample(db, inst, IN, 100000, &sample, &n), 0);
-    CHECK_INT(n, 2 * N);
+    CHECK_INT(n, 2 * mine);
     free(sample);
     CHECK_INT(compaction_sample(db, inst, IN, 50, &sample, &n), 0);
     CHECK_INT(n, 50);
@@ -313,12 +394,14 @@ static void test_compaction(void)
     unsigned char *bytes = NULL;
     size_t len = 0;
     CHECK_INT(projection_to_bytes(pr, &bytes, &len), 0);
-    long long converted = 0;
     char err[256] = "";
-    CHECK_INT(compaction_convert(db, inst, pr, bytes, len, &converted, err, sizeof err), 0);
+    int64_t *ids = NULL;
+    CHECK_INT(compaction_pending(db, &ids, &n), 0);
+    CHECK_INT(n, 0);
+    free(ids);
+    CHECK_INT(compaction_switch(db, inst, pr, bytes, len, err, sizeof err), 0);
     if (*err)
         fprintf(stderr, "  %s\n", err);
-    CHECK_INT(converted, 2 * N);
     CHECK_INT(vectors_log_state(db, inst, &cs1, &floor1), 0);
     CHECK_INT(cs1, cs0 + 1);
     CHECK_INT(floor1, cs1);
@@ -332,32 +415,101 @@ static void test_compaction(void)
     CHECK(blen == len && back && !memcmp(back, bytes, len));
     free(back);
     CHECK_INT(projections_get(db, "0000", &back, &blen), DB_NOT_FOUND);
+    /* Switched, not yet rewritten: every row still float, and pending. */
+    CHECK_INT(float_rows(db, inst), 2 * mine);
+    CHECK_INT(compaction_pending(db, &ids, &n), 0);
+    CHECK(n == 1 && ids[0] == inst);
+    free(ids);
 
-    /* Every vector, the last item's too, is the codes of its float. */
-    static float y[OUT], want[OUT];
+    /* Coded alone or in a batch, a vector gives the same bytes. */
+    static int8_t one[OUT], all[N][2][OUT];
+    CHECK_INT(vectors_code_rows(pr, 2 * N, x[0][0], all[0][0]), 0);
+    int equal = 1;
+    for (int i = 0; i < N; i += 37)
+        for (int v = 0; v < 2; v++) {
+            CHECK_INT(vectors_code_rows(pr, 1, x[i][v], one), 0);
+            equal &= !memcmp(one, all[i][v], OUT);
+        }
+    CHECK(equal);
+    /* On the fly, each float row reads as the codes of its float. */
+    static float y[OUT];
     static int8_t q[OUT];
-    for (int i = 0; i < N; i += N - 1) {
-        float *v = NULL;
-        char id[16];
-        snprintf(id, sizeof id, "i%03d", i);
-        projection_apply(pr, x[i][0], want);
-        projection_encode(pr, want, q);
-        projection_decode(pr, q, y);
-        CHECK_INT(items_vector(db, inst, id, OUT, pr, &v), DB_OK);
-        CHECK(v && !memcmp(v, y, sizeof y));
-        free(v);
-    }
-    CHECK_INT(blob_bytes(db, "SELECT vector FROM item_regions WHERE item = ? AND k = 1",
-                         first_row + N - 1),
-              OUT);
+    memcpy(q, all[0][0], OUT);
+    projection_decode(pr, q, y);
+    float *v = NULL;
+    CHECK_INT(items_vector(db, inst, "i000", OUT, pr, &v), DB_OK);
+    CHECK(v && !memcmp(v, y, sizeof y));
+    free(v);
+    static float got[2][OUT];
+    unsigned char found[2] = {0, 0};
+    int64_t fetch_ids[2] = {first_row, vec_id(first_row, 1)};
+    CHECK_INT(vectors_fetch(db, inst, 2, fetch_ids, OUT, pr, got[0], found), 0);
+    CHECK(found[0] && found[1] && !memcmp(got[0], y, sizeof y));
+    struct all before = {0}, mid = {0}, after = {0};
+    CHECK_INT(vectors_for_each(db, inst, OUT, pr, gather, &before), 0);
+    CHECK_INT(before.n, 2 * mine);
+
+    /* Stopped after three batches of 64: 192 rows rewritten, the rest float. */
+    struct compaction_pace pace = {64, 0, stop_countdown, NULL};
+    struct compaction_progress prog;
+    stop_after = 3;
+    CHECK_INT(compaction_rewrite(db, inst, pr, &pace, &prog, err, sizeof err), 1);
+    CHECK_INT(prog.converted, 192);
+    CHECK_INT(prog.batches, 3);
+    CHECK(prog.max_hold_ms >= 0 && prog.hold_ms >= prog.max_hold_ms);
+    CHECK_INT(float_rows(db, inst), 2 * mine - 192);
+    CHECK_INT(blob_bytes(db, "SELECT vector FROM items WHERE id = ?", first_row), OUT);
+    CHECK_INT(vectors_for_each(db, inst, OUT, pr, gather, &mid), 0);
+    CHECK(same(&before, &mid));
+    /* Meanwhile: the last item deleted (still float), a new one as codes. */
+    char last[16];
+    snprintf(last, sizeof last, "i%03d", N - 1);
+    int64_t row = 0;
+    CHECK_INT(items_delete(db, inst, last, &row), DB_OK);
+    struct item_rec rec = {.item_id = "new",
+                           .vector = y,
+                           .codes = q,
+                           .dim = OUT,
+                           .extra = y,
+                           .extra_codes = q,
+                           .extra_k = ks,
+                           .n_extra = 1};
+    int64_t old = 0;
+    CHECK_INT(items_put(db, inst, &rec, 0, &old), DB_OK);
+
+    /* Resumed: the rest, and nothing else (the bystander stays float). */
+    stop_after = 1 << 30;
+    CHECK_INT(compaction_rewrite(db, inst, pr, &pace, &prog, err, sizeof err), 0);
+    CHECK_INT(prog.converted, 2 * mine - 192 - 2);
+    CHECK_INT(float_rows(db, inst), 0);
+    CHECK_INT(float_rows(db, bystander), 2 * (N - mine));
+    CHECK_INT(compaction_pending(db, &ids, &n), 0);
+    CHECK_INT(n, 0);
+    free(ids);
+    CHECK_INT(vectors_for_each(db, inst, OUT, pr, gather, &after), 0);
+    CHECK_INT(after.n, before.n); /* one item gone, one come, with as many views */
+    /* Every vector but the deleted item's and the new one's, as before. */
+    CHECK(!memcmp(after.ids, before.ids, (mine - 1) * sizeof *after.ids));
+    CHECK(!memcmp(after.vecs, before.vecs, (size_t)(mine - 1) * OUT * sizeof *after.vecs));
+    CHECK(!memcmp(after.vecs + (size_t)(mine - 1) * OUT, y, sizeof y));
+    CHECK_INT(items_vector(db, inst, "i000", OUT, pr, &v), DB_OK);
+    CHECK(v && !memcmp(v, y, sizeof y));
+    free(v);
+    v = NULL;
     struct seen s = {0};
     CHECK_INT(vectors_for_each(db, inst, IN, NULL, collect, &s), 0);
     CHECK_INT(s.n, 0); /* no float vector left */
+    /* Nothing left: a rewrite is a no-op. */
+    CHECK_INT(compaction_rewrite(db, inst, pr, NULL, &prog, err, sizeof err), 0);
+    CHECK_INT(prog.converted, 0);
 
     /* Already compact: refused, nothing changes. */
-    CHECK(compaction_convert(db, inst, pr, bytes, len, &converted, err, sizeof err) != 0);
+    CHECK(compaction_switch(db, inst, pr, bytes, len, err, sizeof err) != 0);
     CHECK_INT(vectors_log_state(db, inst, &cs0, &floor0), 0);
-    CHECK_INT(cs0, cs1);
+    CHECK_INT(cs0, cs1 + 2); /* the delete and the add */
+    all_free(&before);
+    all_free(&mid);
+    all_free(&after);
     free(bytes);
     db_close(db);
 }
