@@ -19,6 +19,8 @@ struct projection;
 
 struct instance_rt {
     int64_t id;
+    int shard;            /* which of the instance's shards this index holds */
+    int filter;           /* the shard its rows are read with; -1: all (one shard) */
     struct registry *reg; /* its owner: the re-rank reads the database through it */
     struct vindex *vi;
     int dim;                     /* of vi's vectors: EXTRACT_DIM, or a compact space's */
@@ -62,6 +64,14 @@ void registry_free(struct registry *reg);
  * read of change_seq, and a replay of the log past applied_seq when it is
  * behind, so an add acknowledged by any node is seen here. */
 struct instance_rt *registry_get(struct registry *reg, int64_t instance_id);
+/* The same for one shard of an instance of several (docs/cluster.md):
+ * its index holds only that shard's items. registry_get is shard 0. */
+struct instance_rt *registry_get_shard(struct registry *reg, int64_t instance_id, int shard);
+/* The shard's entry if this node has it loaded, else NULL; no catch-up
+ * (a writer indexes its own change into it, registry_wrote). */
+struct instance_rt *registry_peek_shard(struct registry *reg, int64_t instance_id, int shard);
+/* Whether the shard is loaded here (for the admin API). */
+int registry_has_shard(struct registry *reg, int64_t instance_id, int shard);
 void registry_put(struct registry *reg, struct instance_rt *rt);
 
 /* After this node's own write at `seq` reached rt->vi (under write_lock):
@@ -69,11 +79,12 @@ void registry_put(struct registry *reg, struct instance_rt *rt);
 void registry_wrote(struct instance_rt *rt, int64_t seq);
 
 /* Per loaded instance the lowest seq whose successors this node may replay
- * (its snapshot's, else its index's): heartbeats record them so tombstone
- * pruning stays below every live node's. malloc'd arrays. */
+ * (its snapshot's, else its index's; over all its loaded shards): heartbeats
+ * record them so tombstone pruning stays below every live node's. malloc'd
+ * arrays, one entry per instance. */
 int registry_applied(struct registry *reg, int64_t **ids, int64_t **seqs, size_t *n);
 
-/* Forgets the instance and removes its index files. */
+/* Forgets the instance (every shard) and removes its index files. */
 void registry_drop(struct registry *reg, int64_t instance_id);
 
 /* The index no longer matches SQLite (an item stored but not indexed, and

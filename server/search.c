@@ -9,6 +9,7 @@
 #include "server/registry.h"
 #include "server/search.h"
 #include "server/server.h"
+#include "server/shards.h"
 #include "storage/vectors.h"
 
 double search_score(float ip)
@@ -113,12 +114,14 @@ enum err search_vector(struct request *req, const struct instance *inst, const f
     }
     /* Scores in a compact space run lower: its own view penalty. */
     double view_penalty = pr ? srv->cfg.search.compact_view_penalty : VIEW_PENALTY;
-    struct instance_rt *rt = registry_get(srv->registry, inst->id);
-    if (!rt) {
+    /* Several shards: their owners are probed below (server/shards.h). */
+    int sharded = inst->shards > 1;
+    struct instance_rt *rt = sharded ? NULL : registry_get(srv->registry, inst->id);
+    if (!sharded && !rt) {
         free(projected);
         return req_fail(req, E_INDEX_FAILED, "index unavailable");
     }
-    if (rt->dim != compact_dim(pr)) { /* a deleted instance's index, its id reused */
+    if (rt && rt->dim != compact_dim(pr)) { /* a deleted instance's index, its id reused */
         registry_put(srv->registry, rt);
         free(projected);
         return req_fail(req, E_INDEX_FAILED, "index of another descriptor space");
@@ -155,7 +158,7 @@ enum err search_vector(struct request *req, const struct instance *inst, const f
         n_allowed = na;
     }
     int k = o->k * per_item;
-    size_t count = vindex_count(rt->vi);
+    size_t count = rt ? vindex_count(rt->vi) : (size_t)k; /* each shard caps its own */
     if ((size_t)k > count)
         k = (int)count;
     if (allowed && (size_t)k > n_allowed)
@@ -169,7 +172,17 @@ enum err search_vector(struct request *req, const struct instance *inst, const f
         goto out;
     }
     int found = 0;
-    if (k > 0) {
+    if (k > 0 && sharded) {
+        struct shard_query q = {.query = query,
+                                .dim = compact_dim(pr),
+                                .k = k,
+                                .nprobe = o->nprobe,
+                                .max_scan = o->max_scan,
+                                .allowed = allowed,
+                                .n_allowed = n_allowed};
+        if ((e = shards_search(req, inst, &q, ids, scores, &found, o->gaps)))
+            goto out;
+    } else if (k > 0) {
         struct vindex_search_params p = {.nprobe = o->nprobe,
                                          .max_scan = o->max_scan,
                                          .allowed = allowed,
