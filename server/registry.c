@@ -686,8 +686,8 @@ void registry_drop(struct registry *reg, int64_t instance_id)
             rt->dropped = 1;
             if (gone)
                 gone[n++] = rt;
-            else
-                rt->refs--; /* out of memory: the last holder frees it */
+            else if (--rt->refs == 0) /* out of memory: let go of it here */
+                rt_free(rt);
         } else {
             i++;
         }
