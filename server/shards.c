@@ -267,8 +267,8 @@ enum err shards_search(struct request *req, const struct instance *inst,
             log_info("%s: shard %d of instance %lld did not answer (%s%s%s)", req->request_id, s,
                      (long long)inst->id, p->remote ? p->url : "here", ": ", p->why);
             if (!gaps) {
-                char detail[200];
-                snprintf(detail, sizeof detail, "shard %d: %s", s, p->why);
+                char detail[256];
+                snprintf(detail, sizeof detail, "shard %d: %.200s", s, p->why);
                 e = req_fail(req, E_MA_4403, detail);
                 goto out;
             }
