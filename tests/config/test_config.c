@@ -95,6 +95,9 @@ static void check_defaults(const struct config *cfg)
     CHECK(cfg->storage.dsn == NULL);
     CHECK(cfg->cluster.node_url == NULL); /* one node */
     CHECK_INT(cfg->cluster.node_timeout_ms, 5000);
+    CHECK_INT(cfg->cluster.shards, 1); /* every node holds whole indexes */
+    CHECK(cfg->cluster.secret == NULL);
+    CHECK_INT(cfg->cluster.shard_timeout_ms, 2000);
     /* No bucket configured: the embedded "local" bucket at objects_dir. */
     CHECK_INT(cfg->n_buckets, 1);
     if (cfg->n_buckets == 1) {
@@ -218,7 +221,10 @@ static const char full_ini[] = "; every key of config_usage\n"
                                "dsn = host=127.0.0.1 port=5433 dbname=imgsearch user=imgsearch\n"
                                "[cluster]\n"
                                "node_url = http://10.0.0.2:8080\n"
-                               "node_timeout_ms = 2500\n";
+                               "node_timeout_ms = 2500\n"
+                               "shards = 4\n"
+                               "secret = 0123456789abcdef\n"
+                               "shard_timeout_ms = 750\n";
 
 static void test_every_key(void)
 {
@@ -321,6 +327,9 @@ static void test_every_key(void)
     CHECK_STR(cfg.storage.dsn, "host=127.0.0.1 port=5433 dbname=imgsearch user=imgsearch");
     CHECK_STR(cfg.cluster.node_url, "http://10.0.0.2:8080");
     CHECK_INT(cfg.cluster.node_timeout_ms, 2500);
+    CHECK_INT(cfg.cluster.shards, 4);
+    CHECK_STR(cfg.cluster.secret, "0123456789abcdef");
+    CHECK_INT(cfg.cluster.shard_timeout_ms, 750);
     CHECK_STR(cfg.path, path);
     config_free(&cfg);
     unlink(path);
@@ -392,6 +401,9 @@ static void test_usage_lists_every_key(void)
                                        "[cluster]",
                                        "node_url",
                                        "node_timeout_ms",
+                                       "shards",
+                                       "secret",
+                                       "shard_timeout_ms",
                                        "--config",
                                        "--listen",
                                        "--data-dir",
@@ -648,6 +660,9 @@ static void test_error_bad_values(void)
         const char *key, *value;
     } cases[] = {
         {"[server]\nthreads = lots\n", 2, "threads", "lots"},
+        {"[cluster]\nshards = 0\n", 2, "shards", "0"},
+        {"[cluster]\nshards = 257\n", 2, "shards", "257"},
+        {"[cluster]\nshard_timeout_ms = 10\n", 2, "shard_timeout_ms", "10"},
         {"[server]\nthreads = 257\n", 2, "threads", "257"},
         {"[server]\nthreads = -1\n", 2, "threads", "-1"},
         {"[server]\nthreads = 4x\n", 2, "threads", "4x"},
@@ -724,6 +739,11 @@ static void test_error_validation(void)
     const char *n6[] = {"[storage]", "dsn", NULL};
     expect_error("[storage]\nbackend = postgres\n", 0, n6);
     expect_error("[storage]\nbackend = postgres\ndsn =\n", 0, n6);
+    /* Shards answer each other only with a secret. */
+    const char *n7[] = {"[cluster]", "secret", NULL};
+    expect_error("[storage]\nbackend = postgres\ndsn = x\n[cluster]\nshards = 2\n", 0, n7);
+    expect_error("[storage]\nbackend = postgres\ndsn = x\n[cluster]\nshards = 2\nsecret = short\n",
+                 0, n7);
 }
 
 /* "projection =" means off (the default), unlike an empty path elsewhere,
