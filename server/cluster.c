@@ -110,6 +110,13 @@ int cluster_shard_owner(struct cluster *cl, int64_t instance_id, int shard, char
     return rc;
 }
 
+/* Whether this node keeps a shard it has loaded: it owns it, or nobody is known to. */
+static int owned_here(void *arg, int64_t instance_id, int shard)
+{
+    char url[8];
+    return cluster_shard_owner(arg, instance_id, shard, url, sizeof url) != 0;
+}
+
 /* Takeover: loads (snapshot, else rebuild; then replay) every shard this
  * node owns by the current view and keeps it caught up, so a search of a
  * shard whose owner died answers as soon as the view moved it here, and
@@ -122,6 +129,10 @@ static void warm(struct cluster *cl)
     size_t n;
     if (nodes_sharded_instances(srv->db, &ids, &shards, &n) != 0)
         return;
+    /* Shards another node owns (this one took them over, or answered them
+     * while their owner was unreachable) go once idle for two node
+     * timeouts: the map has been stable that long. */
+    registry_release_shards(srv->registry, 2LL * srv->cfg.cluster.node_timeout_ms, owned_here, cl);
     for (size_t i = 0; i < n; i++)
         for (int s = 0; s < shards[i]; s++) {
             char url[8];

@@ -490,6 +490,8 @@ struct instance_rt *registry_get_shard(struct registry *reg, int64_t instance_id
         return NULL;
     for (int attempt = 0;; attempt++) {
         struct instance_rt *rt = get_loaded(reg, instance_id, shard);
+        if (rt)
+            atomic_store(&rt->used_ms, now_ms());
         if (!rt || !reg->shared)
             return rt;
         int s = catch_up(reg, rt);
@@ -501,6 +503,35 @@ struct instance_rt *registry_get_shard(struct registry *reg, int64_t instance_id
         if (s < 0 || attempt > 0)
             return NULL;
     }
+}
+
+void registry_release_shards(struct registry *reg, long long idle_ms,
+                             int (*keep)(void *arg, int64_t instance_id, int shard), void *arg)
+{
+    /* Candidates under the lock (with a reference), the owner asked outside it. */
+    long long now = now_ms();
+    struct instance_rt **cand = NULL;
+    size_t n = 0;
+    pthread_mutex_lock(&reg->lock);
+    cand = malloc((reg->n ? reg->n : 1) * sizeof *cand);
+    for (size_t i = 0; cand && i < reg->n; i++) {
+        struct instance_rt *rt = reg->items[i];
+        if (rt->filter >= 0 && now - atomic_load(&rt->used_ms) > idle_ms) {
+            rt->refs++;
+            cand[n++] = rt;
+        }
+    }
+    pthread_mutex_unlock(&reg->lock);
+    for (size_t i = 0; i < n; i++) {
+        struct instance_rt *rt = cand[i];
+        if (!keep(arg, rt->id, rt->shard)) {
+            log_info("index %lld%s: released (another node owns it)", (long long)rt->id,
+                     shard_label(rt));
+            evict(reg, rt);
+        }
+        registry_put(reg, rt);
+    }
+    free(cand);
 }
 
 void registry_wrote(struct instance_rt *rt, int64_t seq)

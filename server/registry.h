@@ -30,6 +30,7 @@ struct instance_rt {
      * write_lock; read without it to skip a catch-up that has nothing to do. */
     _Atomic int64_t applied_seq;
     pthread_mutex_t write_lock; /* item add/update/delete of this instance */
+    _Atomic long long used_ms;  /* last get (monotonic ms): idle shards are released */
     int refs;                   /* guarded by the registry lock */
     int dropped;                /* deleted: files go when the last ref does */
     int retired;                /* made compact (server/compactor.c): set under write_lock, which
@@ -83,6 +84,12 @@ void registry_wrote(struct instance_rt *rt, int64_t seq);
  * record them so tombstone pruning stays below every live node's. malloc'd
  * arrays, one entry per instance. */
 int registry_applied(struct registry *reg, int64_t **ids, int64_t **seqs, size_t *n);
+
+/* Releases the loaded shards (of instances of several) that were not used
+ * for idle_ms and that keep(arg, instance, shard) says this node need not
+ * hold (another node owns them now). Their files stay. */
+void registry_release_shards(struct registry *reg, long long idle_ms,
+                             int (*keep)(void *arg, int64_t instance_id, int shard), void *arg);
 
 /* Forgets the instance (every shard) and removes its index files. */
 void registry_drop(struct registry *reg, int64_t instance_id);
