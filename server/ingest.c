@@ -271,6 +271,13 @@ enum err item_store(struct request *req, const struct instance *inst, struct ite
                                  ? registry_peek_shard(srv->registry, inst->id,
                                                        shard_of_item(rec->item_id, inst->shards))
                                  : registry_get(srv->registry, inst->id);
+    if (rt && sharded && rt->dim != compact_dim(pr)) {
+        /* Made compact by another node: this node's float shards are stale;
+         * they reload in the new space when next asked. */
+        registry_put(srv->registry, rt);
+        registry_drop(srv->registry, inst->id);
+        rt = NULL;
+    }
     if (!rt && sharded) {
         int64_t old_row;
         e = put_result(req, rec, items_put(srv->db, inst->id, rec, force, &old_row));

@@ -37,12 +37,19 @@ int shard_probe_local(struct server *srv, int64_t instance_id, int shard,
 {
     *found = 0;
     struct instance_rt *rt = registry_get_shard(srv->registry, instance_id, shard);
+    if (rt && rt->dim != q->dim) {
+        /* The instance was made compact (by another node, or while this
+         * index was loaded): the float indexes of its shards are stale. */
+        registry_put(srv->registry, rt);
+        registry_drop(srv->registry, instance_id);
+        rt = registry_get_shard(srv->registry, instance_id, shard);
+    }
     if (!rt) {
         snprintf(err, errlen, "index unavailable");
         return -1;
     }
     int rc = 0;
-    if (rt->dim != q->dim) { /* a deleted instance's index, its id reused */
+    if (rt->dim != q->dim) {
         snprintf(err, errlen, "index of another descriptor space");
         rc = -1;
     } else {

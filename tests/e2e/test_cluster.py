@@ -620,3 +620,31 @@ def test_sharded_kill9_mid_ingest_takeover(snodes):
             break
         assert time.time() < deadline, held
         time.sleep(0.5)
+
+
+def test_sharded_instance_made_compact_through_one_node(snodes):
+    """Compaction through node 1 rewrites every shard's vectors in the
+    database; the other nodes' float shard indexes are stale then, and are
+    reloaded in the new space by the next search or add that meets them."""
+    n1, n2, n3 = (s.client() for s in snodes)
+    n1.create_instance("shc", tags=("k",))
+    seeds = range(7400, 7472)  # 72 items x 4 views = 288 vectors > 256 dimensions
+    for seed in seeds:
+        assert add(n1, "shc", "c%d" % seed, seed).status == 200
+    probe = list(seeds)[::9]
+    for c in (n2, n3):  # both load their shards, as floats
+        assert [hits(search_full(c, "shc", seed, 1))[0][0] for seed in probe] == \
+            ["c%d" % seed for seed in probe]
+    r = n1.admin("POST", "/instances/shc/compact")
+    assert r.status == 200, r
+    assert n2.admin("GET", "/instances/shc").json["descriptor"] == "compact"
+    want = {seed: hits(search_full(n1, "shc", seed)) for seed in probe}
+    assert all(want[seed][0][0] == "c%d" % seed for seed in probe), want
+    for c in (n2, n3):
+        assert {seed: hits(search_full(c, "shc", seed)) for seed in probe} == want
+    # Adds through the other nodes go into the new space too.
+    assert add(n3, "shc", "new3", 7480).status == 200
+    assert add(n2, "shc", "new2", 7481).status == 200
+    for c in (n1, n2, n3):
+        assert hits(search_full(c, "shc", 7480, 1))[0][0] == "new3"
+        assert hits(search_full(c, "shc", 7481, 1))[0][0] == "new2"
