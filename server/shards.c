@@ -240,7 +240,7 @@ enum err shards_search(struct request *req, const struct instance *inst,
             continue;
         if (!body && !(body = encode_query(q, &body_len))) {
             e = req_fail(req, E_INTERNAL, "out of memory");
-            goto out;
+            break; /* the probes already started are joined below */
         }
         size_t bl = strlen(base);
         while (bl && base[bl - 1] == '/')
@@ -254,13 +254,15 @@ enum err shards_search(struct request *req, const struct instance *inst,
             remote_probe(p); /* no thread to spare: ask in turn */
     }
     /* This node's shards while the others' owners work. */
-    for (int s = 0; s < ns; s++)
+    for (int s = 0; s < ns && e == E_OK; s++)
         if (!pr[s].remote)
             pr[s].rc = shard_probe_local(srv, inst->id, s, q, pr[s].ids, pr[s].scores, &pr[s].found,
                                          pr[s].why, sizeof pr[s].why);
     for (int s = 0; s < ns; s++)
         if (started[s])
             pthread_join(th[s], NULL);
+    if (e != E_OK)
+        goto out;
     size_t n = 0;
     for (int s = 0; s < ns; s++) {
         struct probe *p = &pr[s];
