@@ -10,6 +10,7 @@
 #include <string.h>
 #include <strings.h>
 #include "config/config.h"
+#include "storage/shard.h"
 
 struct parse_ctx {
     struct config *cfg;
@@ -64,6 +65,8 @@ void config_defaults(struct config *cfg)
     cfg->index.snapshot_seconds = 300;
     cfg->import_workers = 1;
     cfg->cluster.node_timeout_ms = 5000;
+    cfg->cluster.shards = 1;
+    cfg->cluster.shard_timeout_ms = 2000;
     cfg->search.rotations = 1;
     cfg->search.query_views = 1;
     cfg->search.views_below = 0.9;
@@ -124,6 +127,7 @@ void config_free(struct config *cfg)
     free(cfg->cluster.node_url);
     free(cfg->cluster.snapshot_bucket);
     free(cfg->cluster.snapshot_prefix);
+    free(cfg->cluster.secret);
     free(cfg->index.ann_factory);
     free(cfg->index.compact_ann_factory);
     free(cfg->index.projection);
@@ -625,6 +629,17 @@ static int cluster_key(struct parse_ctx *ctx, const char *k, const char *v)
             set_str(dst, v);
         return !*v || *dst ? 0 : -1;
     }
+    if (!strcmp(k, "shards"))
+        return parse_long(ctx, v, 1, SHARDS_MAX, &cc->shards);
+    if (!strcmp(k, "shard_timeout_ms"))
+        return parse_long(ctx, v, 50, 600000, &cc->shard_timeout_ms);
+    if (!strcmp(k, "secret")) {
+        free(cc->secret);
+        cc->secret = NULL;
+        if (*v)
+            set_str(&cc->secret, v);
+        return !*v || cc->secret ? 0 : -1;
+    }
     snprintf(ctx->err, sizeof ctx->err, "unknown key");
     return -1;
 }
@@ -723,6 +738,14 @@ static int validate(struct config *cfg, char *errbuf, size_t errlen)
     }
     if (cfg->storage.backend == STORAGE_POSTGRES && (!cfg->storage.dsn || !*cfg->storage.dsn)) {
         snprintf(errbuf, errlen, "%s: [storage] backend = postgres needs dsn", file);
+        return -1;
+    }
+    /* Shards answer each other's searches over /internal/v1 (docs/cluster.md):
+     * never unauthenticated. */
+    if (cfg->storage.backend == STORAGE_POSTGRES && cfg->cluster.shards > 1 &&
+        (!cfg->cluster.secret || strlen(cfg->cluster.secret) < 16)) {
+        snprintf(errbuf, errlen,
+                 "%s: [cluster] shards > 1 needs a secret of at least 16 characters", file);
         return -1;
     }
     if ((cfg->auth_mode == AUTH_TOKEN && cfg->n_tokens == 0) ||
@@ -891,7 +914,14 @@ void config_usage(FILE *out)
           "                           local), so a node with an empty data_dir loads\n"
           "                           them instead of rebuilding (empty: off, default)\n"
           "  snapshot_prefix = P/     key prefix there (default none): objects are\n"
-          "                           P/snapshots/<instance>/<shard>.snap\n",
+          "                           P/snapshots/<instance>/<shard>.snap\n"
+          "  shards = N               instances created from now on are split into N\n"
+          "                           shards by item id, each owned by one node\n"
+          "                           (default 1: every node holds whole indexes)\n"
+          "  secret = TEXT            authenticates the nodes' shard searches to each\n"
+          "                           other (/internal/v1); needed when shards > 1\n"
+          "  shard_timeout_ms = N     a shard silent this long fails the search with\n"
+          "                           503 (default 2000)\n",
           out);
 }
 

@@ -114,8 +114,11 @@ struct storage_config {
  * With backend = postgres a node keeps its indexes current from the shared
  * change log whatever these say; they name it to the others. */
 struct cluster_config {
-    char *node_url;       /* how other nodes reach this one; NULL: not advertised */
-    long node_timeout_ms; /* a node silent this long is dead; default 5000 */
+    char *node_url;        /* how other nodes reach this one; NULL: not advertised */
+    long node_timeout_ms;  /* a node silent this long is dead; default 5000 */
+    long shards;           /* shards of instances created from now on; default 1 */
+    char *secret;          /* authenticates /internal/v1 calls between nodes */
+    long shard_timeout_ms; /* a shard's answer to a search; default 2000 */
     /* Index snapshots also go to this [bucket:NAME] (server/snapstore.h),
      * under snapshot_prefix; NULL: they stay in data_dir only (default). */
     char *snapshot_bucket;

@@ -12,6 +12,7 @@
 #include "server/registry.h"
 #include "server/server.h"
 #include "storage/nodes.h"
+#include "storage/shard.h"
 
 /* Nodes silent this many timeouts are removed from the table altogether. */
 #define REAP_TIMEOUTS 12
@@ -19,10 +20,15 @@
 struct cluster {
     struct server *srv;
     char id[33];
-    pthread_t thread;
+    pthread_t thread, warmer;
+    int warmer_running;
     pthread_mutex_t lock;
     pthread_cond_t wake;
     int stopping;
+    /* The live nodes with a URL as of the last heartbeat, under lock: the
+     * candidates of rendezvous hashing (storage/shard.h). */
+    char **live_ids, **live_urls;
+    size_t n_live;
 };
 
 /* 16 random bytes in hex: unique per process, so a restarted node is a new
@@ -41,11 +47,138 @@ static int random_id(char out[33])
     return 0;
 }
 
+static void free_view(char **ids, char **urls, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(ids[i]);
+        free(urls[i]);
+    }
+    free(ids);
+    free(urls);
+}
+
+/* Re-reads the live nodes that can be reached (a URL). A node silent for
+ * node_timeout_ms drops out here, and its shards move to the others. */
+static void update_view(struct cluster *cl)
+{
+    struct server *srv = cl->srv;
+    struct node_info *v;
+    size_t n, m = 0;
+    if (nodes_list(srv->db, &v, &n) != 0)
+        return; /* keep the last view */
+    char **ids = calloc(n + 1, sizeof *ids), **urls = calloc(n + 1, sizeof *urls);
+    for (size_t i = 0; ids && urls && i < n; i++) {
+        if (v[i].silent_ms > srv->cfg.cluster.node_timeout_ms || !v[i].url[0])
+            continue;
+        ids[m] = strdup(v[i].id);
+        urls[m] = strdup(v[i].url);
+        if (!ids[m] || !urls[m]) {
+            free(ids[m]);
+            free(urls[m]);
+            break;
+        }
+        m++;
+    }
+    nodes_list_free(v, n);
+    if (!ids || !urls || m == 0) {
+        /* Out of memory, or nobody advertises a URL: every shard is served
+         * where it is asked for (cluster_shard_owner answers -1). */
+        free_view(ids, urls, m);
+        ids = urls = NULL;
+        m = 0;
+    }
+    pthread_mutex_lock(&cl->lock);
+    char **oi = cl->live_ids, **ou = cl->live_urls;
+    size_t on = cl->n_live;
+    cl->live_ids = ids;
+    cl->live_urls = urls;
+    cl->n_live = m;
+    pthread_mutex_unlock(&cl->lock);
+    free_view(oi, ou, on);
+}
+
+int cluster_shard_owner(struct cluster *cl, int64_t instance_id, int shard, char *url, size_t len)
+{
+    if (!cl)
+        return -1;
+    pthread_mutex_lock(&cl->lock);
+    int o = shard_owner((const char *const *)cl->live_ids, cl->n_live, instance_id, shard);
+    int rc = o < 0 ? -1 : strcmp(cl->live_ids[o], cl->id) == 0 ? 1 : 0;
+    if (rc == 0)
+        snprintf(url, len, "%s", cl->live_urls[o]);
+    pthread_mutex_unlock(&cl->lock);
+    return rc;
+}
+
+/* Whether this node keeps a shard it has loaded: it owns it, or nobody is known to. */
+static int owned_here(void *arg, int64_t instance_id, int shard)
+{
+    char url[8];
+    return cluster_shard_owner(arg, instance_id, shard, url, sizeof url) != 0;
+}
+
+/* Takeover: loads (snapshot, else rebuild; then replay) every shard this
+ * node owns by the current view and keeps it caught up, so a search of a
+ * shard whose owner died answers as soon as the view moved it here, and
+ * records the ownership in shard_map for operators. */
+static void warm(struct cluster *cl)
+{
+    struct server *srv = cl->srv;
+    int64_t *ids;
+    int *shards;
+    size_t n;
+    if (nodes_sharded_instances(srv->db, &ids, &shards, &n) != 0)
+        return;
+    /* Shards another node owns (this one took them over, or answered them
+     * while their owner was unreachable) go once idle for two node
+     * timeouts: the map has been stable that long. */
+    registry_release_shards(srv->registry, 2LL * srv->cfg.cluster.node_timeout_ms, owned_here, cl);
+    for (size_t i = 0; i < n; i++)
+        for (int s = 0; s < shards[i]; s++) {
+            char url[8];
+            if (cluster_shard_owner(cl, ids[i], s, url, sizeof url) != 1)
+                continue;
+            int had = registry_has_shard(srv->registry, ids[i], s);
+            struct instance_rt *rt = registry_get_shard(srv->registry, ids[i], s);
+            if (rt && !had)
+                log_info("cluster: took shard %d of instance %lld", s, (long long)ids[i]);
+            registry_put(srv->registry, rt);
+            nodes_claim_shard(srv->db, ids[i], s, cl->id);
+            pthread_mutex_lock(&cl->lock);
+            int stop = cl->stopping;
+            pthread_mutex_unlock(&cl->lock);
+            if (stop)
+                goto out;
+        }
+out:
+    free(ids);
+    free(shards);
+}
+
+static void *warm_loop(void *arg)
+{
+    struct cluster *cl = arg;
+    pthread_mutex_lock(&cl->lock);
+    while (!cl->stopping) {
+        pthread_mutex_unlock(&cl->lock);
+        warm(cl);
+        pthread_mutex_lock(&cl->lock);
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += 1;
+        if (!cl->stopping)
+            pthread_cond_timedwait(&cl->wake, &cl->lock, &until);
+    }
+    pthread_mutex_unlock(&cl->lock);
+    return NULL;
+}
+
 static void beat(struct cluster *cl)
 {
     struct server *srv = cl->srv;
     if (nodes_heartbeat(srv->db, cl->id, srv->cfg.cluster.node_url) != 0)
         return; /* the database is away: the next beat tries again */
+    update_view(cl);
     int64_t *ids, *seqs;
     size_t n;
     if (registry_applied(srv->registry, &ids, &seqs, &n) != 0)
@@ -100,15 +233,21 @@ int cluster_start(struct server *srv, struct cluster **out, char *errbuf, size_t
         snprintf(errbuf, errlen, "cannot register the node: %s", db_last_error());
         goto fail;
     }
+    update_view(cl);
     if (pthread_create(&cl->thread, NULL, main_loop, cl) != 0) {
         snprintf(errbuf, errlen, "cannot start the heartbeat thread");
         goto fail;
     }
+    /* A thread of its own: loading a big shard must not delay heartbeats. */
+    cl->warmer_running = pthread_create(&cl->warmer, NULL, warm_loop, cl) == 0;
+    if (!cl->warmer_running)
+        log_info("cluster: no takeover thread; shards load on first search");
     log_info("cluster: node %s%s%s", cl->id, srv->cfg.cluster.node_url ? " at " : "",
              srv->cfg.cluster.node_url ? srv->cfg.cluster.node_url : "");
     *out = cl;
     return 0;
 fail:
+    free_view(cl->live_ids, cl->live_urls, cl->n_live);
     pthread_cond_destroy(&cl->wake);
     pthread_mutex_destroy(&cl->lock);
     free(cl);
@@ -121,9 +260,12 @@ void cluster_stop(struct cluster *cl)
         return;
     pthread_mutex_lock(&cl->lock);
     cl->stopping = 1;
-    pthread_cond_signal(&cl->wake);
+    pthread_cond_broadcast(&cl->wake);
     pthread_mutex_unlock(&cl->lock);
     pthread_join(cl->thread, NULL);
+    if (cl->warmer_running)
+        pthread_join(cl->warmer, NULL);
+    free_view(cl->live_ids, cl->live_urls, cl->n_live);
     nodes_forget(cl->srv->db, cl->id);
     pthread_cond_destroy(&cl->wake);
     pthread_mutex_destroy(&cl->lock);

@@ -28,6 +28,8 @@ static const struct err_info table[E_COUNT] = {
     [E_MA_4104] = {"ModelArts.4104", 400, "Invalid Request Content Length.", 0},
     [E_MA_4105] = {"ModelArts.4105", 400, "The JSON format of the input data is incorrect.", 0},
     [E_MA_4401] = {"ModelArts.4401", 429, "Max concurrency error.", 0},
+    /* A shard of the instance did not answer (docs/cluster.md). */
+    [E_MA_4403] = {"ModelArts.4403", 503, "Backend service unavailable error.", 0},
     [E_MA_4601] = {"ModelArts.4601", 400, "The URL is not allowed.", 0},
     [E_MA_4603] = {"ModelArts.4603", 400, "Obtaining the file from the URL failed.", 0},
     [E_MA_4703] = {"ModelArts.4703", 400, "The Obs URL is invalid.", 0},

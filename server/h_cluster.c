@@ -6,6 +6,7 @@
 #include <string.h>
 #include "server/cluster.h"
 #include "server/handlers.h"
+#include "server/registry.h"
 #include "server/server.h"
 #include "storage/nodes.h"
 
@@ -29,6 +30,34 @@ json_t *cluster_nodes_json(struct server *srv)
     return arr;
 }
 
+/* shard_map as recorded by the owners, with the owner this node would
+ * ask now (the two differ for a second or so after a node joins or dies)
+ * and whether this node has the shard loaded. */
+static json_t *shard_owners_json(struct server *srv)
+{
+    struct shard_row *v;
+    size_t n;
+    if (nodes_shard_map(srv->db, &v, &n) != 0)
+        return NULL;
+    json_t *arr = json_array();
+    for (size_t i = 0; arr && i < n; i++) {
+        char url[512] = "";
+        int o = cluster_shard_owner(srv->cluster, v[i].instance_id, v[i].shard, url, sizeof url);
+        if (o == 1)
+            snprintf(url, sizeof url, "%s",
+                     srv->cfg.cluster.node_url ? srv->cfg.cluster.node_url : "");
+        json_array_append_new(
+            arr, json_pack("{s:I, s:s, s:s, s:i, s:s, s:I, s:I, s:s, s:b}", "instance_id",
+                           (json_int_t)v[i].instance_id, "project_id", v[i].project_id, "instance",
+                           v[i].instance, "shard", v[i].shard, "node_id", v[i].node_id, "epoch",
+                           (json_int_t)v[i].epoch, "assigned_ms", (json_int_t)v[i].assigned_ms,
+                           "owner_url", url, "loaded_here",
+                           registry_has_shard(srv->registry, v[i].instance_id, v[i].shard)));
+    }
+    nodes_shard_map_free(v, n);
+    return arr;
+}
+
 enum err h_admin_cluster(struct request *req)
 {
     struct server *srv = req->srv;
@@ -40,9 +69,15 @@ enum err h_admin_cluster(struct request *req)
     json_t *nodes = cluster_nodes_json(srv);
     if (!nodes)
         return req_fail(req, E_STORE_FAILED, "cannot list the nodes");
-    req->reply =
-        json_pack("{s:s, s:s, s:s?, s:I, s:o}", "mode", "shared", "node_id",
-                  cluster_node_id(srv->cluster), "node_url", srv->cfg.cluster.node_url,
-                  "node_timeout_ms", (json_int_t)srv->cfg.cluster.node_timeout_ms, "nodes", nodes);
+    json_t *owners = shard_owners_json(srv);
+    if (!owners) {
+        json_decref(nodes);
+        return req_fail(req, E_STORE_FAILED, "cannot read the shard map");
+    }
+    req->reply = json_pack("{s:s, s:s, s:s?, s:I, s:o, s:I, s:I, s:o}", "mode", "shared", "node_id",
+                           cluster_node_id(srv->cluster), "node_url", srv->cfg.cluster.node_url,
+                           "node_timeout_ms", (json_int_t)srv->cfg.cluster.node_timeout_ms, "nodes",
+                           nodes, "shards", (json_int_t)srv->cfg.cluster.shards, "shard_timeout_ms",
+                           (json_int_t)srv->cfg.cluster.shard_timeout_ms, "shard_owners", owners);
     return E_OK;
 }

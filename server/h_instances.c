@@ -107,7 +107,7 @@ static json_t *admin_instance_json(const struct instance *inst)
     struct tm tm;
     gmtime_r(&t, &tm);
     strftime(iso, sizeof iso, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    return json_pack(
+    json_t *j = json_pack(
         "{s:s, s:s, s:s, s:s, s:o, s:o, s:o, s:s, s:I, s:s, s:I, s:b, s:b, s:s}", "name",
         inst->name, "project_id", inst->project_id, "description", inst->description, "model",
         inst->model, "custom_tags", str_array(inst->tag_keys, inst->n_tag_keys), "custom_num_tags",
@@ -115,6 +115,10 @@ static json_t *admin_instance_json(const struct instance *inst)
         iso, "created_ms", (json_int_t)inst->created_ms, "status", inst->status, "item_count",
         (json_int_t)inst->item_count, "regions", inst->regions, "views", inst->views, "descriptor",
         inst->projection ? "compact" : "float");
+    /* Only where there is a choice: one shard is what every answer meant so far. */
+    if (j && inst->shards > 1)
+        json_object_set_new(j, "shards", json_integer(inst->shards));
+    return j;
 }
 
 /* Stores `inst` and reloads it so the answer shows what was stored. */
@@ -128,6 +132,9 @@ static enum err create_and_reload(struct request *req, struct instance *inst,
     if (pr)
         memcpy(digest, pr->digest, sizeof digest);
     inst->projection = pr ? digest : NULL;
+    /* Shards are decided at creation too; only a shared database has them. */
+    inst->shards =
+        req->srv->cfg.storage.backend == STORAGE_POSTGRES ? (int)req->srv->cfg.cluster.shards : 1;
     enum db_status s = instances_create(req->srv->db, inst);
     inst->projection = NULL; /* borrowed */
     if (s == DB_EXISTS)

@@ -10,6 +10,7 @@
 #include "server/params.h"
 #include "server/search.h"
 #include "server/server.h"
+#include "server/shards.h"
 
 static long long elapsed_ms(const struct timespec *t0)
 {
@@ -24,6 +25,7 @@ struct search_args {
     int has_min_score;
     const char *collapse_key;
     long long nprobe, max_scan;
+    int partial; /* ours: a shard that does not answer leaves a partial answer */
 };
 
 /* Keeps only the best hit per distinct value of the collapse tag; items
@@ -73,6 +75,9 @@ static enum err image_search(struct request *req, const struct instance *inst,
                             .k = SEARCH_MAX_K,
                             .use_phash = 1,
                             .phash = phash};
+    struct shard_gaps gaps = {0};
+    if (a->partial)
+        o.gaps = &gaps;
     int rotated = 0;
     if ((e = search_image(req, inst, &img, vec, &o, &hits, &nh, &rotated)))
         goto out;
@@ -124,6 +129,16 @@ static enum err image_search(struct request *req, const struct instance *inst,
                            "data", "items", items, "search_info", "total_num", (json_int_t)total,
                            "return_num", (json_int_t)returned, "search_time",
                            (json_int_t)elapsed_ms(t0), "image_info", "box", box);
+    if (a->partial && req->reply) {
+        /* Ours (docs/compatibility.md): said only to a caller who asked. */
+        json_t *info = json_object_get(json_object_get(req->reply, "data"), "search_info");
+        json_t *missing = json_array();
+        for (int s = 0; s < SHARDS_MAX; s++)
+            if (gaps.missing[s])
+                json_array_append_new(missing, json_integer(s));
+        json_object_set_new(info, "partial", json_boolean(gaps.any));
+        json_object_set_new(info, "missing_shards", missing);
+    }
 out:
     items_meta_free(meta, meta ? nk : 0);
     free(keep);
@@ -193,6 +208,12 @@ enum err h_v2_search(struct request *req)
         (e = jget_string(req, req->json, "text", JOPT, 1, 512, &text)) ||
         (e = jget_object(req, req->json, "optional_params", JOPT, &opt)))
         goto out;
+    json_t *partial = json_object_get(req->json, "partial");
+    if (partial && !json_is_null(partial) && !json_is_boolean(partial)) {
+        e = req_fail(req, E_BAD_PARAM, "partial");
+        goto out;
+    }
+    a.partial = json_is_true(partial);
     a.has_min_score = json_object_get(req->json, "min_score") &&
                       !json_is_null(json_object_get(req->json, "min_score"));
     if (a.offset + a.limit > 1000) {

@@ -16,6 +16,7 @@
 #include "server/registry.h"
 #include "server/server.h"
 #include "storage/base64.h"
+#include "storage/shard.h"
 #include "storage/source.h"
 #include "storage/vectors.h"
 
@@ -213,6 +214,18 @@ static int project_rec(const struct projection *pr, struct item_rec *rec, float 
     return 0;
 }
 
+/* The answer to a refused items_put. */
+static enum err put_result(struct request *req, const struct item_rec *rec, enum db_status s)
+{
+    if (s == DB_OK)
+        return E_OK;
+    if (s == DB_EXISTS)
+        return req_fail(req, E_MMS_ITEM_EXISTS, rec->item_id);
+    char detail[300];
+    snprintf(detail, sizeof detail, "item write: %s", db_last_error());
+    return req_fail(req, E_STORE_FAILED, detail);
+}
+
 enum err item_store(struct request *req, const struct instance *inst, struct item_rec *rec,
                     const struct image *img, int force)
 {
@@ -255,9 +268,21 @@ enum err item_store(struct request *req, const struct instance *inst, struct ite
      * what fails, and then nothing was stored and the index is untouched.
      * (Indexing inside the transaction would hold SQLite's write lock, for
      * every instance, through a retrain into the ANN index.) */
+    /* Several shards (docs/cluster.md): the database takes the write; the
+     * shard's index learns it here only when this node holds it, else its
+     * owner replays it before its next answer. */
+    int sharded = inst->shards > 1;
+    int shard = sharded ? shard_of_item(rec->item_id, inst->shards) : 0;
     struct instance_rt *rt = NULL;
     for (int attempt = 0;; attempt++) {
-        if (!(rt = registry_get(srv->registry, inst->id))) {
+        rt = sharded ? registry_peek_shard(srv->registry, inst->id, shard)
+                     : registry_get(srv->registry, inst->id);
+        if (!rt && sharded) {
+            int64_t old_row;
+            e = put_result(req, rec, items_put(srv->db, inst->id, rec, force, &old_row));
+            goto out;
+        }
+        if (!rt) {
             e = req_fail(req, E_INDEX_FAILED, "index unavailable");
             goto out;
         }
@@ -276,6 +301,14 @@ enum err item_store(struct request *req, const struct instance *inst, struct ite
         const struct projection *now = !pr && !attempt ? compact_now(srv, inst->id) : NULL;
         int retired = rt->retired;
         registry_put(srv->registry, rt);
+        if (sharded && pr && !now) {
+            /* Made compact through another node: this node's float shards
+             * are stale; they reload in the new space when next asked. */
+            registry_drop(srv->registry, inst->id);
+            int64_t old_row;
+            e = put_result(req, rec, items_put(srv->db, inst->id, rec, force, &old_row));
+            goto out;
+        }
         if (!now) {
             e = retired ? req_fail(req, E_MA_4508, "the instance's descriptor space changed; retry")
                         : req_fail(req, E_INDEX_FAILED, "index of another descriptor space");
@@ -290,12 +323,8 @@ enum err item_store(struct request *req, const struct instance *inst, struct ite
     int64_t old_row = 0;
     enum db_status s = items_put(srv->db, inst->id, rec, force, &old_row);
     double t_index = req_clock_ms();
-    if (s == DB_EXISTS) {
-        e = req_fail(req, E_MMS_ITEM_EXISTS, rec->item_id);
-    } else if (s != DB_OK) {
-        char detail[300];
-        snprintf(detail, sizeof detail, "item write: %s", db_last_error());
-        e = req_fail(req, E_STORE_FAILED, detail);
+    if (s != DB_OK) {
+        e = put_result(req, rec, s);
     } else {
         if (old_row) {
             int64_t ids[VEC_KINDS];
@@ -318,7 +347,10 @@ enum err item_store(struct request *req, const struct instance *inst, struct ite
         }
     }
     req->timing.index_ms = req_clock_ms() - t_index;
-    size_t items = e == E_OK && !pr ? vindex_count(rt->vi) / (size_t)(1 + rec->n_extra) : 0;
+    /* A shard holds about 1/shards of the items (ids hash evenly). */
+    size_t items = e == E_OK && !pr ? vindex_count(rt->vi) / (size_t)(1 + rec->n_extra) *
+                                          (size_t)(sharded ? inst->shards : 1)
+                                    : 0;
     pthread_mutex_unlock(&rt->write_lock);
     registry_put(srv->registry, rt);
     if (items)
@@ -347,11 +379,24 @@ enum err item_remove(struct request *req, const struct instance *inst, const cha
     *found = 0;
     if (ce)
         return ce;
-    struct instance_rt *rt = registry_get(srv->registry, inst->id);
+    int sharded = inst->shards > 1;
+    struct instance_rt *rt =
+        sharded ? registry_peek_shard(srv->registry, inst->id, shard_of_item(item_id, inst->shards))
+                : registry_get(srv->registry, inst->id);
+    enum err e = E_OK;
+    int64_t row = 0, seq = 0;
+    if (!rt && sharded) { /* not held here: its owner replays the tombstone */
+        enum db_status s = items_delete_seq(srv->db, inst->id, item_id, &row, &seq);
+        *found = s == DB_OK;
+        if (s != DB_OK && s != DB_NOT_FOUND) {
+            char detail[300];
+            snprintf(detail, sizeof detail, "item delete: %s", db_last_error());
+            e = req_fail(req, E_STORE_FAILED, detail);
+        }
+        return e;
+    }
     if (!rt)
         return req_fail(req, E_INDEX_FAILED, "index unavailable");
-    enum err e = E_OK;
-    int64_t row = 0;
     double t_lock = req_clock_ms();
     pthread_mutex_lock(&rt->write_lock);
     req->timing.lock_ms = req_clock_ms() - t_lock;
@@ -368,7 +413,6 @@ enum err item_remove(struct request *req, const struct instance *inst, const cha
             return req_fail(req, E_MA_4508, "the instance's descriptor space changed; retry");
         }
     }
-    int64_t seq = 0;
     enum db_status s = items_delete_seq(srv->db, inst->id, item_id, &row, &seq);
     *found = s == DB_OK;
     if (s == DB_OK) {

@@ -45,7 +45,9 @@
  * the log is pruned only after that succeeded, so the stored copy stays
  * replayable. A load fetches the stored one when it is newer than a usable
  * local one and inside the log; it replaces the local file and is then read
- * and replayed like it. A drop deletes it too. */
+ * and replayed like it. A drop deletes it too. Each shard of an instance
+ * has its own object (snapshots/<instance>/<shard>.snap). */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -66,6 +68,7 @@
 #include "server/spaces.h"
 #include "storage/db.h"
 #include "storage/nodes.h"
+#include "storage/shard.h"
 #include "storage/vectors.h"
 
 #define SNAP_MAGIC "IMGSNAP1"
@@ -94,11 +97,16 @@ struct registry {
 
 enum file_kind { F_SNAP, F_LEGACY_FAISS, F_LEGACY_SEQ };
 
-static void path_of(const struct registry *reg, int64_t id, enum file_kind k, const char *suffix,
-                    char *buf, size_t len)
+/* The one place that names an index file: shard 0 (every instance of one
+ * shard) keeps <id>.snap and the legacy names, shard s > 0 is <id>.<s>.snap. */
+static void path_of(const struct registry *reg, int64_t id, int shard, enum file_kind k,
+                    const char *suffix, char *buf, size_t len)
 {
     static const char *const ext[] = {"snap", "faiss", "seq"};
-    snprintf(buf, len, "%s/%lld.%s%s", reg->dir, (long long)id, ext[k], suffix);
+    if (shard > 0)
+        snprintf(buf, len, "%s/%lld.%d.%s%s", reg->dir, (long long)id, shard, ext[k], suffix);
+    else
+        snprintf(buf, len, "%s/%lld.%s%s", reg->dir, (long long)id, ext[k], suffix);
 }
 
 static long long now_ms(void)
@@ -116,6 +124,17 @@ static double now_s(void)
 }
 
 static void *saver_main(void *arg);
+
+/* " shard N" for the log, "" for an instance of one shard. Thread-local:
+ * several threads log at once. */
+static const char *shard_label(const struct instance_rt *rt)
+{
+    static _Thread_local char buf[32];
+    if (rt->filter < 0)
+        return "";
+    snprintf(buf, sizeof buf, " shard %d", rt->shard);
+    return buf;
+}
 
 /* A factory string FAISS refuses (a typo, a fast-scan index) stops the
  * start, rather than every add past exact_max later. */
@@ -219,11 +238,11 @@ static long long read_seq(const char *path)
 }
 
 /* The snapshot's seq (-1: none) and, when `opt` is given, its index. */
-static int64_t read_snapshot(struct registry *reg, int64_t id, const struct vindex_options *opt,
-                             struct vindex **vi)
+static int64_t read_snapshot(struct registry *reg, int64_t id, int shard,
+                             const struct vindex_options *opt, struct vindex **vi)
 {
     char path[4096], err[256];
-    path_of(reg, id, F_SNAP, "", path, sizeof path);
+    path_of(reg, id, shard, F_SNAP, "", path, sizeof path);
     FILE *f = fopen(path, "rbe");
     if (!f)
         return -1;
@@ -246,8 +265,8 @@ static int64_t read_legacy(struct registry *reg, int64_t id, const struct vindex
                            struct vindex **vi)
 {
     char faiss[4096], seq[4096], err[256];
-    path_of(reg, id, F_LEGACY_FAISS, "", faiss, sizeof faiss);
-    path_of(reg, id, F_LEGACY_SEQ, "", seq, sizeof seq);
+    path_of(reg, id, 0, F_LEGACY_FAISS, "", faiss, sizeof faiss);
+    path_of(reg, id, 0, F_LEGACY_SEQ, "", seq, sizeof seq);
     long long s = read_seq(seq);
     if (s < 0 || access(faiss, R_OK) != 0)
         return -1;
@@ -267,9 +286,10 @@ static int cmp_i64(const void *a, const void *b)
 /* Brings a snapshot taken at `since` up to date: removes every vector of a
  * row tombstoned or inserted after it (absent ones are skipped, so a replay
  * is idempotent), then adds the rows inserted after it that still exist. */
-static int replay(struct registry *reg, int64_t id, struct vindex *vi, int64_t since, int dim,
-                  const struct projection *pr)
+static int replay(struct registry *reg, const struct instance_rt *rt, struct vindex *vi,
+                  int64_t since, int dim, const struct projection *pr)
 {
+    int64_t id = rt->id;
     int64_t *rows = NULL, *ids = NULL;
     size_t n = 0;
     int rc = -1;
@@ -286,7 +306,9 @@ static int replay(struct registry *reg, int64_t id, struct vindex *vi, int64_t s
         if (vindex_remove(vi, n * VEC_KINDS, ids) < 0)
             goto out;
     }
-    rc = vectors_for_each_since(reg->db, id, since, dim, pr, add_batch, vi);
+    /* Removals above cover every shard (an absent id is skipped); the
+     * additions are this shard's rows only. */
+    rc = vectors_for_each_shard(reg->db, id, rt->filter, since, dim, pr, add_batch, vi);
 out:
     free(rows);
     free(ids);
@@ -300,11 +322,11 @@ static void fetch_stored(struct registry *reg, struct instance_rt *rt, int64_t f
 {
     char path[4096], tmp[4200];
     struct snap_ref ref;
-    if (!reg->snaps || cs <= 0 || snapstore_ref(reg->db, rt->id, 0, &ref) != 0)
+    if (!reg->snaps || cs <= 0 || snapstore_ref(reg->db, rt->id, rt->shard, &ref) != 0)
         return;
-    int64_t s = read_snapshot(reg, rt->id, NULL, NULL);
-    path_of(reg, rt->id, F_SNAP, "", path, sizeof path);
-    path_of(reg, rt->id, F_SNAP, ".tmp", tmp, sizeof tmp);
+    int64_t s = read_snapshot(reg, rt->id, rt->shard, NULL, NULL);
+    path_of(reg, rt->id, rt->shard, F_SNAP, "", path, sizeof path);
+    path_of(reg, rt->id, rt->shard, F_SNAP, ".tmp", tmp, sizeof tmp);
     snapstore_fetch(reg->snaps, &ref, path, tmp, s >= floor && s <= cs ? s : -1, floor, cs,
                     &rt->stored_seq);
 }
@@ -348,9 +370,18 @@ static struct vindex *load_index(struct registry *reg, struct instance_rt *rt)
     }
     rt->dim = opt.dim;
     rt->pr = pr;
+    /* An instance of several shards: this index holds one shard's rows. */
+    int shards = vectors_shards(reg->db, id);
+    if (shards < 0) {
+        log_info("index %lld: cannot read its number of shards", (long long)id);
+        return NULL;
+    }
+    rt->filter = shards > 1 ? rt->shard : -1;
+    if (rt->filter < 0 && rt->shard > 0)
+        return NULL; /* no such shard */
     /* Temp files of a save a crash cut short: never read, and they hold space. */
     for (int k = F_SNAP; k <= F_LEGACY_SEQ; k++) {
-        path_of(reg, id, k, ".tmp", path, sizeof path);
+        path_of(reg, id, rt->shard, k, ".tmp", path, sizeof path);
         unlink(path);
     }
     rt->snap_seq = rt->stored_seq = -1;
@@ -358,20 +389,22 @@ static struct vindex *load_index(struct registry *reg, struct instance_rt *rt)
         fetch_stored(reg, rt, floor, cs);
         /* Peek at the seq first: a snapshot the log cannot bring up to date
          * is not worth reading. */
-        int64_t s = read_snapshot(reg, id, NULL, NULL);
-        int legacy = s < 0;
+        int64_t s = read_snapshot(reg, id, rt->shard, NULL, NULL);
+        int legacy = s < 0 && rt->shard == 0;
         if (legacy)
             s = read_legacy(reg, id, NULL, NULL);
         if (s >= 0 && s >= floor && s <= cs) {
-            s = legacy ? read_legacy(reg, id, &opt, &vi) : read_snapshot(reg, id, &opt, &vi);
-            if (s >= 0 && replay(reg, id, vi, s, opt.dim, pr) == 0) {
+            s = legacy ? read_legacy(reg, id, &opt, &vi)
+                       : read_snapshot(reg, id, rt->shard, &opt, &vi);
+            if (s >= 0 && replay(reg, rt, vi, s, opt.dim, pr) == 0) {
                 rt->snap_seq = legacy ? -1 : s; /* a legacy file is replaced soon */
                 rt->load_replayed = cs - s;
                 atomic_store(&rt->applied_seq, cs);
                 rt->load_s = now_s() - t0;
-                log_info("index %lld: loaded snapshot at seq %lld, replayed %lld changes "
+                log_info("index %lld%s: loaded snapshot at seq %lld, replayed %lld changes "
                          "(%.3f s)",
-                         (long long)id, (long long)s, (long long)(cs - s), rt->load_s);
+                         (long long)id, shard_label(rt), (long long)s, (long long)(cs - s),
+                         rt->load_s);
                 return vi;
             }
             if (s >= 0)
@@ -390,15 +423,15 @@ static struct vindex *load_index(struct registry *reg, struct instance_rt *rt)
         log_info("index %lld: %s", (long long)id, err);
         return NULL;
     }
-    if (vectors_for_each(reg->db, id, opt.dim, pr, add_batch, vi) != 0) {
+    if (vectors_for_each_shard(reg->db, id, rt->filter, -1, opt.dim, pr, add_batch, vi) != 0) {
         log_info("index %lld: rebuild failed: %s", (long long)id, vindex_last_error());
         vindex_free(vi);
         return NULL;
     }
     rt->load_rebuilt = 1;
     rt->load_s = now_s() - t0;
-    log_info("index %lld: rebuilt from SQLite, %zu vectors (%.3f s)", (long long)id,
-             vindex_count(vi), rt->load_s);
+    log_info("index %lld%s: rebuilt from SQLite, %zu vectors (%.3f s)", (long long)id,
+             shard_label(rt), vindex_count(vi), rt->load_s);
     return vi;
 }
 
@@ -455,7 +488,7 @@ static int catch_up(struct registry *reg, struct instance_rt *rt)
                 rc = -1;
             else if (floor > applied)
                 rc = 1;
-            else if (replay(reg, rt->id, rt->vi, applied, rt->dim, rt->pr) != 0)
+            else if (replay(reg, rt, rt->vi, applied, rt->dim, rt->pr) != 0)
                 rc = 1; /* half applied: only a reload is right */
             else
                 atomic_store(&rt->applied_seq, now);
@@ -487,12 +520,21 @@ static void evict(struct registry *reg, struct instance_rt *rt)
         registry_put(reg, rt);
 }
 
-static struct instance_rt *get_loaded(struct registry *reg, int64_t instance_id);
+static struct instance_rt *get_loaded(struct registry *reg, int64_t instance_id, int shard);
 
 struct instance_rt *registry_get(struct registry *reg, int64_t instance_id)
 {
+    return registry_get_shard(reg, instance_id, 0);
+}
+
+struct instance_rt *registry_get_shard(struct registry *reg, int64_t instance_id, int shard)
+{
+    if (shard < 0)
+        return NULL;
     for (int attempt = 0;; attempt++) {
-        struct instance_rt *rt = get_loaded(reg, instance_id);
+        struct instance_rt *rt = get_loaded(reg, instance_id, shard);
+        if (rt)
+            atomic_store(&rt->used_ms, now_ms());
         if (!rt || !reg->shared)
             return rt;
         int s = catch_up(reg, rt);
@@ -506,16 +548,89 @@ struct instance_rt *registry_get(struct registry *reg, int64_t instance_id)
     }
 }
 
+void registry_release_shards(struct registry *reg, long long idle_ms,
+                             int (*keep)(void *arg, int64_t instance_id, int shard), void *arg)
+{
+    /* Candidates under the lock (with a reference), the owner asked outside it. */
+    long long now = now_ms();
+    struct instance_rt **cand = NULL;
+    size_t n = 0;
+    pthread_mutex_lock(&reg->lock);
+    cand = malloc((reg->n ? reg->n : 1) * sizeof *cand);
+    for (size_t i = 0; cand && i < reg->n; i++) {
+        struct instance_rt *rt = reg->items[i];
+        if (rt->filter >= 0 && now - atomic_load(&rt->used_ms) > idle_ms) {
+            rt->refs++;
+            cand[n++] = rt;
+        }
+    }
+    pthread_mutex_unlock(&reg->lock);
+    for (size_t i = 0; i < n; i++) {
+        struct instance_rt *rt = cand[i];
+        if (!keep(arg, rt->id, rt->shard)) {
+            log_info("index %lld%s: released (another node owns it)", (long long)rt->id,
+                     shard_label(rt));
+            evict(reg, rt);
+        }
+        registry_put(reg, rt);
+    }
+    free(cand);
+}
+
 void registry_wrote(struct instance_rt *rt, int64_t seq)
 {
     int64_t expect = seq - 1;
     atomic_compare_exchange_strong(&rt->applied_seq, &expect, seq);
 }
 
+static struct instance_rt *find(struct registry *reg, int64_t instance_id, int shard)
+{
+    for (size_t i = 0; i < reg->n; i++)
+        if (reg->items[i]->id == instance_id && reg->items[i]->shard == shard)
+            return reg->items[i];
+    return NULL;
+}
+
+struct instance_rt *registry_peek_shard(struct registry *reg, int64_t instance_id, int shard)
+{
+    pthread_mutex_lock(&reg->lock);
+    struct instance_rt *rt = find(reg, instance_id, shard);
+    if (rt)
+        rt->refs++;
+    pthread_mutex_unlock(&reg->lock);
+    return rt;
+}
+
+int registry_has_shard(struct registry *reg, int64_t instance_id, int shard)
+{
+    pthread_mutex_lock(&reg->lock);
+    int has = find(reg, instance_id, shard) != NULL;
+    pthread_mutex_unlock(&reg->lock);
+    return has;
+}
+
+/* The seq this entry may still replay from: its snapshot's, else its index's. */
+static int64_t replay_from(const struct instance_rt *rt)
+{
+    int64_t a = atomic_load(&rt->applied_seq);
+    return rt->snap_seq >= 0 && rt->snap_seq < a ? rt->snap_seq : a;
+}
+
+/* The lowest replay_from over this node's loaded shards of the instance
+ * (INT64_MAX: none); called with the registry lock held. */
+static int64_t local_min_applied(struct registry *reg, int64_t instance_id)
+{
+    int64_t m = INT64_MAX;
+    for (size_t i = 0; i < reg->n; i++)
+        if (reg->items[i]->id == instance_id && replay_from(reg->items[i]) < m)
+            m = replay_from(reg->items[i]);
+    return m;
+}
+
 int registry_applied(struct registry *reg, int64_t **ids, int64_t **seqs, size_t *n)
 {
     pthread_mutex_lock(&reg->lock);
-    *n = reg->n;
+    *n = 0;
     *ids = malloc((reg->n ? reg->n : 1) * sizeof **ids);
     *seqs = malloc((reg->n ? reg->n : 1) * sizeof **seqs);
     if (!*ids || !*seqs) {
@@ -526,26 +641,30 @@ int registry_applied(struct registry *reg, int64_t **ids, int64_t **seqs, size_t
         *n = 0;
         return -1;
     }
+    /* One row per instance (node_applied's key): its shards' lowest. */
     for (size_t i = 0; i < reg->n; i++) {
-        const struct instance_rt *rt = reg->items[i];
-        int64_t a = atomic_load(&rt->applied_seq);
-        (*ids)[i] = rt->id;
-        (*seqs)[i] = rt->snap_seq >= 0 && rt->snap_seq < a ? rt->snap_seq : a;
+        int64_t id = reg->items[i]->id;
+        int seen = 0;
+        for (size_t j = 0; j < *n && !seen; j++)
+            seen = (*ids)[j] == id;
+        if (!seen) {
+            (*ids)[*n] = id;
+            (*seqs)[(*n)++] = local_min_applied(reg, id);
+        }
     }
     pthread_mutex_unlock(&reg->lock);
     return 0;
 }
 
-static struct instance_rt *get_loaded(struct registry *reg, int64_t instance_id)
+static struct instance_rt *get_loaded(struct registry *reg, int64_t instance_id, int shard)
 {
     pthread_mutex_lock(&reg->lock);
-    for (size_t i = 0; i < reg->n; i++)
-        if (reg->items[i]->id == instance_id) {
-            struct instance_rt *rt = reg->items[i];
-            rt->refs++;
-            pthread_mutex_unlock(&reg->lock);
-            return rt;
-        }
+    struct instance_rt *found = find(reg, instance_id, shard);
+    if (found) {
+        found->refs++;
+        pthread_mutex_unlock(&reg->lock);
+        return found;
+    }
     /* Loading under the registry lock keeps two threads from building the
      * same index twice; it happens once per instance per process. */
     struct instance_rt *rt = NULL;
@@ -561,6 +680,7 @@ static struct instance_rt *get_loaded(struct registry *reg, int64_t instance_id)
     if (!rt)
         goto out;
     rt->id = instance_id;
+    rt->shard = shard;
     rt->reg = reg;
     rt->vi = load_index_shared(reg, rt);
     if (!rt->vi) {
@@ -578,13 +698,35 @@ out:
 
 /* --- release ----------------------------------------------------------------- */
 
-static void remove_files(struct registry *reg, int64_t id)
+static void remove_shard_files(struct registry *reg, int64_t id, int shard)
 {
     char path[4096];
-    for (int k = F_SNAP; k <= F_LEGACY_SEQ; k++) {
-        path_of(reg, id, k, "", path, sizeof path);
+    for (int k = F_SNAP; k <= (shard == 0 ? F_LEGACY_SEQ : F_SNAP); k++) {
+        path_of(reg, id, shard, k, "", path, sizeof path);
         unlink(path);
     }
+}
+
+/* Every shard's files: shards this node never loaded may have left some
+ * (it owned them once), so the directory is read. */
+static void remove_files(struct registry *reg, int64_t id)
+{
+    remove_shard_files(reg, id, 0);
+    DIR *d = opendir(reg->dir);
+    if (!d)
+        return;
+    char prefix[32];
+    int plen = snprintf(prefix, sizeof prefix, "%lld.", (long long)id);
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        char *end;
+        if (strncmp(e->d_name, prefix, (size_t)plen) != 0)
+            continue;
+        long sh = strtol(e->d_name + plen, &end, 10);
+        if (end != e->d_name + plen && sh > 0 && sh < SHARDS_MAX && *end == '.')
+            remove_shard_files(reg, id, (int)sh);
+    }
+    closedir(d);
 }
 
 static void rt_free(struct instance_rt *rt)
@@ -607,27 +749,41 @@ void registry_put(struct registry *reg, struct instance_rt *rt)
 
 void registry_drop(struct registry *reg, int64_t instance_id)
 {
-    struct instance_rt *rt = NULL;
+    struct instance_rt **gone = NULL;
+    size_t n = 0;
     pthread_mutex_lock(&reg->lock);
-    for (size_t i = 0; i < reg->n; i++)
+    gone = malloc((reg->n ? reg->n : 1) * sizeof *gone);
+    for (size_t i = 0; i < reg->n;)
         if (reg->items[i]->id == instance_id) {
-            rt = reg->items[i];
+            struct instance_rt *rt = reg->items[i];
             reg->items[i] = reg->items[--reg->n];
             rt->dropped = 1;
-            break;
+            if (gone)
+                gone[n++] = rt;
+            else if (--rt->refs == 0) /* out of memory: let go of it here */
+                rt_free(rt);
+        } else {
+            i++;
         }
     remove_files(reg, instance_id);
     pthread_mutex_unlock(&reg->lock);
+    /* The stored copies of the shards held here (shard 0 always: an
+     * unsharded instance, or one held by no node now). */
     if (reg->snaps)
         snapstore_delete(reg->snaps, instance_id, 0);
-    registry_put(reg, rt);
+    for (size_t i = 0; i < n; i++) {
+        if (reg->snaps && gone[i]->shard > 0)
+            snapstore_delete(reg->snaps, instance_id, gone[i]->shard);
+        registry_put(reg, gone[i]);
+    }
+    free(gone);
 }
 
 void registry_invalidate(struct registry *reg, struct instance_rt *rt)
 {
     pthread_mutex_lock(&reg->lock);
     rt->no_snapshot = 1;
-    remove_files(reg, rt->id);
+    remove_shard_files(reg, rt->id, rt->shard);
     pthread_mutex_unlock(&reg->lock);
 }
 
@@ -684,7 +840,7 @@ static int store_copy(struct registry *reg, struct instance_rt *rt, const char *
     struct snap_ref ref;
     if (!reg->snaps || seq < 0 || rt->stored_seq == seq)
         return 0;
-    if (snapstore_ref(reg->db, rt->id, 0, &ref) != 0 ||
+    if (snapstore_ref(reg->db, rt->id, rt->shard, &ref) != 0 ||
         snapstore_put(reg->snaps, &ref, path, seq) != 0)
         return -1;
     rt->stored_seq = seq;
@@ -693,7 +849,7 @@ static int store_copy(struct registry *reg, struct instance_rt *rt, const char *
     int dropped = rt->dropped;
     pthread_mutex_unlock(&reg->lock);
     if (dropped)
-        snapstore_delete(reg->snaps, rt->id, 0);
+        snapstore_delete(reg->snaps, rt->id, rt->shard);
     return 0;
 }
 
@@ -703,7 +859,7 @@ int registry_snapshot(struct registry *reg, struct instance_rt *rt)
     int64_t seq = -1;
     double t0 = now_s(), block_s = 0;
     errno = 0;
-    path_of(reg, rt->id, F_SNAP, "", path, sizeof path);
+    path_of(reg, rt->id, rt->shard, F_SNAP, "", path, sizeof path);
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     FILE *f = fopen(tmp, "wbe");
     int rc = f ? serialise(reg, rt, f, &seq, &block_s) : -1;
@@ -745,8 +901,8 @@ int registry_snapshot(struct registry *reg, struct instance_rt *rt)
     }
     sync_dir(reg->dir); /* best effort: a lost rename only means an older snapshot */
     char legacy[4096];
-    for (int k = F_LEGACY_FAISS; k <= F_LEGACY_SEQ; k++) {
-        path_of(reg, rt->id, k, "", legacy, sizeof legacy);
+    for (int k = F_LEGACY_FAISS; k <= F_LEGACY_SEQ && rt->shard == 0; k++) {
+        path_of(reg, rt->id, 0, k, "", legacy, sizeof legacy);
         unlink(legacy);
     }
     /* The log before seq is no longer needed: the snapshot covers it, unless
@@ -758,6 +914,12 @@ int registry_snapshot(struct registry *reg, struct instance_rt *rt)
         upto = -1;
     if (others < upto)
         upto = others;
+    /* ... nor this node's other shards of the instance (one log for all). */
+    pthread_mutex_lock(&reg->lock);
+    int64_t mine = local_min_applied(reg, rt->id);
+    pthread_mutex_unlock(&reg->lock);
+    if (mine < upto)
+        upto = mine;
     if (upto > 0)
         vectors_prune_log(reg->db, rt->id, upto);
     pthread_mutex_lock(&reg->lock);
@@ -766,8 +928,8 @@ int registry_snapshot(struct registry *reg, struct instance_rt *rt)
     rt->snap_block_s = block_s;
     rt->snap_total_s = now_s() - t0;
     pthread_mutex_unlock(&reg->lock);
-    log_info("index %lld: snapshot at seq %lld (%.3f s, writes waited %.3f s)", (long long)rt->id,
-             (long long)seq, rt->snap_total_s, block_s);
+    log_info("index %lld%s: snapshot at seq %lld (%.3f s, writes waited %.3f s)", (long long)rt->id,
+             shard_label(rt), (long long)seq, rt->snap_total_s, block_s);
     return 0;
 }
 
@@ -915,9 +1077,14 @@ int registry_render_metrics(struct registry *reg, char **buf, size_t *len, size_
     for (size_t g = 0; g < sizeof gauges / sizeof gauges[0] && rc == 0; g++) {
         rc = metrics_printf(buf, len, cap, "# HELP %s %s\n# TYPE %s gauge\n", gauges[g].name,
                             gauges[g].help, gauges[g].name);
-        for (size_t i = 0; i < reg->n && rc == 0; i++)
-            rc = metrics_printf(buf, len, cap, "%s{instance_id=\"%lld\"} %.10g\n", gauges[g].name,
-                                (long long)reg->items[i]->id, gauges[g].get(reg->items[i]));
+        for (size_t i = 0; i < reg->n && rc == 0; i++) {
+            const struct instance_rt *rt = reg->items[i];
+            char shard[32] = "";
+            if (rt->filter >= 0)
+                snprintf(shard, sizeof shard, ",shard=\"%d\"", rt->shard);
+            rc = metrics_printf(buf, len, cap, "%s{instance_id=\"%lld\"%s} %.10g\n", gauges[g].name,
+                                (long long)rt->id, shard, gauges[g].get(rt));
+        }
     }
     pthread_mutex_unlock(&reg->lock);
     return rc;

@@ -19,6 +19,8 @@ struct projection;
 
 struct instance_rt {
     int64_t id;
+    int shard;            /* which of the instance's shards this index holds */
+    int filter;           /* the shard its rows are read with; -1: all (one shard) */
     struct registry *reg; /* its owner: the re-rank reads the database through it */
     struct vindex *vi;
     int dim;                     /* of vi's vectors: EXTRACT_DIM, or a compact space's */
@@ -28,6 +30,7 @@ struct instance_rt {
      * write_lock; read without it to skip a catch-up that has nothing to do. */
     _Atomic int64_t applied_seq;
     pthread_mutex_t write_lock; /* item add/update/delete of this instance */
+    _Atomic long long used_ms;  /* last get (monotonic ms): idle shards are released */
     int refs;                   /* guarded by the registry lock */
     int dropped;                /* deleted: files go when the last ref does */
     int retired;                /* made compact (server/compactor.c): set under write_lock, which
@@ -63,6 +66,14 @@ void registry_free(struct registry *reg);
  * read of change_seq, and a replay of the log past applied_seq when it is
  * behind, so an add acknowledged by any node is seen here. */
 struct instance_rt *registry_get(struct registry *reg, int64_t instance_id);
+/* The same for one shard of an instance of several (docs/cluster.md):
+ * its index holds only that shard's items. registry_get is shard 0. */
+struct instance_rt *registry_get_shard(struct registry *reg, int64_t instance_id, int shard);
+/* The shard's entry if this node has it loaded, else NULL; no catch-up
+ * (a writer indexes its own change into it, registry_wrote). */
+struct instance_rt *registry_peek_shard(struct registry *reg, int64_t instance_id, int shard);
+/* Whether the shard is loaded here (for the admin API). */
+int registry_has_shard(struct registry *reg, int64_t instance_id, int shard);
 void registry_put(struct registry *reg, struct instance_rt *rt);
 
 /* After this node's own write at `seq` reached rt->vi (under write_lock):
@@ -70,11 +81,18 @@ void registry_put(struct registry *reg, struct instance_rt *rt);
 void registry_wrote(struct instance_rt *rt, int64_t seq);
 
 /* Per loaded instance the lowest seq whose successors this node may replay
- * (its snapshot's, else its index's): heartbeats record them so tombstone
- * pruning stays below every live node's. malloc'd arrays. */
+ * (its snapshot's, else its index's; over all its loaded shards): heartbeats
+ * record them so tombstone pruning stays below every live node's. malloc'd
+ * arrays, one entry per instance. */
 int registry_applied(struct registry *reg, int64_t **ids, int64_t **seqs, size_t *n);
 
-/* Forgets the instance and removes its index files. */
+/* Releases the loaded shards (of instances of several) that were not used
+ * for idle_ms and that keep(arg, instance, shard) says this node need not
+ * hold (another node owns them now). Their files stay. */
+void registry_release_shards(struct registry *reg, long long idle_ms,
+                             int (*keep)(void *arg, int64_t instance_id, int shard), void *arg);
+
+/* Forgets the instance (every shard) and removes its index files. */
 void registry_drop(struct registry *reg, int64_t instance_id);
 
 /* The index no longer matches SQLite (an item stored but not indexed, and

@@ -2,6 +2,7 @@
  * segments before templated ones (an instance may be named "service"). */
 #include "server/handlers.h"
 #include "server/router.h"
+#include "server/shards.h"
 
 #define V2 "/v2/{project_id}/mms/{service_name}"
 #define V1 "/v1/{project_id}"
@@ -69,6 +70,12 @@ const struct route routes[] = {
 
     /* Ours: the nodes sharing the database (docs/cluster.md). */
     {"GET", "/admin/v1/cluster", API_ADMIN, h_admin_cluster, R_AUTH | R_STORE, "admin_cluster"},
+
+    /* Ours, between the nodes of a sharded cluster only (server/shards.h):
+     * outside the cloud's paths and the admin API, authenticated by the
+     * [cluster] secret, absent (404) without one. */
+    {"POST", "/internal/v1/instances/{id}/shards/{shard}/search", API_OTHER,
+     h_internal_shard_search, R_STORE, "internal_shard_search"},
 
     {"GET", "/healthz", API_OTHER, h_healthz, 0, "healthz"},
     {"GET", "/metrics", API_OTHER, h_metrics, 0, "metrics"},

@@ -9,6 +9,7 @@
 #include "server/registry.h"
 #include "server/search.h"
 #include "server/server.h"
+#include "server/shards.h"
 #include "storage/vectors.h"
 
 double search_score(float ip)
@@ -111,12 +112,14 @@ enum err search_vector(struct request *req, const struct instance *inst, const f
         compact_project(pr, query, projected, NULL);
         query = projected;
     }
-    struct instance_rt *rt = registry_get(srv->registry, inst->id);
-    if (!rt) {
+    /* Several shards: their owners are probed below (server/shards.h). */
+    int sharded = inst->shards > 1;
+    struct instance_rt *rt = sharded ? NULL : registry_get(srv->registry, inst->id);
+    if (!sharded && !rt) {
         free(projected);
         return req_fail(req, E_INDEX_FAILED, "index unavailable");
     }
-    if (rt->dim != compact_dim(pr) && !pr && !o->in_space && rt->pr &&
+    if (rt && rt->dim != compact_dim(pr) && !pr && !o->in_space && rt->pr &&
         compact_dim(rt->pr) == rt->dim && compact_switched(srv, inst->id, rt->pr)) {
         /* Made compact since the instance was read (server/compactor.h):
          * the index is already in its new space; so is the query now. */
@@ -128,7 +131,7 @@ enum err search_vector(struct request *req, const struct instance *inst, const f
         compact_project(pr, query, projected, NULL);
         query = projected;
     }
-    if (rt->dim != compact_dim(pr)) { /* a deleted instance's index, its id reused */
+    if (rt && rt->dim != compact_dim(pr)) { /* a deleted instance's index, its id reused */
         registry_put(srv->registry, rt);
         free(projected);
         return req_fail(req, E_INDEX_FAILED, "index of another descriptor space");
@@ -167,7 +170,7 @@ enum err search_vector(struct request *req, const struct instance *inst, const f
         n_allowed = na;
     }
     int k = o->k * per_item;
-    size_t count = vindex_count(rt->vi);
+    size_t count = rt ? vindex_count(rt->vi) : (size_t)k; /* each shard caps its own */
     if ((size_t)k > count)
         k = (int)count;
     if (allowed && (size_t)k > n_allowed)
@@ -181,7 +184,17 @@ enum err search_vector(struct request *req, const struct instance *inst, const f
         goto out;
     }
     int found = 0;
-    if (k > 0) {
+    if (k > 0 && sharded) {
+        struct shard_query q = {.query = query,
+                                .dim = compact_dim(pr),
+                                .k = k,
+                                .nprobe = o->nprobe,
+                                .max_scan = o->max_scan,
+                                .allowed = allowed,
+                                .n_allowed = n_allowed};
+        if ((e = shards_search(req, inst, &q, ids, scores, &found, o->gaps)))
+            goto out;
+    } else if (k > 0) {
         struct vindex_search_params p = {.nprobe = o->nprobe,
                                          .max_scan = o->max_scan,
                                          .allowed = allowed,

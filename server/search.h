@@ -17,6 +17,8 @@
 /* The query's centre window: 0.7 x 0.7 of its sides. */
 #define QUERY_WINDOW_TENTHS 7
 
+struct shard_gaps;
+
 struct hit {
     int64_t row;
     double score; /* in [0, 1] */
@@ -32,6 +34,9 @@ struct search_opts {
     int grey;     /* a grey query: compared with grey views only (others never are) */
     int in_space; /* the query is a stored vector, already in the instance's
                    * space (compact.h); else an extractor vector */
+    /* An instance of several shards: NULL fails a search missing a shard
+     * (503); else the missing ones are recorded here ("partial": true). */
+    struct shard_gaps *gaps;
 };
 
 /* Cosine similarity of L2-normalised descriptors to a score in [0, 1]:

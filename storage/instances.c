@@ -111,7 +111,7 @@ enum db_status instances_create(struct db *db, struct instance *inst)
     sql_finalize(st);
     st = sql_prepare(c, "INSERT INTO instances(project_id, name, description, model, level,"
                         " search_types, custom_tags, custom_num_tags, created_ms, status, regions,"
-                        " views, projection) VALUES (?,?,?,?,?,?,?,?,?,'NORMAL',?,?,?)"
+                        " views, projection, shards) VALUES (?,?,?,?,?,?,?,?,?,'NORMAL',?,?,?,?)"
                         " RETURNING id");
     if (!st)
         goto out;
@@ -127,6 +127,7 @@ enum db_status instances_create(struct db *db, struct instance *inst)
     sql_bind_int64(st, 10, inst->regions ? 1 : 0);
     sql_bind_int64(st, 11, inst->views ? 1 : 0);
     sql_bind_text(st, 12, inst->projection); /* NULL: float vectors */
+    sql_bind_int64(st, 13, inst->shards > 1 ? inst->shards : 1);
     int s = sql_step(st);
     if (s == SQL_CONSTRAINT) {
         rc = DB_EXISTS;
@@ -156,7 +157,7 @@ out:
 #define INSTANCE_COLS_WITH(count)                                                                  \
     "i.id, i.project_id, i.name, i.description, i.model, i.level, i.search_types,"                 \
     " i.custom_tags, i.custom_num_tags, i.created_ms, i.status, " count ", i.regions, i.views,"    \
-    " i.projection"
+    " i.projection, i.shards"
 #define INSTANCE_COLS INSTANCE_COLS_WITH("(SELECT count(*) FROM items WHERE instance_id = i.id)")
 #define INSTANCE_COLS_UNCOUNTED INSTANCE_COLS_WITH("-1")
 
@@ -177,6 +178,7 @@ static int row_to_instance(struct sql_stmt *st, struct instance *out)
     out->item_count = sql_column_int64(st, 11);
     out->regions = sql_column_int(st, 12);
     out->views = sql_column_int(st, 13);
+    out->shards = sql_column_int(st, 15);
     int compact = !sql_column_is_null(st, 14); /* NULL: float */
     if (compact)
         out->projection = dup_col(st, 14);

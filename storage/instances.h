@@ -34,6 +34,9 @@ struct instance {
     /* Compact descriptors (issue 9): the digest of the projection its
      * vectors are coded in (index/projection.h); NULL: float vectors. */
     char *projection;
+    /* Its items are split into this many shards by item id (storage/shard.h);
+     * fixed at creation ([cluster] shards, 1 on SQLite; 0 on create: 1). */
+    int shards;
 };
 
 /* Creates the project row if needed. DB_EXISTS when the name is taken. */

@@ -6,6 +6,7 @@
 #include <string.h>
 #include "storage/instances.h"
 #include "storage/items.h"
+#include "storage/shard.h"
 #include "storage/vectors.h"
 
 /* --- a small SQL builder with bound parameters ------------------------------ */
@@ -127,17 +128,20 @@ static void q_filter(struct sqlq *q, const struct item_filter *f)
 
 /* Bumps the instance's change_seq; *seq gets the new value, which the
  * transaction's item rows and tombstones carry (the snapshot change log,
- * server/registry.c). */
-static int bump_seq(struct sql_conn *c, int64_t instance, int64_t *seq)
+ * server/registry.c), and *shards (when not NULL) its number of shards,
+ * read in the same statement. */
+static int bump_seq(struct sql_conn *c, int64_t instance, int64_t *seq, int *shards)
 {
-    struct sql_stmt *st = sql_prepare(
-        c, "UPDATE instances SET change_seq = change_seq + 1 WHERE id = ? RETURNING change_seq");
+    struct sql_stmt *st = sql_prepare(c, "UPDATE instances SET change_seq = change_seq + 1"
+                                         " WHERE id = ? RETURNING change_seq, shards");
     if (!st)
         return -1;
     sql_bind_int64(st, 1, instance);
     int rc = -1;
     if (sql_step(st) == SQL_ROW) {
         *seq = sql_column_int64(st, 0);
+        if (shards)
+            *shards = sql_column_int(st, 1);
         rc = sql_step(st) == SQL_DONE ? 0 : -1;
     }
     sql_finalize(st);
@@ -305,7 +309,8 @@ enum db_status items_put(struct db *db, int64_t instance, struct item_rec *rec, 
      * node's too, on PostgreSQL), so the lookup below sees the last one's
      * row. A refused put rolls the bump back. */
     int64_t existing, seq;
-    if (bump_seq(c, instance, &seq) != 0)
+    int shards = 1;
+    if (bump_seq(c, instance, &seq, &shards) != 0)
         goto out;
     enum db_status f = find_row(c, instance, rec->item_id, &existing);
     if (f == DB_ERROR)
@@ -323,7 +328,8 @@ enum db_status items_put(struct db *db, int64_t instance, struct item_rec *rec, 
     st = sql_prepare(c,
                      "INSERT INTO items(instance_id, item_id, descr, custom_tags, custom_num_tags,"
                      " keywords, vector, phash, width, height, box, thumb, created_ms,"
-                     " updated_ms, seq) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) RETURNING id");
+                     " updated_ms, seq, shard) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+                     " RETURNING id");
     if (!st)
         goto out;
     sql_bind_int64(st, 1, instance);
@@ -345,6 +351,8 @@ enum db_status items_put(struct db *db, int64_t instance, struct item_rec *rec, 
     sql_bind_int64(st, 13, now);
     sql_bind_int64(st, 14, now);
     sql_bind_int64(st, 15, seq);
+    rec->shard = shard_of_item(rec->item_id, shards);
+    sql_bind_int64(st, 16, rec->shard);
     rec->seq = seq;
     if (sql_step(st) != SQL_ROW)
         goto out;
@@ -595,7 +603,7 @@ enum db_status items_delete_seq(struct db *db, int64_t instance, const char *ite
     int64_t seq = 0;
     enum db_status rc = find_row(c, instance, item_id, row);
     if (rc == DB_OK &&
-        (bump_seq(c, instance, &seq) != 0 || delete_row(c, instance, *row, seq) != 0))
+        (bump_seq(c, instance, &seq, NULL) != 0 || delete_row(c, instance, *row, seq) != 0))
         rc = DB_ERROR;
     if (rc == DB_OK && db_commit(c) != 0)
         rc = DB_ERROR;

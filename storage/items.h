@@ -14,6 +14,7 @@ struct projection;
 struct item_rec {
     int64_t row;         /* vector id in the index */
     int64_t seq;         /* out: the change seq items_put wrote it at */
+    int shard;           /* out: its shard (storage/shard.h) */
     const char *item_id; /* borrowed */
     const char *desc;    /* NULL: none */
     json_t *custom_tags; /* object string->string, or NULL (borrowed) */

@@ -180,3 +180,129 @@ void nodes_list_free(struct node_info *v, size_t n)
     }
     free(v);
 }
+
+/* --- shards (migration 11) ------------------------------------------------------ */
+
+int nodes_sharded_instances(struct db *db, int64_t **ids, int **shards, size_t *n)
+{
+    *ids = NULL;
+    *shards = NULL;
+    *n = 0;
+    struct sql_conn *c = db_conn(db);
+    struct sql_stmt *st =
+        c ? sql_prepare(c, "SELECT id, shards FROM instances WHERE shards > 1 ORDER BY id") : NULL;
+    if (!st)
+        return -1;
+    size_t cap = 0;
+    int s, rc = 0;
+    while ((s = sql_step(st)) == SQL_ROW) {
+        if (*n == cap) {
+            size_t nc = cap ? cap * 2 : 16;
+            int64_t *gi = realloc(*ids, nc * sizeof *gi);
+            if (gi)
+                *ids = gi;
+            int *gs = gi ? realloc(*shards, nc * sizeof *gs) : NULL;
+            if (!gs) {
+                rc = -1;
+                break;
+            }
+            *shards = gs;
+            cap = nc;
+        }
+        (*ids)[*n] = sql_column_int64(st, 0);
+        (*shards)[(*n)++] = sql_column_int(st, 1);
+    }
+    if (rc == 0 && s != SQL_DONE)
+        rc = -1;
+    sql_finalize(st);
+    if (rc != 0) {
+        free(*ids);
+        free(*shards);
+        *ids = NULL;
+        *shards = NULL;
+        *n = 0;
+    }
+    return rc;
+}
+
+int nodes_claim_shard(struct db *db, int64_t instance_id, int shard, const char *node_id)
+{
+    struct sql_conn *c = db_conn(db);
+    /* The epoch counts owners: it moves only when the owner does, so a
+     * claim repeated every second writes nothing. */
+    struct sql_stmt *st =
+        c ? prep_now(c, "INSERT INTO shard_map(instance_id, shard, node_id, epoch, assigned_ms)"
+                        " VALUES (?1, ?2, ?3, 1, %s) ON CONFLICT (instance_id, shard) DO UPDATE"
+                        " SET node_id = excluded.node_id, epoch = shard_map.epoch + 1,"
+                        " assigned_ms = excluded.assigned_ms"
+                        " WHERE shard_map.node_id <> excluded.node_id")
+          : NULL;
+    if (!st)
+        return -1;
+    sql_bind_int64(st, 1, instance_id);
+    sql_bind_int64(st, 2, shard);
+    sql_bind_text(st, 3, node_id);
+    enum sql_rc s = sql_step(st);
+    sql_finalize(st);
+    /* An instance deleted meanwhile: nothing to own. */
+    return s == SQL_DONE || s == SQL_CONSTRAINT ? 0 : -1;
+}
+
+int nodes_shard_map(struct db *db, struct shard_row **out, size_t *n)
+{
+    *out = NULL;
+    *n = 0;
+    struct sql_conn *c = db_conn(db);
+    struct sql_stmt *st =
+        c ? sql_prepare(c, "SELECT m.instance_id, i.project_id, i.name, m.shard, m.node_id,"
+                           " m.epoch, m.assigned_ms FROM shard_map m JOIN instances i"
+                           " ON i.id = m.instance_id ORDER BY m.instance_id, m.shard")
+          : NULL;
+    if (!st)
+        return -1;
+    size_t cap = 0;
+    int s, rc = 0;
+    while ((s = sql_step(st)) == SQL_ROW) {
+        if (*n == cap) {
+            size_t nc = cap ? cap * 2 : 16;
+            struct shard_row *g = realloc(*out, nc * sizeof *g);
+            if (!g) {
+                rc = -1;
+                break;
+            }
+            *out = g;
+            cap = nc;
+        }
+        struct shard_row *r = &(*out)[(*n)++];
+        r->instance_id = sql_column_int64(st, 0);
+        r->project_id = dup_or_empty(sql_column_text(st, 1));
+        r->instance = dup_or_empty(sql_column_text(st, 2));
+        r->shard = sql_column_int(st, 3);
+        r->node_id = dup_or_empty(sql_column_text(st, 4));
+        r->epoch = sql_column_int64(st, 5);
+        r->assigned_ms = sql_column_int64(st, 6);
+        if (!r->project_id || !r->instance || !r->node_id) {
+            rc = -1;
+            break;
+        }
+    }
+    if (rc == 0 && s != SQL_DONE)
+        rc = -1;
+    sql_finalize(st);
+    if (rc != 0) {
+        nodes_shard_map_free(*out, *n);
+        *out = NULL;
+        *n = 0;
+    }
+    return rc;
+}
+
+void nodes_shard_map_free(struct shard_row *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(v[i].project_id);
+        free(v[i].instance);
+        free(v[i].node_id);
+    }
+    free(v);
+}

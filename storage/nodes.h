@@ -42,4 +42,22 @@ struct node_info {
 int nodes_list(struct db *db, struct node_info **out, size_t *n);
 void nodes_list_free(struct node_info *v, size_t n);
 
+/* Shards (docs/cluster.md): the instances split into several, with their
+ * number of shards (malloc'd arrays). 0 or -1. */
+int nodes_sharded_instances(struct db *db, int64_t **ids, int **shards, size_t *n);
+
+/* Records in shard_map that node_id owns (instance, shard); its epoch
+ * grows by one whenever the owner changes. 0 or -1. */
+int nodes_claim_shard(struct db *db, int64_t instance_id, int shard, const char *node_id);
+
+/* shard_map as recorded, for the admin API. */
+struct shard_row {
+    int64_t instance_id;
+    char *project_id, *instance, *node_id;
+    int shard;
+    long long epoch, assigned_ms;
+};
+int nodes_shard_map(struct db *db, struct shard_row **out, size_t *n);
+void nodes_shard_map_free(struct shard_row *v, size_t n);
+
 #endif

@@ -153,6 +153,21 @@ static const char *const migrations[] = {
     "  digest TEXT PRIMARY KEY,"
     "  data BLOB NOT NULL,"
     "  created_ms INTEGER NOT NULL) WITHOUT ROWID;",
+    /* 11: shards (docs/cluster.md). instances.shards: fixed at creation
+     * ([cluster] shards; always 1 here on SQLite); items.shard: FNV-1a of
+     * item_id mod shards (storage/shard.h), 0 for every older row, as they
+     * all belong to instances of one shard. shard_map: which node owns a
+     * shard, written by its owner for operators; epoch counts its owners. */
+    "ALTER TABLE instances ADD COLUMN shards INTEGER NOT NULL DEFAULT 1;"
+    "ALTER TABLE items ADD COLUMN shard INTEGER NOT NULL DEFAULT 0;"
+    "CREATE INDEX items_shard ON items(instance_id, shard, seq);"
+    "CREATE TABLE shard_map ("
+    "  instance_id INTEGER NOT NULL REFERENCES instances(id) ON DELETE CASCADE,"
+    "  shard INTEGER NOT NULL,"
+    "  node_id TEXT NOT NULL,"
+    "  epoch INTEGER NOT NULL,"
+    "  assigned_ms INTEGER NOT NULL,"
+    "  PRIMARY KEY (instance_id, shard)) WITHOUT ROWID;",
 };
 
 size_t schema_count(void)

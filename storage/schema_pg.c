@@ -147,6 +147,19 @@ static const char *const migrations[] = {
     "  digest " T " PRIMARY KEY,"
     "  data BYTEA NOT NULL,"
     "  created_ms BIGINT NOT NULL);",
+
+    /* 11: shards: per instance their number, per item its shard, and the
+     * owners' map for operators. */
+    "ALTER TABLE instances ADD COLUMN shards INTEGER NOT NULL DEFAULT 1;"
+    "ALTER TABLE items ADD COLUMN shard INTEGER NOT NULL DEFAULT 0;"
+    "CREATE INDEX items_shard ON items(instance_id, shard, seq);"
+    "CREATE TABLE shard_map ("
+    "  instance_id BIGINT NOT NULL REFERENCES instances(id) ON DELETE CASCADE,"
+    "  shard INTEGER NOT NULL,"
+    "  node_id " T " NOT NULL,"
+    "  epoch BIGINT NOT NULL,"
+    "  assigned_ms BIGINT NOT NULL,"
+    "  PRIMARY KEY (instance_id, shard));",
 };
 
 size_t schema_pg_count(void)

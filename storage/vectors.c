@@ -84,9 +84,12 @@ static int code_staged(struct staged *sg, const struct projection *pr, float *ve
 }
 
 /* One query's rows (id column, optional k column, vector) in batches;
- * ?1 is the instance, ?2 `since` unless that is -1. */
-static int batches(struct sql_conn *c, const char *sql, int64_t instance_id, int64_t since, int dim,
-                   const struct projection *pr, int has_k, vectors_batch_fn fn, void *arg)
+ * ?1 is the instance, ?2 `since` unless both it and the shard are -1, ?3
+ * the shard unless that is -1 (PostgreSQL refuses a parameter between two
+ * others that no clause uses; seq > -1 is every row). */
+static int batches(struct sql_conn *c, const char *sql, int64_t instance_id, int64_t since,
+                   int shard, int dim, const struct projection *pr, int has_k, vectors_batch_fn fn,
+                   void *arg)
 {
     struct sql_stmt *st = sql_prepare(c, sql);
     if (!st)
@@ -99,8 +102,10 @@ static int batches(struct sql_conn *c, const char *sql, int64_t instance_id, int
     int vcol = has_k ? 2 : 1;
     int float_bytes = pr ? pr->in_dim * (int)sizeof(float) : -1;
     sql_bind_int64(st, 1, instance_id);
-    if (since >= 0)
+    if (since >= 0 || shard >= 0)
         sql_bind_int64(st, 2, since);
+    if (shard >= 0)
+        sql_bind_int64(st, 3, shard);
     int s = SQL_DONE;
     while (rc == 0 && (s = sql_step(st)) == SQL_ROW) {
         const void *blob = sql_column_blob(st, vcol);
@@ -150,31 +155,37 @@ static int batches(struct sql_conn *c, const char *sql, int64_t instance_id, int
 int vectors_for_each(struct db *db, int64_t instance_id, int dim, const struct projection *pr,
                      vectors_batch_fn fn, void *arg)
 {
-    struct sql_conn *c = db_conn(db);
-    if (!c)
-        return -1;
-    if (batches(c, "SELECT id, vector FROM items WHERE instance_id = ? ORDER BY id", instance_id,
-                -1, dim, pr, 0, fn, arg) != 0)
-        return -1;
-    return batches(c,
-                   "SELECT r.item, r.k, r.vector FROM item_regions r JOIN items i"
-                   " ON i.id = r.item WHERE i.instance_id = ? ORDER BY r.k, r.item",
-                   instance_id, -1, dim, pr, 1, fn, arg);
+    return vectors_for_each_shard(db, instance_id, -1, -1, dim, pr, fn, arg);
 }
 
 int vectors_for_each_since(struct db *db, int64_t instance_id, int64_t since, int dim,
                            const struct projection *pr, vectors_batch_fn fn, void *arg)
 {
+    return vectors_for_each_shard(db, instance_id, -1, since, dim, pr, fn, arg);
+}
+
+int vectors_for_each_shard(struct db *db, int64_t instance_id, int shard, int64_t since, int dim,
+                           const struct projection *pr, vectors_batch_fn fn, void *arg)
+{
     struct sql_conn *c = db_conn(db);
     if (!c)
         return -1;
-    if (batches(c, "SELECT id, vector FROM items WHERE instance_id = ? AND seq > ? ORDER BY id",
-                instance_id, since, dim, pr, 0, fn, arg) != 0)
+    /* ?2 and ?3 appear only when bound: an unbound one would be NULL. */
+    if (since < 0)
+        since = -1;
+    const char *seq = since >= 0 || shard >= 0 ? " AND i.seq > ?2" : "";
+    const char *sh = shard >= 0 ? " AND i.shard = ?3" : "";
+    char whole[256], views[320];
+    snprintf(whole, sizeof whole,
+             "SELECT i.id, i.vector FROM items i WHERE i.instance_id = ?1%s%s ORDER BY i.id", seq,
+             sh);
+    snprintf(views, sizeof views,
+             "SELECT r.item, r.k, r.vector FROM items i JOIN item_regions r"
+             " ON r.item = i.id WHERE i.instance_id = ?1%s%s ORDER BY r.k, r.item",
+             seq, sh);
+    if (batches(c, whole, instance_id, since, shard, dim, pr, 0, fn, arg) != 0)
         return -1;
-    return batches(c,
-                   "SELECT r.item, r.k, r.vector FROM items i JOIN item_regions r"
-                   " ON r.item = i.id WHERE i.instance_id = ? AND i.seq > ? ORDER BY r.k, r.item",
-                   instance_id, since, dim, pr, 1, fn, arg);
+    return batches(c, views, instance_id, since, shard, dim, pr, 1, fn, arg);
 }
 
 /* A candidate: its index id and where its vector goes. */
@@ -444,4 +455,18 @@ enum db_status vectors_projection(struct db *db, int64_t instance_id, char **dig
         rc = DB_ERROR;
     sql_finalize(st);
     return rc;
+}
+
+int vectors_shards(struct db *db, int64_t instance_id)
+{
+    struct sql_conn *c = db_conn(db);
+    struct sql_stmt *st = c ? sql_prepare(c, "SELECT shards FROM instances WHERE id = ?") : NULL;
+    int v = -1;
+    if (!st)
+        return -1;
+    sql_bind_int64(st, 1, instance_id);
+    if (sql_step(st) == SQL_ROW)
+        v = sql_column_int(st, 0);
+    sql_finalize(st);
+    return v;
 }

@@ -60,6 +60,11 @@ int vectors_for_each(struct db *db, int64_t instance_id, int dim, const struct p
 int vectors_for_each_since(struct db *db, int64_t instance_id, int64_t since, int dim,
                            const struct projection *pr, vectors_batch_fn fn, void *arg);
 
+/* Either of the above for one shard's items (shard -1: all of them; since
+ * -1: every item): a shard's index is built and replayed from these. */
+int vectors_for_each_shard(struct db *db, int64_t instance_id, int shard, int64_t since, int dim,
+                           const struct projection *pr, vectors_batch_fn fn, void *arg);
+
 /* The stored vectors of n index ids (vec_id: row and kind k) of an
  * instance, decoded to dim floats each into out (row i for ids[i]), for an
  * ANN index's exact re-rank (index/rerank.h). found[i] = 0 when the row or
@@ -94,6 +99,9 @@ int vectors_per_item(struct db *db, int64_t instance_id);
 /* The digest of the projection the instance's vectors are int8 codes in
  * (instances.projection): *digest NULL for float vectors, else malloc'd. */
 enum db_status vectors_projection(struct db *db, int64_t instance_id, char **digest);
+
+/* The instance's number of shards (instances.shards), or -1. */
+int vectors_shards(struct db *db, int64_t instance_id);
 
 /* The instance's change_seq, or -1. */
 long long vectors_change_seq(struct db *db, int64_t instance_id);

@@ -98,6 +98,9 @@ static void check_defaults(const struct config *cfg)
     CHECK_INT(cfg->cluster.node_timeout_ms, 5000);
     CHECK(cfg->cluster.snapshot_bucket == NULL);
     CHECK(cfg->cluster.snapshot_prefix == NULL);
+    CHECK_INT(cfg->cluster.shards, 1); /* every node holds whole indexes */
+    CHECK(cfg->cluster.secret == NULL);
+    CHECK_INT(cfg->cluster.shard_timeout_ms, 2000);
     /* No bucket configured: the embedded "local" bucket at objects_dir. */
     CHECK_INT(cfg->n_buckets, 1);
     if (cfg->n_buckets == 1) {
@@ -224,7 +227,10 @@ static const char full_ini[] = "; every key of config_usage\n"
                                "node_url = http://10.0.0.2:8080\n"
                                "node_timeout_ms = 2500\n"
                                "snapshot_bucket = minio\n"
-                               "snapshot_prefix = prod/eu\n";
+                               "snapshot_prefix = prod/eu\n"
+                               "shards = 4\n"
+                               "secret = 0123456789abcdef\n"
+                               "shard_timeout_ms = 750\n";
 
 static void test_every_key(void)
 {
@@ -330,6 +336,9 @@ static void test_every_key(void)
     CHECK_INT(cfg.cluster.node_timeout_ms, 2500);
     CHECK_STR(cfg.cluster.snapshot_bucket, "minio");
     CHECK_STR(cfg.cluster.snapshot_prefix, "prod/eu");
+    CHECK_INT(cfg.cluster.shards, 4);
+    CHECK_STR(cfg.cluster.secret, "0123456789abcdef");
+    CHECK_INT(cfg.cluster.shard_timeout_ms, 750);
     CHECK_STR(cfg.path, path);
     config_free(&cfg);
     unlink(path);
@@ -404,6 +413,9 @@ static void test_usage_lists_every_key(void)
                                        "node_timeout_ms",
                                        "snapshot_bucket",
                                        "snapshot_prefix",
+                                       "shards",
+                                       "secret",
+                                       "shard_timeout_ms",
                                        "--config",
                                        "--listen",
                                        "--data-dir",
@@ -660,6 +672,9 @@ static void test_error_bad_values(void)
         const char *key, *value;
     } cases[] = {
         {"[server]\nthreads = lots\n", 2, "threads", "lots"},
+        {"[cluster]\nshards = 0\n", 2, "shards", "0"},
+        {"[cluster]\nshards = 257\n", 2, "shards", "257"},
+        {"[cluster]\nshard_timeout_ms = 10\n", 2, "shard_timeout_ms", "10"},
         {"[server]\nthreads = 257\n", 2, "threads", "257"},
         {"[server]\nthreads = -1\n", 2, "threads", "-1"},
         {"[server]\nthreads = 4x\n", 2, "threads", "4x"},
@@ -745,6 +760,11 @@ static void test_error_validation(void)
     /* "local" is the default bucket only while no bucket is configured. */
     const char *n8[] = {"snapshot_bucket", "[bucket:local]", NULL};
     expect_error("[bucket:b]\nroot = /tmp/b\n[cluster]\nsnapshot_bucket = local\n", 0, n8);
+    /* Shards answer each other only with a secret. */
+    const char *n9[] = {"[cluster]", "secret", NULL};
+    expect_error("[storage]\nbackend = postgres\ndsn = x\n[cluster]\nshards = 2\n", 0, n9);
+    expect_error("[storage]\nbackend = postgres\ndsn = x\n[cluster]\nshards = 2\nsecret = short\n",
+                 0, n9);
 }
 
 /* "projection =" means off (the default), unlike an empty path elsewhere,
