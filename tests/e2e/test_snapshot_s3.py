@@ -6,7 +6,8 @@ the database; so is an object left by a deleted instance whose id SQLite
 gave to a new one. With the store down a node still rebuilds and answers.
 Of a local snapshot and a stored one the newer replayable one is used. An
 unchanged index whose snapshot is only local is uploaded all the same. An
-instance delete removes its object.
+instance delete removes its object. Each shard of a sharded instance has an
+object of its own, and a node that starts empty loads every shard from them.
 
 PostgreSQL nodes use the S3 test server (s3rver behind a SigV4-checking
 proxy); the SQLite case restores a database copy onto a new data dir with a
@@ -301,3 +302,74 @@ def test_a_large_snapshot_streams(s3):
     out = p.stdout.decode(errors="replace")
     assert p.returncode == 0 and "ok - test_s3_large" in out, out[-3000:]
     assert "64 MB up and down" in out, out[-3000:]
+
+
+SHARD_SECRET = "snapshot-shards-secret-0123"
+
+
+def sharded_ini(s3, prefix, port, shards=2):
+    return bucket_ini(s3, prefix) + (
+        "node_url = http://127.0.0.1:%d\nnode_timeout_ms = 2000\nshards = %d\nsecret = %s\n"
+        % (port, shards, SHARD_SECRET))
+
+
+def sharded_node(storage, s3, prefix):
+    s = Server(storage=storage, extra=INDEX)
+    with open(s.config, "a") as f:
+        f.write(sharded_ini(s3, prefix, s.port).replace("[bucket:", "\n[bucket:", 1))
+    return s.start()
+
+
+def shard_loads(s):
+    return sorted(re.findall(r"index \d+ shard (\d+): (loaded snapshot at seq \d+|rebuilt)",
+                             s.read_log()))
+
+
+def test_sharded_instance_snapshots_per_shard(s3):
+    """Each shard of a sharded instance has its own object (<shard>.snap,
+    the shard in its trailer); a node that starts empty after the others
+    stopped takes both shards over from the stored snapshots, not from a
+    rebuild, and answers as they did."""
+    storage, prefix = pg_storage(), "t6-" + uuid.uuid4().hex[:8]
+    n1 = sharded_node(storage, s3, prefix)
+    n2 = sharded_node(storage, s3, prefix)
+    n3 = None
+    try:
+        c1 = n1.client()
+        c1.create_instance("sn")
+        for i in range(16):
+            add(c1, "sn", "s%d" % i, SEEDS[i])
+        want = results(c1, "sn", SEEDS)
+        n1.stop()  # a clean stop uploads the snapshots of the shards it holds
+        n2.stop()
+        logs = n1.read_log() + n2.read_log()
+        objs = {}
+        for shard in (0, 1):
+            m = re.search(r"index \d+: snapshot at seq \d+ uploaded to "
+                          r"s3://%s/%s/snapshots/(\d+)/%d\.snap" % (BUCKET, prefix, shard), logs)
+            assert m, logs[-4000:]
+            objs[shard] = s3.get_object(BUCKET, "%s/snapshots/%s/%d.snap"
+                                        % (prefix, m.group(1), shard))
+            assert objs[shard] is not None and objs[shard][:8] == b"IMGSNAP1"
+        assert objs[0] != objs[1]
+
+        n3 = sharded_node(storage, s3, prefix)
+        deadline = time.time() + 30
+        while True:
+            r = n3.client().v2("sn", "search", {"search_type": "IMAGE",
+                                                "image_base64": b64(scene(SEEDS[0])), "limit": 3})
+            if r.status == 200 or time.time() > deadline:
+                break
+            time.sleep(0.5)
+        assert results(n3.client(), "sn", SEEDS) == want
+        log = n3.read_log()
+        fetched = re.findall(r"fetched snapshot at seq \d+ from s3://%s/%s/snapshots/\d+/([01])\.snap"
+                             % (BUCKET, prefix), log)
+        assert set(fetched) == {"0", "1"}, log[-4000:]
+        loads = shard_loads(n3)
+        assert {s for s, _ in loads} == {"0", "1"}, log[-4000:]
+        assert all(what.startswith("loaded snapshot") for _, what in loads), loads
+    finally:
+        for s in (n1, n2, n3):
+            if s and s.proc:
+                s.stop()
