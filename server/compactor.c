@@ -97,8 +97,10 @@ int compact_instance(struct server *srv, int64_t id, struct compact_result *res,
     unsigned char *bytes = NULL;
     size_t len = 0;
     struct projection *pr = NULL;
-    struct instance_rt *rt = NULL;
-    int locked = 0;
+    /* The instance's index entries on this node: one, or each shard held
+     * here (the writers of every shard must meet the switch). */
+    struct instance_rt **rts = NULL;
+    int n_rt = 0, locked = 0;
     if (vectors_projection(srv->db, id, &digest) != DB_OK) {
         snprintf(errbuf, errlen, "cannot read the instance's space");
         goto out;
@@ -120,20 +122,34 @@ int compact_instance(struct server *srv, int64_t id, struct compact_result *res,
         snprintf(errbuf, errlen, "out of memory");
         goto out;
     }
-    if (!(rt = registry_get(srv->registry, id))) {
-        snprintf(errbuf, errlen, "index unavailable");
+    int shards = vectors_shards(srv->db, id);
+    if (shards < 1 || !(rts = calloc((size_t)shards, sizeof *rts))) {
+        snprintf(errbuf, errlen,
+                 shards < 1 ? "cannot read the instance's shards" : "out of memory");
         goto out;
     }
-    /* The switch, under the instance's write lock: writers that read the
-     * instance as float find `retired` after it and store their vectors in
-     * the new space (server/ingest.c). */
-    pthread_mutex_lock(&rt->write_lock);
+    if (shards == 1) {
+        if (!(rts[n_rt++] = registry_get(srv->registry, id))) {
+            snprintf(errbuf, errlen, "index unavailable");
+            goto out;
+        }
+    } else {
+        for (int sh = 0; sh < shards; sh++) /* only those held: none is loaded for this */
+            if ((rts[n_rt] = registry_peek_shard(srv->registry, id, sh)))
+                n_rt++;
+    }
+    /* The switch, under the write locks (in shard order; a writer takes
+     * one): writers that read the instance as float find `retired` after it
+     * and store their vectors in the new space (server/ingest.c). */
+    for (int i = 0; i < n_rt; i++)
+        pthread_mutex_lock(&rts[i]->write_lock);
     locked = 1;
-    if (rt->retired) {
-        snprintf(errbuf, errlen, "the instance changed meanwhile; retry");
-        rc = -2;
-        goto out;
-    }
+    for (int i = 0; i < n_rt; i++)
+        if (rts[i]->retired) {
+            snprintf(errbuf, errlen, "the instance changed meanwhile; retry");
+            rc = -2;
+            goto out;
+        }
     double ts = now_s();
     if (compaction_switch(srv->db, id, pr, bytes, len, errbuf, errlen) != 0) {
         rc = strstr(errbuf, "already compact") ? -2 : -1;
@@ -143,15 +159,19 @@ int compact_instance(struct server *srv, int64_t id, struct compact_result *res,
     snprintf(res->digest, sizeof res->digest, "%s", pr->digest);
     spaces_add(srv->spaces, pr); /* frees pr when the space is known already */
     pr = NULL;
-    rt->retired = 1;
-    /* Before the writers queued on the lock look again: the next get
+    for (int i = 0; i < n_rt; i++)
+        rts[i]->retired = 1;
+    /* Before the writers queued on the locks look again: the next get
      * rebuilds the index in the new space (float rows coded on the fly);
-     * the float snapshot goes. */
+     * the float snapshots go. */
     registry_drop(srv->registry, id);
-    pthread_mutex_unlock(&rt->write_lock);
+    registry_delete_stored(srv->registry, id, shards);
+    for (int i = 0; i < n_rt; i++)
+        pthread_mutex_unlock(&rts[i]->write_lock);
     locked = 0;
-    registry_put(srv->registry, rt);
-    rt = NULL;
+    for (int i = 0; i < n_rt; i++)
+        registry_put(srv->registry, rts[i]);
+    n_rt = 0;
     log_info("instance %lld: compact in its own space %.12s (fitted on %zu vectors; the switch "
              "held the writer %.1f ms)",
              (long long)id, res->digest, res->trained_on, res->switch_ms);
@@ -166,9 +186,12 @@ int compact_instance(struct server *srv, int64_t id, struct compact_result *res,
     res->pending = w != 0;
     rc = 0; /* compact: the rows left are coded on the fly, and resumed at the next start */
 out:
-    if (locked)
-        pthread_mutex_unlock(&rt->write_lock);
-    registry_put(srv->registry, rt);
+    for (int i = 0; i < n_rt; i++) {
+        if (locked)
+            pthread_mutex_unlock(&rts[i]->write_lock);
+        registry_put(srv->registry, rts[i]);
+    }
+    free(rts);
     projection_free(pr);
     free(bytes);
     free(digest);

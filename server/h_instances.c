@@ -197,12 +197,19 @@ enum err h_v1_instance_get(struct request *req)
 static enum err delete_instance(struct request *req, const char *name)
 {
     int64_t id = 0;
+    struct instance inst;
+    int shards = 1;
+    if (instances_get(req->srv->db, req->project_id, name, &inst) == DB_OK) {
+        shards = inst.shards;
+        instance_free(&inst);
+    }
     enum db_status s = instances_delete(req->srv->db, req->project_id, name, &id);
     if (s == DB_NOT_FOUND)
         return req_fail(req, E_NO_INSTANCE, name);
     if (s != DB_OK)
         return req_fail(req, E_STORE_FAILED, "instance delete");
     registry_drop(req->srv->registry, id);
+    registry_delete_stored(req->srv->registry, id, shards);
     req->reply = json_pack("{s:s}", "result", "success");
     return E_OK;
 }

@@ -304,7 +304,7 @@ enum err item_store(struct request *req, const struct instance *inst, struct ite
         if (sharded && pr && !now) {
             /* Made compact through another node: this node's float shards
              * are stale; they reload in the new space when next asked. */
-            registry_drop(srv->registry, inst->id);
+            registry_forget(srv->registry, inst->id);
             int64_t old_row;
             e = put_result(req, rec, items_put(srv->db, inst->id, rec, force, &old_row));
             goto out;
@@ -380,9 +380,9 @@ enum err item_remove(struct request *req, const struct instance *inst, const cha
     if (ce)
         return ce;
     int sharded = inst->shards > 1;
-    struct instance_rt *rt =
-        sharded ? registry_peek_shard(srv->registry, inst->id, shard_of_item(item_id, inst->shards))
-                : registry_get(srv->registry, inst->id);
+    int shard = sharded ? shard_of_item(item_id, inst->shards) : 0;
+    struct instance_rt *rt = sharded ? registry_peek_shard(srv->registry, inst->id, shard)
+                                     : registry_get(srv->registry, inst->id);
     enum err e = E_OK;
     int64_t row = 0, seq = 0;
     if (!rt && sharded) { /* not held here: its owner replays the tombstone */
@@ -404,7 +404,9 @@ enum err item_remove(struct request *req, const struct instance *inst, const cha
         /* Made compact meanwhile: the new index has this row too. */
         pthread_mutex_unlock(&rt->write_lock);
         registry_put(srv->registry, rt);
-        if (!(rt = registry_get(srv->registry, inst->id)))
+        rt = sharded ? registry_get_shard(srv->registry, inst->id, shard)
+                     : registry_get(srv->registry, inst->id);
+        if (!rt)
             return req_fail(req, E_INDEX_FAILED, "index unavailable");
         pthread_mutex_lock(&rt->write_lock);
         if (rt->retired) { /* not twice in one call */

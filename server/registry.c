@@ -617,13 +617,22 @@ static int64_t replay_from(const struct instance_rt *rt)
 }
 
 /* The lowest replay_from over this node's loaded shards of the instance
- * (INT64_MAX: none); called with the registry lock held. */
+ * (INT64_MAX: none), and with a snapshot store the lowest stored copy's seq
+ * too (0 while one has none yet): a shard's stored copy stays replayable
+ * even when another shard's snapshot prunes the log they share. Called with
+ * the registry lock held. */
 static int64_t local_min_applied(struct registry *reg, int64_t instance_id)
 {
     int64_t m = INT64_MAX;
-    for (size_t i = 0; i < reg->n; i++)
-        if (reg->items[i]->id == instance_id && replay_from(reg->items[i]) < m)
-            m = replay_from(reg->items[i]);
+    for (size_t i = 0; i < reg->n; i++) {
+        const struct instance_rt *rt = reg->items[i];
+        if (rt->id != instance_id)
+            continue;
+        if (replay_from(rt) < m)
+            m = replay_from(rt);
+        if (reg->snaps && (rt->stored_seq < 0 ? 0 : rt->stored_seq) < m)
+            m = rt->stored_seq < 0 ? 0 : rt->stored_seq;
+    }
     return m;
 }
 
@@ -747,7 +756,9 @@ void registry_put(struct registry *reg, struct instance_rt *rt)
         rt_free(rt);
 }
 
-void registry_drop(struct registry *reg, int64_t instance_id)
+/* delete_stored: the instance is gone (or its space changed here), so its
+ * stored snapshots go too; 0: only this node's copy is stale. */
+static void drop(struct registry *reg, int64_t instance_id, int delete_stored)
 {
     struct instance_rt **gone = NULL;
     size_t n = 0;
@@ -757,7 +768,7 @@ void registry_drop(struct registry *reg, int64_t instance_id)
         if (reg->items[i]->id == instance_id) {
             struct instance_rt *rt = reg->items[i];
             reg->items[i] = reg->items[--reg->n];
-            rt->dropped = 1;
+            rt->dropped = delete_stored ? 1 : 2;
             if (gone)
                 gone[n++] = rt;
             else if (--rt->refs == 0) /* out of memory: let go of it here */
@@ -769,14 +780,30 @@ void registry_drop(struct registry *reg, int64_t instance_id)
     pthread_mutex_unlock(&reg->lock);
     /* The stored copies of the shards held here (shard 0 always: an
      * unsharded instance, or one held by no node now). */
-    if (reg->snaps)
+    if (reg->snaps && delete_stored)
         snapstore_delete(reg->snaps, instance_id, 0);
     for (size_t i = 0; i < n; i++) {
-        if (reg->snaps && gone[i]->shard > 0)
+        if (reg->snaps && delete_stored && gone[i]->shard > 0)
             snapstore_delete(reg->snaps, instance_id, gone[i]->shard);
         registry_put(reg, gone[i]);
     }
     free(gone);
+}
+
+void registry_drop(struct registry *reg, int64_t instance_id)
+{
+    drop(reg, instance_id, 1);
+}
+
+void registry_forget(struct registry *reg, int64_t instance_id)
+{
+    drop(reg, instance_id, 0);
+}
+
+void registry_delete_stored(struct registry *reg, int64_t instance_id, int shards)
+{
+    for (int s = 1; reg->snaps && s < shards; s++)
+        snapstore_delete(reg->snaps, instance_id, s);
 }
 
 void registry_invalidate(struct registry *reg, struct instance_rt *rt)
@@ -846,7 +873,7 @@ static int store_copy(struct registry *reg, struct instance_rt *rt, const char *
     rt->stored_seq = seq;
     /* Dropped during the upload: the drop's delete may have come first. */
     pthread_mutex_lock(&reg->lock);
-    int dropped = rt->dropped;
+    int dropped = rt->dropped == 1; /* 2: forgotten, the stored copies stay */
     pthread_mutex_unlock(&reg->lock);
     if (dropped)
         snapstore_delete(reg->snaps, rt->id, rt->shard);

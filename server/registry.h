@@ -92,8 +92,18 @@ int registry_applied(struct registry *reg, int64_t **ids, int64_t **seqs, size_t
 void registry_release_shards(struct registry *reg, long long idle_ms,
                              int (*keep)(void *arg, int64_t instance_id, int shard), void *arg);
 
-/* Forgets the instance (every shard) and removes its index files. */
+/* Forgets the instance (every shard) and removes its index files and the
+ * stored snapshots of shard 0 and of the shards held here. */
 void registry_drop(struct registry *reg, int64_t instance_id);
+
+/* The same, for indexes found stale here (the instance was made compact
+ * through another node): the stored snapshots, which their owners keep
+ * current, stay. */
+void registry_forget(struct registry *reg, int64_t instance_id);
+
+/* Deletes the stored snapshots of shards 1..shards-1 (a deleted instance's
+ * shards held by no node, or by others). */
+void registry_delete_stored(struct registry *reg, int64_t instance_id, int shards);
 
 /* The index no longer matches SQLite (an item stored but not indexed, and
  * its undo failed): its snapshot is deleted and none is written, so the next

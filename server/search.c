@@ -119,6 +119,17 @@ enum err search_vector(struct request *req, const struct instance *inst, const f
         free(projected);
         return req_fail(req, E_INDEX_FAILED, "index unavailable");
     }
+    const struct projection *now =
+        sharded && !pr && !o->in_space ? compact_now(srv, inst->id) : NULL;
+    if (now) {
+        /* Made compact since the instance was read: the shards' owners
+         * search the new space; so does the query now. */
+        if (!(projected = malloc((size_t)compact_dim(now) * sizeof *projected)))
+            return req_fail(req, E_INTERNAL, "out of memory");
+        pr = now;
+        compact_project(pr, query, projected, NULL);
+        query = projected;
+    }
     if (rt && rt->dim != compact_dim(pr) && !pr && !o->in_space && rt->pr &&
         compact_dim(rt->pr) == rt->dim && compact_switched(srv, inst->id, rt->pr)) {
         /* Made compact since the instance was read (server/compactor.h):

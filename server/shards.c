@@ -16,6 +16,7 @@
 #include <string.h>
 #include "index/vindex.h"
 #include "server/cluster.h"
+#include "server/compact.h"
 #include "server/http_log.h"
 #include "server/registry.h"
 #include "server/search.h"
@@ -37,11 +38,12 @@ int shard_probe_local(struct server *srv, int64_t instance_id, int shard,
 {
     *found = 0;
     struct instance_rt *rt = registry_get_shard(srv->registry, instance_id, shard);
-    if (rt && rt->dim != q->dim) {
+    if (rt && rt->dim != q->dim && q->dim == compact_dim(compact_now(srv, instance_id))) {
         /* The instance was made compact (by another node, or while this
-         * index was loaded): the float indexes of its shards are stale. */
+         * index was loaded): the float indexes of its shards are stale.
+         * (A query of the stale space meets "another descriptor space".) */
         registry_put(srv->registry, rt);
-        registry_drop(srv->registry, instance_id);
+        registry_forget(srv->registry, instance_id);
         rt = registry_get_shard(srv->registry, instance_id, shard);
     }
     if (!rt) {

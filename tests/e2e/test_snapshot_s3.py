@@ -369,6 +369,12 @@ def test_sharded_instance_snapshots_per_shard(s3):
         loads = shard_loads(n3)
         assert {s for s, _ in loads} == {"0", "1"}, log[-4000:]
         assert all(what.startswith("loaded snapshot") for _, what in loads), loads
+
+        # Deleting the instance deletes every shard's object.
+        assert n3.client().admin("DELETE", "/instances/sn").status == 200
+        for shard in (0, 1):
+            assert s3.get_object(BUCKET, "%s/snapshots/%s/%d.snap"
+                                 % (prefix, m.group(1), shard)) is None
     finally:
         for s in (n1, n2, n3):
             if s and s.proc:
