@@ -1021,10 +1021,12 @@ void registry_free(struct registry *reg)
     /* Clean shutdown: every changed index saved, so the next start replays
      * nothing. An unchanged one is not rewritten (a full disk at shutdown
      * then costs nothing). */
-    for (size_t i = 0; i < reg->n; i++) {
+    for (size_t i = 0; i < reg->n; i++)
         registry_snapshot(reg, reg->items[i]);
+    /* Let go only after all: a snapshot reads the other entries (the
+     * lowest seq its instance's shards still need). */
+    for (size_t i = 0; i < reg->n; i++)
         registry_put(reg, reg->items[i]);
-    }
     free(reg->items);
     snapstore_free(reg->snaps);
     free(reg->factory);
