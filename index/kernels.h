@@ -74,7 +74,7 @@ struct kern_q8 {
     float scale, off;     /* w = scale * (q - 128) + off */
     const float *bsum;    /* [cpad]: sum over k of (q - 128), per output channel */
     const signed char *w; /* panels of <= 64 channels: [cpad/.. panel][k/4][width][4] */
-    int nonneg;           /* inputs are >= 0 (ReLU6 outputs): no zero point */
+    int nonneg;           /* inputs are ReLU6 outputs: fixed range [0, 6], no zero point */
     void *mem;            /* owns bsum and w */
 };
 
@@ -88,6 +88,13 @@ int kern_q8_pack(const struct kern_conv *c, struct kern_q8 *q);
 void kern_q8_free(struct kern_q8 *q);
 /* kern_gemm_bias for a convolution with c->q8 set (kdim == c->q8->k). */
 void kern_gemm_q8(const struct kern_conv *c, const float *a, int m, const float *skip, float *out);
+/* Codes per unit of a `nonneg` (ReLU6) input: x in [0, 6] codes as
+ * round(x * KERN_Q8_RELU6_INV) in [0, 255]. */
+#define KERN_Q8_RELU6_INV 42.5f
+/* The same from inputs already coded so (codes[m][k], k == c->q8->k, and
+ * c->q8->nonneg): what a depthwise layer feeding an int8 1x1 writes. */
+void kern_gemm_q8_codes(const struct kern_conv *c, const unsigned char *codes, int m,
+                        const float *skip, float *out);
 
 /* dst[i] = w * src[i] (first) or dst[i] += w * src[i]: the vertical pass of
  * the image resampler, on whole uint8 rows. */

@@ -5,6 +5,7 @@
 #pragma GCC optimize("O3", "fp-contract=fast")
 
 #include <immintrin.h>
+#include <math.h>
 #include <stddef.h>
 #include <string.h>
 
@@ -155,11 +156,23 @@ dw3_acc(const float *const rows[3], ptrdiff_t ix, const v16 w[9], v16 b, int ch,
     return acc;
 }
 
-AVX512 static inline __attribute__((always_inline)) void
-dw3_store(const struct kern_conv *c, v16 acc, int ox, int c0, float *out, const float *skip)
+/* With `q`, the output is uint8 codes for an int8 1x1 (ReLU6 range,
+ * kern_gemm_q8_codes) at `out` read as bytes, instead of floats. */
+AVX512 static inline __attribute__((always_inline)) void dw3_store(const struct kern_conv *c,
+                                                                   v16 acc, int ox, int c0,
+                                                                   float *out, const float *skip,
+                                                                   const int q)
 {
     v16 zero = {0}, six = zero + 6.0f;
     size_t off = (size_t)ox * c->cout + c0;
+    if (q) {
+        acc = (v16)_mm512_min_ps(_mm512_max_ps((__m512)acc, (__m512)zero), (__m512)six);
+        __m512i codes =
+            _mm512_cvtps_epi32(_mm512_mul_ps((__m512)acc, _mm512_set1_ps(KERN_Q8_RELU6_INV)));
+        _mm_storeu_si128((__m128i *)(void *)((unsigned char *)out + off),
+                         _mm512_cvtusepi32_epi8(codes));
+        return;
+    }
     if (c->relu6)
         acc = (v16)_mm512_min_ps(_mm512_max_ps((__m512)acc, (__m512)zero), (__m512)six);
     if (skip)
@@ -174,7 +187,8 @@ dw3_store(const struct kern_conv *c, v16 acc, int ox, int c0, float *out, const 
  * registers while the row is swept. */
 AVX512 static inline __attribute__((always_inline)) void
 dw3_interior_rows(const struct kern_conv *c, const float *const rows[3], int lo, int hi, int left,
-                  int right, float *out, const float *skip, const int ky0, const int ky1)
+                  int right, float *out, const float *skip, const int ky0, const int ky1,
+                  const int q)
 {
     int ch = c->cout;
     for (int c0 = 0; c0 < ch; c0 += 16) {
@@ -183,15 +197,15 @@ dw3_interior_rows(const struct kern_conv *c, const float *const rows[3], int lo,
             w[t] = ld16(c->w + (size_t)t * ch + c0);
         for (int ox = lo; ox <= hi; ox++) {
             ptrdiff_t ix = (ptrdiff_t)(ox * c->stride - c->pad_left) * ch + c0;
-            dw3_store(c, dw3_acc(rows, ix, w, b, ch, ky0, ky1, 0, 3), ox, c0, out, skip);
+            dw3_store(c, dw3_acc(rows, ix, w, b, ch, ky0, ky1, 0, 3), ox, c0, out, skip, q);
         }
         if (left) {
             ptrdiff_t ix = (ptrdiff_t)((lo - 1) * c->stride - c->pad_left) * ch + c0;
-            dw3_store(c, dw3_acc(rows, ix, w, b, ch, ky0, ky1, 1, 3), lo - 1, c0, out, skip);
+            dw3_store(c, dw3_acc(rows, ix, w, b, ch, ky0, ky1, 1, 3), lo - 1, c0, out, skip, q);
         }
         if (right) {
             ptrdiff_t ix = (ptrdiff_t)((hi + 1) * c->stride - c->pad_left) * ch + c0;
-            dw3_store(c, dw3_acc(rows, ix, w, b, ch, ky0, ky1, 0, 2), hi + 1, c0, out, skip);
+            dw3_store(c, dw3_acc(rows, ix, w, b, ch, ky0, ky1, 0, 2), hi + 1, c0, out, skip, q);
         }
     }
 }
@@ -199,25 +213,36 @@ dw3_interior_rows(const struct kern_conv *c, const float *const rows[3], int lo,
 /* Top and bottom output rows, and the left and right edge pixels, whose
  * padding sent them to the per-pixel fallback (most of the 7x7 and 14x14
  * layers' pixels), run here too. */
-AVX512 static void dw3_interior(const struct kern_conv *c, const float *const rows[3], int lo,
-                                int hi, int left, int right, float *out, const float *skip)
+AVX512 static inline __attribute__((always_inline)) void
+dw3_interior_q(const struct kern_conv *c, const float *const rows[3], int lo, int hi, int left,
+               int right, float *out, const float *skip, const int q)
 {
     int top = rows[0] != NULL, bottom = rows[2] != NULL;
     if (top && bottom)
-        dw3_interior_rows(c, rows, lo, hi, left, right, out, skip, 0, 3);
+        dw3_interior_rows(c, rows, lo, hi, left, right, out, skip, 0, 3, q);
     else if (bottom)
-        dw3_interior_rows(c, rows, lo, hi, left, right, out, skip, 1, 3);
+        dw3_interior_rows(c, rows, lo, hi, left, right, out, skip, 1, 3, q);
     else if (top)
-        dw3_interior_rows(c, rows, lo, hi, left, right, out, skip, 0, 2);
+        dw3_interior_rows(c, rows, lo, hi, left, right, out, skip, 0, 2, q);
     else
-        dw3_interior_rows(c, rows, lo, hi, left, right, out, skip, 1, 2);
+        dw3_interior_rows(c, rows, lo, hi, left, right, out, skip, 1, 2, q);
+}
+
+AVX512 static void dw3_interior(const struct kern_conv *c, const float *const rows[3], int lo,
+                                int hi, int left, int right, float *out, const float *skip, int q)
+{
+    if (q)
+        dw3_interior_q(c, rows, lo, hi, left, right, out, skip, 1);
+    else
+        dw3_interior_q(c, rows, lo, hi, left, right, out, skip, 0);
 }
 
 /* One output row of a depthwise 3x3. rows[ky] is the input row under kernel
  * row ky, or NULL where that row is padding; out and skip point at the
- * output (and residual) row. */
+ * output (and residual) row. With `codes` (a ReLU6 layer without skip), the
+ * row goes there as uint8 codes for kern_gemm_q8_codes instead. */
 static void dw3_row(const struct kern_conv *c, const float *const rows[3], float *out,
-                    const float *skip)
+                    const float *skip, unsigned char *codes)
 {
     int ch = c->cout, lo = 0, hi = -1, left = 0, right = 0;
     if (!c->portable && rows[1] && ch % 16 == 0 && c->in_w - 3 + c->pad_left >= 0 &&
@@ -229,7 +254,8 @@ static void dw3_row(const struct kern_conv *c, const float *const rows[3], float
             int rx = (hi + 1) * c->stride - c->pad_left; /* right edge's kx = 0 column */
             left = lo == 1 && c->pad_left == 1 && c->in_w >= 2;
             right = hi + 1 == c->out_w - 1 && rx >= 0 && rx + 1 < c->in_w && rx + 2 >= c->in_w;
-            dw3_interior(c, rows, lo, hi, left, right, out, skip);
+            dw3_interior(c, rows, lo, hi, left, right, codes ? (float *)(void *)codes : out, skip,
+                         codes != NULL);
         }
     }
     for (int ox = 0; ox < c->out_w; ox++) {
@@ -242,8 +268,15 @@ static void dw3_row(const struct kern_conv *c, const float *const rows[3], float
                 int inside = rows[ky] && ix >= 0 && ix < c->in_w;
                 taps[ky * 3 + kx] = inside ? rows[ky] + (size_t)ix * ch : dw_zeros;
             }
-        dw9_pixel(ch, taps, c->w, c->b, c->relu6, skip ? skip + (size_t)ox * ch : NULL,
-                  out + (size_t)ox * ch);
+        if (!codes) {
+            dw9_pixel(ch, taps, c->w, c->b, c->relu6, skip ? skip + (size_t)ox * ch : NULL,
+                      out + (size_t)ox * ch);
+            continue;
+        }
+        float px[DW_MAX_CH];
+        dw9_pixel(ch, taps, c->w, c->b, 1, NULL, px);
+        for (int i = 0; i < ch; i++)
+            codes[(size_t)ox * ch + i] = (unsigned char)lrintf(px[i] * KERN_Q8_RELU6_INV);
     }
 }
 
@@ -269,7 +302,7 @@ void kern_dw_fast(const struct kern_conv *c, const float *in, float *out)
     for (int oy = 0; oy < c->out_h; oy++) {
         const float *rows[3];
         dw3_rows(c, oy, in, 0, rows);
-        dw3_row(c, rows, out + oy * out_row, c->skip ? c->skip + oy * out_row : NULL);
+        dw3_row(c, rows, out + oy * out_row, c->skip ? c->skip + oy * out_row : NULL, NULL);
     }
 }
 
@@ -340,6 +373,12 @@ void kern_block_fast(const struct kern_conv *e, const struct kern_conv *d,
     float *ebuf = scratch;                            /* expanded rows [e_lo, e_hi) */
     float *dbuf = ebuf + block_erows(d) * e_row;      /* depthwise output of one band */
     float *col = dbuf + (size_t)band * d->out_w * ch; /* im2col of a k > 1 expand */
+    /* An int8 project with ReLU6 inputs: the depthwise writes its codes
+     * (into dbuf's space), skipping a float round trip and a quantisation
+     * pass. */
+    unsigned char *codes = NULL;
+    if (p->q8 && p->q8->nonneg && d->relu6 && !d->skip)
+        codes = (unsigned char *)(void *)dbuf;
     int e_lo = 0, e_hi = 0;
     for (int o0 = 0; o0 < d->out_h; o0 += band) {
         int o1 = o0 + band < d->out_h ? o0 + band : d->out_h;
@@ -363,10 +402,15 @@ void kern_block_fast(const struct kern_conv *e, const struct kern_conv *d,
         for (int oy = o0; oy < o1; oy++) {
             const float *rows[3];
             dw3_rows(d, oy, ebuf, e_lo, rows);
-            dw3_row(d, rows, dbuf + (size_t)(oy - o0) * d->out_w * ch, NULL);
+            size_t row = (size_t)(oy - o0) * d->out_w * ch;
+            dw3_row(d, rows, dbuf + row, NULL, codes ? codes + row : NULL);
         }
         size_t off = (size_t)o0 * p->out_w * p->cout;
-        kern_gemm_bias(p, dbuf, (o1 - o0) * p->out_w, p->cin, p->skip ? p->skip + off : NULL,
-                       out + off);
+        if (codes)
+            kern_gemm_q8_codes(p, codes, (o1 - o0) * p->out_w, p->skip ? p->skip + off : NULL,
+                               out + off);
+        else
+            kern_gemm_bias(p, dbuf, (o1 - o0) * p->out_w, p->cin, p->skip ? p->skip + off : NULL,
+                           out + off);
     }
 }

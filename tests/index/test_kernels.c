@@ -138,9 +138,148 @@ static void test_q8_matches_float(void)
     q8_case(33, 1344, 224, 1);
 }
 
+/* kern_gemm_q8_codes on codes of ReLU6 rows against kern_gemm_q8 quantising
+ * the same rows: the same codes and constants, so the same output. */
+static void q8_codes_case(int m, int k, int cout)
+{
+    struct kern_conv c = {.in_h = 1, .in_w = m, .cin = k, .out_h = 1, .out_w = m, .cout = cout};
+    c.k = 1;
+    c.stride = 1;
+    float *a = rand_buf((size_t)m * k, 29, -1.0f, 7.0f);
+    float *w = rand_buf((size_t)k * cout, 31, -0.4f, 0.6f);
+    float *b = rand_buf((size_t)cout, 37, -0.5f, 0.5f);
+    float *skip = rand_buf((size_t)m * cout, 41, -1.0f, 1.0f);
+    float *want = malloc(sizeof(float) * m * cout), *got = malloc(sizeof(float) * m * cout);
+    unsigned char *codes = malloc((size_t)m * k);
+    struct kern_q8 q;
+    CHECK(a && w && b && skip && want && got && codes);
+    if (!a || !w || !b || !skip || !want || !got || !codes)
+        goto done;
+    for (size_t i = 0; i < (size_t)m * k; i++) {
+        a[i] = a[i] < 0.0f ? 0.0f : a[i] > 6.0f ? 6.0f : a[i]; /* ReLU6, some at the ends */
+        codes[i] = (unsigned char)lrintf(a[i] * KERN_Q8_RELU6_INV);
+    }
+    c.w = w;
+    c.b = b;
+    CHECK_INT(kern_q8_pack(&c, &q), 0);
+    q.nonneg = 1;
+    c.q8 = &q;
+    kern_gemm_q8(&c, a, m, skip, want);
+    kern_gemm_q8_codes(&c, codes, m, skip, got);
+    double e = rel_err(got, want, (size_t)m * cout);
+    if (e > 1e-6)
+        fprintf(stderr, "  q8 codes m %d k %d -> %d: rel err %g\n", m, k, cout, e);
+    CHECK(e <= 1e-6);
+    kern_q8_free(&q);
+done:
+    free(a);
+    free(w);
+    free(b);
+    free(skip);
+    free(want);
+    free(got);
+    free(codes);
+}
+
+static void test_q8_codes(void)
+{
+    if (!kern_q8_supported()) {
+        fprintf(stderr, "  no AVX-512 VNNI here: skipped\n");
+        return;
+    }
+    q8_codes_case(1, 24, 16);
+    q8_codes_case(200, 144, 24);  /* k past one 64-byte group, tail of 16 */
+    q8_codes_case(250, 64, 40);   /* k exactly one group */
+    q8_codes_case(37, 1344, 224); /* k of the 7x7 stage */
+}
+
+/* A fused block with an int8 project whose ReLU6 inputs the depthwise
+ * writes as codes, against the same layers run one by one (expand, float
+ * depthwise, int8 project quantising the floats): the same codes, so the
+ * same output. Narrow rows and a channel count off 16 take the per-pixel
+ * depthwise. */
+static void block_q8_case(int h, int w, int stride, int cin, int mid, int cout)
+{
+    struct kern_conv e = {.in_h = h, .in_w = w, .cin = cin, .out_h = h, .out_w = w, .cout = mid};
+    e.k = 1;
+    e.stride = 1;
+    e.relu6 = 1;
+    struct kern_conv d = {.in_h = h, .in_w = w, .cin = mid, .cout = mid, .k = 3, .relu6 = 1};
+    d.stride = stride;
+    kern_same_pad(h, 3, stride, &d.out_h, &d.pad_top);
+    kern_same_pad(w, 3, stride, &d.out_w, &d.pad_left);
+    struct kern_conv p = {.in_h = d.out_h, .in_w = d.out_w, .cin = mid, .cout = cout, .k = 1};
+    p.out_h = d.out_h;
+    p.out_w = d.out_w;
+    p.stride = 1;
+    size_t nin = (size_t)h * w * cin, nmid = (size_t)h * w * mid;
+    size_t nd = (size_t)d.out_h * d.out_w * mid, nout = (size_t)d.out_h * d.out_w * cout;
+    float *in = rand_buf(nin, 43, -2.0f, 2.0f);
+    float *ew = rand_buf((size_t)cin * mid, 47, -0.5f, 0.6f);
+    float *eb = rand_buf((size_t)mid, 53, -0.5f, 1.0f);
+    float *dw = rand_buf((size_t)9 * mid, 59, -1.0f, 1.0f);
+    float *db = rand_buf((size_t)mid, 61, -0.5f, 1.0f);
+    float *pw = rand_buf((size_t)mid * cout, 67, -0.3f, 0.3f);
+    float *pb = rand_buf((size_t)cout, 71, -0.5f, 0.5f);
+    float *t1 = malloc(sizeof(float) * nmid), *t2 = malloc(sizeof(float) * nd);
+    float *want = malloc(sizeof(float) * nout), *got = malloc(sizeof(float) * nout);
+    float *scratch = malloc(sizeof(float) * kern_block_fast_scratch(&e, &d, &p));
+    struct kern_q8 q = {0};
+    CHECK(in && ew && eb && dw && db && pw && pb && t1 && t2 && want && got && scratch);
+    if (!in || !ew || !eb || !dw || !db || !pw || !pb || !t1 || !t2 || !want || !got || !scratch)
+        goto done;
+    e.w = ew;
+    e.b = eb;
+    d.w = dw;
+    d.b = db;
+    p.w = pw;
+    p.b = pb;
+    CHECK_INT(kern_q8_pack(&p, &q), 0);
+    q.nonneg = 1;
+    p.q8 = &q;
+    kern_conv_fast(&e, in, t1, NULL);
+    kern_dw_fast(&d, t1, t2);
+    kern_gemm_q8(&p, t2, d.out_h * d.out_w, NULL, want);
+    kern_block_fast(&e, &d, &p, in, got, scratch);
+    double err = rel_err(got, want, nout);
+    if (err > 1e-6)
+        fprintf(stderr, "  block q8 %dx%d s%d %d-%d-%d: rel err %g\n", h, w, stride, cin, mid, cout,
+                err);
+    CHECK(err <= 1e-6);
+done:
+    kern_q8_free(&q);
+    free(in);
+    free(ew);
+    free(eb);
+    free(dw);
+    free(db);
+    free(pw);
+    free(pb);
+    free(t1);
+    free(t2);
+    free(want);
+    free(got);
+    free(scratch);
+}
+
+static void test_block_q8_codes(void)
+{
+    if (!kern_q8_supported()) {
+        fprintf(stderr, "  no AVX-512 VNNI here: skipped\n");
+        return;
+    }
+    block_q8_case(28, 28, 1, 32, 192, 32);
+    block_q8_case(29, 23, 2, 24, 144, 48);
+    block_q8_case(7, 7, 1, 64, 384, 96);
+    block_q8_case(5, 2, 1, 24, 48, 24);  /* too narrow for the row kernel */
+    block_q8_case(9, 11, 2, 24, 40, 32); /* 40 channels: per pixel */
+}
+
 int main(void)
 {
     RUN(test_stem_matches_ref);
     RUN(test_q8_matches_float);
+    RUN(test_q8_codes);
+    RUN(test_block_q8_codes);
     return unit_report();
 }
