@@ -348,10 +348,14 @@ size_t kern_block_fast_scratch(const struct kern_conv *e, const struct kern_conv
 
 /* Output rows [oy0, oy1) of a convolution without a residual, `in` being
  * the whole input: 1x1 directly, others through im2col of just those rows. */
-static void conv_rows(const struct kern_conv *c, const float *in, int oy0, int oy1, float *out,
+static void conv_rows(const struct kern_conv *c, const float *in, int oy0, int oy1, void *out,
                       float *col)
 {
     int m = (oy1 - oy0) * c->out_w;
+    if (c->out_f16 && c->q8) { /* fp16 output: the int8 1x1 or the stem */
+        kern_gemm_q8(c, in + (size_t)oy0 * c->in_w * c->cin, m, NULL, out);
+        return;
+    }
     if (c->k == 1 && c->stride == 1) {
         kern_gemm_bias(c, in + (size_t)oy0 * c->in_w * c->cin, m, c->cin, NULL, out);
         return;
@@ -362,6 +366,17 @@ static void conv_rows(const struct kern_conv *c, const float *in, int oy0, int o
     }
     im2col(c, in, oy0, oy1, col);
     kern_gemm_bias(c, col, m, c->k * c->k * c->cin, NULL, out);
+}
+
+/* The input rows under output row oy of a depthwise 3x3 over fp16 rows. */
+static void dw16_rows(const struct kern_conv *c, int oy, const unsigned short *base, int first,
+                      const unsigned short *rows[3])
+{
+    size_t row = (size_t)c->in_w * c->cin;
+    for (int ky = 0; ky < 3; ky++) {
+        int iy = oy * c->stride + ky - c->pad_top;
+        rows[ky] = iy >= 0 && iy < c->in_h ? base + (size_t)(iy - first) * row : NULL;
+    }
 }
 
 void kern_block_fast(const struct kern_conv *e, const struct kern_conv *d,
@@ -375,10 +390,20 @@ void kern_block_fast(const struct kern_conv *e, const struct kern_conv *d,
     float *col = dbuf + (size_t)band * d->out_w * ch; /* im2col of a k > 1 expand */
     /* An int8 project with ReLU6 inputs: the depthwise writes its codes
      * (into dbuf's space), skipping a float round trip and a quantisation
-     * pass. */
+     * pass. With d->w16 the expand writes fp16 and the depthwise runs in
+     * fp16 (kernels_dw16.c): half the bytes, twice the lanes. */
     unsigned char *codes = NULL;
     if (p->q8 && p->q8->nonneg && d->relu6 && !d->skip)
         codes = (unsigned char *)(void *)dbuf;
+    struct kern_conv ef = *e;
+    const unsigned short *wb = NULL;
+    if (codes && d->w16 && d->k == 3 &&
+        ((e->q8 && e->k == 1 && e->stride == 1) || kern_stem_eligible(e))) {
+        ef.out_f16 = 1;
+        wb = d->w16;
+    }
+    size_t esz = wb ? sizeof(unsigned short) : sizeof(float);
+    char *ebytes = (char *)ebuf;
     int e_lo = 0, e_hi = 0;
     for (int o0 = 0; o0 < d->out_h; o0 += band) {
         int o1 = o0 + band < d->out_h ? o0 + band : d->out_h;
@@ -389,20 +414,26 @@ void kern_block_fast(const struct kern_conv *e, const struct kern_conv *d,
         /* Keep the rows this band shares with the previous one. */
         if (e_hi > lo) {
             int from = lo > e_lo ? lo : e_lo;
-            memmove(ebuf, ebuf + (size_t)(from - e_lo) * e_row,
-                    sizeof(float) * (size_t)(e_hi - from) * e_row);
+            memmove(ebytes, ebytes + (size_t)(from - e_lo) * e_row * esz,
+                    esz * (size_t)(e_hi - from) * e_row);
             e_lo = from;
         } else {
             e_lo = e_hi = lo;
         }
         if (hi > e_hi) {
-            conv_rows(e, in, e_hi, hi, ebuf + (size_t)(e_hi - e_lo) * e_row, col);
+            conv_rows(&ef, in, e_hi, hi, ebytes + (size_t)(e_hi - e_lo) * e_row * esz, col);
             e_hi = hi;
         }
         for (int oy = o0; oy < o1; oy++) {
+            size_t row = (size_t)(oy - o0) * d->out_w * ch;
+            if (wb) {
+                const unsigned short *rows16[3];
+                dw16_rows(d, oy, (const unsigned short *)(void *)ebuf, e_lo, rows16);
+                kern_dw16_row(d, rows16, wb, codes + row);
+                continue;
+            }
             const float *rows[3];
             dw3_rows(d, oy, ebuf, e_lo, rows);
-            size_t row = (size_t)(oy - o0) * d->out_w * ch;
             dw3_row(d, rows, dbuf + row, NULL, codes ? codes + row : NULL);
         }
         size_t off = (size_t)o0 * p->out_w * p->cout;

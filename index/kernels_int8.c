@@ -35,7 +35,7 @@
 
 #include "index/kernels.h"
 
-#define Q8 __attribute__((target("avx512f,avx512bw,avx512vnni,fma")))
+#define Q8 __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,fma")))
 #define INLINE static inline __attribute__((always_inline))
 
 #define PANEL_V 4 /* 16-channel vectors per weight panel at most: 4 zmm per row */
@@ -68,7 +68,7 @@ static void panel_at(int cpad, int p, int *co, int *width)
 int kern_q8_supported(void)
 {
     return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-           __builtin_cpu_supports("avx512vnni");
+           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
 }
 
 /* Below 24 input channels the per-row quantisation and the int32 -> float
@@ -296,9 +296,9 @@ Q8 INLINE __m512i dpbusd(__m512i acc, __m512i u8, __m512i s8)
  * 48 -> 24 29 -> 21; same results). */
 Q8 INLINE void epilogue(const int mr, const int nv, const struct kern_conv *c,
                         const struct rows_q *rq, __m512i acc[][4], int co, const float *skip,
-                        float *out)
+                        void *out)
 {
-    const int relu6 = c->relu6, cout = c->q8->cout;
+    const int relu6 = c->relu6, cout = c->q8->cout, f16 = c->out_f16;
     float al[TILE_M_NARROW], ga[TILE_M_NARROW], be[TILE_M_NARROW];
     __m512 bias[4], bs[4];
     __mmask16 msk[4];
@@ -324,7 +324,11 @@ Q8 INLINE void epilogue(const int mr, const int nv, const struct kern_conv *c,
             size_t off = (size_t)i * cout + co + 16 * j;
             if (skip)
                 v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(msk[j], skip + off));
-            _mm512_mask_storeu_ps(out + off, msk[j], v);
+            if (f16)
+                _mm256_mask_storeu_epi16((unsigned short *)out + off, msk[j],
+                                         _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT));
+            else
+                _mm512_mask_storeu_ps((float *)out + off, msk[j], v);
         }
     }
 }
@@ -333,7 +337,7 @@ Q8 INLINE void epilogue(const int mr, const int nv, const struct kern_conv *c,
  * constants at every call site, so the loops unroll and the accumulators
  * stay in registers. */
 Q8 INLINE void tile(const int mr, const int nv, const struct kern_conv *c, const struct rows_q *rq,
-                    const signed char *panel, int width, int co, const float *skip, float *out)
+                    const signed char *panel, int width, int co, const float *skip, void *out)
 {
     const struct kern_q8 *q = c->q8;
     const int k = q->k;
@@ -365,7 +369,7 @@ Q8 INLINE void tile(const int mr, const int nv, const struct kern_conv *c, const
 
 Q8 static void tile_dispatch(int mr, int nv, const struct kern_conv *c, const struct rows_q *rq,
                              const signed char *panel, int width, int co, const float *skip,
-                             float *out)
+                             void *out)
 {
     switch (mr * 8 + nv) {
         TILE_ROW(1)
@@ -385,11 +389,18 @@ Q8 static void tile_dispatch(int mr, int nv, const struct kern_conv *c, const st
     }
 }
 
+/* Row `row` of the output: floats, or fp16 if c->out_f16. */
+static void *out_row(const struct kern_conv *c, void *out, int row)
+{
+    size_t esz = c->out_f16 ? sizeof(unsigned short) : sizeof(float);
+    return (char *)out + (size_t)row * c->cout * esz;
+}
+
 /* The tiles of `rows` rows of codes against every panel: a panel (k x 64
  * bytes) stays in L1/L2 while the rows' tiles stream over it. */
 Q8 static void gemm_rows(const struct kern_conv *c, const unsigned char *codes, int rows,
                          const float *alpha, const float *gamma, const float *beta,
-                         const float *skip, float *out)
+                         const float *skip, void *out)
 {
     const struct kern_q8 *q = c->q8;
     int k = q->k;
@@ -403,15 +414,14 @@ Q8 static void gemm_rows(const struct kern_conv *c, const unsigned char *codes, 
             struct rows_q rq = {codes + (size_t)p * k, alpha + p, gamma + p, beta + p};
             size_t off = (size_t)p * q->cout;
             tile_dispatch(mr, width / 16, c, &rq, panel, width, co, skip ? skip + off : NULL,
-                          out + off);
+                          out_row(c, out, p));
         }
     }
 }
 
 /* Rows in chunks, each quantised once (the codes stay in L1/L2), then
  * multiplied. */
-Q8 void kern_gemm_q8(const struct kern_conv *c, const float *a, int m, const float *skip,
-                     float *out)
+Q8 void kern_gemm_q8(const struct kern_conv *c, const float *a, int m, const float *skip, void *out)
 {
     const struct kern_q8 *q = c->q8;
     int k = q->k;
@@ -423,7 +433,8 @@ Q8 void kern_gemm_q8(const struct kern_conv *c, const float *a, int m, const flo
         int rows = m - p0 < chunk ? m - p0 : chunk;
         size_t off = (size_t)p0 * q->cout;
         quant_rows(q, a + (size_t)p0 * k, rows, codes, alpha, gamma, beta);
-        gemm_rows(c, codes, rows, alpha, gamma, beta, skip ? skip + off : NULL, out + off);
+        gemm_rows(c, codes, rows, alpha, gamma, beta, skip ? skip + off : NULL,
+                  out_row(c, out, p0));
     }
 }
 
@@ -442,7 +453,7 @@ Q8 static float code_sum(const unsigned char *x, int k)
 }
 
 Q8 void kern_gemm_q8_codes(const struct kern_conv *c, const unsigned char *codes, int m,
-                           const float *skip, float *out)
+                           const float *skip, void *out)
 {
     const struct kern_q8 *q = c->q8;
     int k = q->k;
@@ -459,6 +470,6 @@ Q8 void kern_gemm_q8_codes(const struct kern_conv *c, const unsigned char *codes
             beta[r] = bo * code_sum(x + (size_t)r * k, k);
         }
         size_t off = (size_t)p0 * q->cout;
-        gemm_rows(c, x, rows, alpha, gamma, beta, skip ? skip + off : NULL, out + off);
+        gemm_rows(c, x, rows, alpha, gamma, beta, skip ? skip + off : NULL, out_row(c, out, p0));
     }
 }
