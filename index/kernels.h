@@ -21,6 +21,10 @@ struct kern_conv {
     const float *skip;
     int portable; /* fast path without the hand-written AVX-512 kernels (OpenBLAS GEMM) */
     const struct kern_q8 *q8; /* set: run this 1x1 convolution in int8 (kernels_int8.c) */
+    int out_f16;              /* write the output as fp16 (uint16_t): int8 1x1s and the stem */
+    /* Depthwise before an int8 project in a fused block: its weights for
+     * kern_dw16_row; set, the block runs it in fp16. */
+    const unsigned short *w16;
 };
 
 /* TF SAME padding: out = ceil(in / stride), the odd pixel of padding goes to
@@ -57,9 +61,10 @@ void kern_block_fast(const struct kern_conv *e, const struct kern_conv *d,
  * 64) computed directly on AVX-512 (kernels_stem.c), instead of im2col and
  * a GEMM of depth 27. Eligible also means: this CPU has AVX-512, and c is
  * not `portable`. kern_stem_rows writes output rows [oy0, oy1) of c (bias
- * and ReLU6; no residual) from the whole input. */
+ * and ReLU6; no residual) from the whole input, as floats, or fp16 if
+ * c->out_f16. */
 int kern_stem_eligible(const struct kern_conv *c);
-void kern_stem_rows(const struct kern_conv *c, const float *in, int oy0, int oy1, float *out);
+void kern_stem_rows(const struct kern_conv *c, const float *in, int oy0, int oy1, void *out);
 
 /* int8 1x1 convolutions (kernels_int8.c), for CPUs with AVX-512 VNNI.
  * Weights: the float tensor requantised per tensor to uint8 on the grid
@@ -74,7 +79,7 @@ struct kern_q8 {
     float scale, off;     /* w = scale * (q - 128) + off */
     const float *bsum;    /* [cpad]: sum over k of (q - 128), per output channel */
     const signed char *w; /* panels of <= 64 channels: [cpad/.. panel][k/4][width][4] */
-    int nonneg;           /* inputs are >= 0 (ReLU6 outputs): no zero point */
+    int nonneg;           /* inputs are ReLU6 outputs: fixed range [0, 6], no zero point */
     void *mem;            /* owns bsum and w */
 };
 
@@ -86,8 +91,28 @@ int kern_q8_eligible(const struct kern_conv *c);
 /* Requantises c->w into q. Returns 0, or -1 on allocation failure. */
 int kern_q8_pack(const struct kern_conv *c, struct kern_q8 *q);
 void kern_q8_free(struct kern_q8 *q);
-/* kern_gemm_bias for a convolution with c->q8 set (kdim == c->q8->k). */
-void kern_gemm_q8(const struct kern_conv *c, const float *a, int m, const float *skip, float *out);
+/* kern_gemm_bias for a convolution with c->q8 set (kdim == c->q8->k); out
+ * is float, or fp16 if c->out_f16. */
+void kern_gemm_q8(const struct kern_conv *c, const float *a, int m, const float *skip, void *out);
+/* Codes per unit of a `nonneg` (ReLU6) input: x in [0, 6] codes as
+ * round(x * KERN_Q8_RELU6_INV) in [0, 255]. */
+#define KERN_Q8_RELU6_INV 42.5f
+/* The same from inputs already coded so (codes[m][k], k == c->q8->k, and
+ * c->q8->nonneg): what a depthwise layer feeding an int8 1x1 writes. */
+void kern_gemm_q8_codes(const struct kern_conv *c, const unsigned char *codes, int m,
+                        const float *skip, void *out);
+
+/* The depthwise 3x3 of a fused int8 block in fp16 (kernels_dw16.c), for
+ * CPUs with AVX512-FP16: reads the expand's fp16 output rows, writes the
+ * project's uint8 codes (kern_gemm_q8_codes). kern_dw16_pack returns the
+ * 9 * cout weights and cout biases, scaled to code units, as 10 * cout
+ * halves (free()), or NULL without memory; kern_dw16_row computes one
+ * output row, rows[ky] being the input row under kernel row ky or NULL for
+ * padding. */
+int kern_f16_supported(void);
+unsigned short *kern_dw16_pack(const struct kern_conv *d);
+void kern_dw16_row(const struct kern_conv *d, const unsigned short *const rows[3],
+                   const unsigned short *wb, unsigned char *codes);
 
 /* dst[i] = w * src[i] (first) or dst[i] += w * src[i]: the vertical pass of
  * the image resampler, on whole uint8 rows. */

@@ -5,6 +5,7 @@
 #pragma GCC optimize("O3", "fp-contract=fast")
 
 #include <immintrin.h>
+#include <math.h>
 #include <stddef.h>
 #include <string.h>
 
@@ -155,11 +156,23 @@ dw3_acc(const float *const rows[3], ptrdiff_t ix, const v16 w[9], v16 b, int ch,
     return acc;
 }
 
-AVX512 static inline __attribute__((always_inline)) void
-dw3_store(const struct kern_conv *c, v16 acc, int ox, int c0, float *out, const float *skip)
+/* With `q`, the output is uint8 codes for an int8 1x1 (ReLU6 range,
+ * kern_gemm_q8_codes) at `out` read as bytes, instead of floats. */
+AVX512 static inline __attribute__((always_inline)) void dw3_store(const struct kern_conv *c,
+                                                                   v16 acc, int ox, int c0,
+                                                                   float *out, const float *skip,
+                                                                   const int q)
 {
     v16 zero = {0}, six = zero + 6.0f;
     size_t off = (size_t)ox * c->cout + c0;
+    if (q) {
+        acc = (v16)_mm512_min_ps(_mm512_max_ps((__m512)acc, (__m512)zero), (__m512)six);
+        __m512i codes =
+            _mm512_cvtps_epi32(_mm512_mul_ps((__m512)acc, _mm512_set1_ps(KERN_Q8_RELU6_INV)));
+        _mm_storeu_si128((__m128i *)(void *)((unsigned char *)out + off),
+                         _mm512_cvtusepi32_epi8(codes));
+        return;
+    }
     if (c->relu6)
         acc = (v16)_mm512_min_ps(_mm512_max_ps((__m512)acc, (__m512)zero), (__m512)six);
     if (skip)
@@ -174,7 +187,8 @@ dw3_store(const struct kern_conv *c, v16 acc, int ox, int c0, float *out, const 
  * registers while the row is swept. */
 AVX512 static inline __attribute__((always_inline)) void
 dw3_interior_rows(const struct kern_conv *c, const float *const rows[3], int lo, int hi, int left,
-                  int right, float *out, const float *skip, const int ky0, const int ky1)
+                  int right, float *out, const float *skip, const int ky0, const int ky1,
+                  const int q)
 {
     int ch = c->cout;
     for (int c0 = 0; c0 < ch; c0 += 16) {
@@ -183,15 +197,15 @@ dw3_interior_rows(const struct kern_conv *c, const float *const rows[3], int lo,
             w[t] = ld16(c->w + (size_t)t * ch + c0);
         for (int ox = lo; ox <= hi; ox++) {
             ptrdiff_t ix = (ptrdiff_t)(ox * c->stride - c->pad_left) * ch + c0;
-            dw3_store(c, dw3_acc(rows, ix, w, b, ch, ky0, ky1, 0, 3), ox, c0, out, skip);
+            dw3_store(c, dw3_acc(rows, ix, w, b, ch, ky0, ky1, 0, 3), ox, c0, out, skip, q);
         }
         if (left) {
             ptrdiff_t ix = (ptrdiff_t)((lo - 1) * c->stride - c->pad_left) * ch + c0;
-            dw3_store(c, dw3_acc(rows, ix, w, b, ch, ky0, ky1, 1, 3), lo - 1, c0, out, skip);
+            dw3_store(c, dw3_acc(rows, ix, w, b, ch, ky0, ky1, 1, 3), lo - 1, c0, out, skip, q);
         }
         if (right) {
             ptrdiff_t ix = (ptrdiff_t)((hi + 1) * c->stride - c->pad_left) * ch + c0;
-            dw3_store(c, dw3_acc(rows, ix, w, b, ch, ky0, ky1, 0, 2), hi + 1, c0, out, skip);
+            dw3_store(c, dw3_acc(rows, ix, w, b, ch, ky0, ky1, 0, 2), hi + 1, c0, out, skip, q);
         }
     }
 }
@@ -199,25 +213,36 @@ dw3_interior_rows(const struct kern_conv *c, const float *const rows[3], int lo,
 /* Top and bottom output rows, and the left and right edge pixels, whose
  * padding sent them to the per-pixel fallback (most of the 7x7 and 14x14
  * layers' pixels), run here too. */
-AVX512 static void dw3_interior(const struct kern_conv *c, const float *const rows[3], int lo,
-                                int hi, int left, int right, float *out, const float *skip)
+AVX512 static inline __attribute__((always_inline)) void
+dw3_interior_q(const struct kern_conv *c, const float *const rows[3], int lo, int hi, int left,
+               int right, float *out, const float *skip, const int q)
 {
     int top = rows[0] != NULL, bottom = rows[2] != NULL;
     if (top && bottom)
-        dw3_interior_rows(c, rows, lo, hi, left, right, out, skip, 0, 3);
+        dw3_interior_rows(c, rows, lo, hi, left, right, out, skip, 0, 3, q);
     else if (bottom)
-        dw3_interior_rows(c, rows, lo, hi, left, right, out, skip, 1, 3);
+        dw3_interior_rows(c, rows, lo, hi, left, right, out, skip, 1, 3, q);
     else if (top)
-        dw3_interior_rows(c, rows, lo, hi, left, right, out, skip, 0, 2);
+        dw3_interior_rows(c, rows, lo, hi, left, right, out, skip, 0, 2, q);
     else
-        dw3_interior_rows(c, rows, lo, hi, left, right, out, skip, 1, 2);
+        dw3_interior_rows(c, rows, lo, hi, left, right, out, skip, 1, 2, q);
+}
+
+AVX512 static void dw3_interior(const struct kern_conv *c, const float *const rows[3], int lo,
+                                int hi, int left, int right, float *out, const float *skip, int q)
+{
+    if (q)
+        dw3_interior_q(c, rows, lo, hi, left, right, out, skip, 1);
+    else
+        dw3_interior_q(c, rows, lo, hi, left, right, out, skip, 0);
 }
 
 /* One output row of a depthwise 3x3. rows[ky] is the input row under kernel
  * row ky, or NULL where that row is padding; out and skip point at the
- * output (and residual) row. */
+ * output (and residual) row. With `codes` (a ReLU6 layer without skip), the
+ * row goes there as uint8 codes for kern_gemm_q8_codes instead. */
 static void dw3_row(const struct kern_conv *c, const float *const rows[3], float *out,
-                    const float *skip)
+                    const float *skip, unsigned char *codes)
 {
     int ch = c->cout, lo = 0, hi = -1, left = 0, right = 0;
     if (!c->portable && rows[1] && ch % 16 == 0 && c->in_w - 3 + c->pad_left >= 0 &&
@@ -229,7 +254,8 @@ static void dw3_row(const struct kern_conv *c, const float *const rows[3], float
             int rx = (hi + 1) * c->stride - c->pad_left; /* right edge's kx = 0 column */
             left = lo == 1 && c->pad_left == 1 && c->in_w >= 2;
             right = hi + 1 == c->out_w - 1 && rx >= 0 && rx + 1 < c->in_w && rx + 2 >= c->in_w;
-            dw3_interior(c, rows, lo, hi, left, right, out, skip);
+            dw3_interior(c, rows, lo, hi, left, right, codes ? (float *)(void *)codes : out, skip,
+                         codes != NULL);
         }
     }
     for (int ox = 0; ox < c->out_w; ox++) {
@@ -242,8 +268,15 @@ static void dw3_row(const struct kern_conv *c, const float *const rows[3], float
                 int inside = rows[ky] && ix >= 0 && ix < c->in_w;
                 taps[ky * 3 + kx] = inside ? rows[ky] + (size_t)ix * ch : dw_zeros;
             }
-        dw9_pixel(ch, taps, c->w, c->b, c->relu6, skip ? skip + (size_t)ox * ch : NULL,
-                  out + (size_t)ox * ch);
+        if (!codes) {
+            dw9_pixel(ch, taps, c->w, c->b, c->relu6, skip ? skip + (size_t)ox * ch : NULL,
+                      out + (size_t)ox * ch);
+            continue;
+        }
+        float px[DW_MAX_CH];
+        dw9_pixel(ch, taps, c->w, c->b, 1, NULL, px);
+        for (int i = 0; i < ch; i++)
+            codes[(size_t)ox * ch + i] = (unsigned char)lrintf(px[i] * KERN_Q8_RELU6_INV);
     }
 }
 
@@ -269,7 +302,7 @@ void kern_dw_fast(const struct kern_conv *c, const float *in, float *out)
     for (int oy = 0; oy < c->out_h; oy++) {
         const float *rows[3];
         dw3_rows(c, oy, in, 0, rows);
-        dw3_row(c, rows, out + oy * out_row, c->skip ? c->skip + oy * out_row : NULL);
+        dw3_row(c, rows, out + oy * out_row, c->skip ? c->skip + oy * out_row : NULL, NULL);
     }
 }
 
@@ -315,10 +348,14 @@ size_t kern_block_fast_scratch(const struct kern_conv *e, const struct kern_conv
 
 /* Output rows [oy0, oy1) of a convolution without a residual, `in` being
  * the whole input: 1x1 directly, others through im2col of just those rows. */
-static void conv_rows(const struct kern_conv *c, const float *in, int oy0, int oy1, float *out,
+static void conv_rows(const struct kern_conv *c, const float *in, int oy0, int oy1, void *out,
                       float *col)
 {
     int m = (oy1 - oy0) * c->out_w;
+    if (c->out_f16 && c->q8) { /* fp16 output: the int8 1x1 or the stem */
+        kern_gemm_q8(c, in + (size_t)oy0 * c->in_w * c->cin, m, NULL, out);
+        return;
+    }
     if (c->k == 1 && c->stride == 1) {
         kern_gemm_bias(c, in + (size_t)oy0 * c->in_w * c->cin, m, c->cin, NULL, out);
         return;
@@ -331,6 +368,17 @@ static void conv_rows(const struct kern_conv *c, const float *in, int oy0, int o
     kern_gemm_bias(c, col, m, c->k * c->k * c->cin, NULL, out);
 }
 
+/* The input rows under output row oy of a depthwise 3x3 over fp16 rows. */
+static void dw16_rows(const struct kern_conv *c, int oy, const unsigned short *base, int first,
+                      const unsigned short *rows[3])
+{
+    size_t row = (size_t)c->in_w * c->cin;
+    for (int ky = 0; ky < 3; ky++) {
+        int iy = oy * c->stride + ky - c->pad_top;
+        rows[ky] = iy >= 0 && iy < c->in_h ? base + (size_t)(iy - first) * row : NULL;
+    }
+}
+
 void kern_block_fast(const struct kern_conv *e, const struct kern_conv *d,
                      const struct kern_conv *p, const float *in, float *out, float *scratch)
 {
@@ -340,6 +388,22 @@ void kern_block_fast(const struct kern_conv *e, const struct kern_conv *d,
     float *ebuf = scratch;                            /* expanded rows [e_lo, e_hi) */
     float *dbuf = ebuf + block_erows(d) * e_row;      /* depthwise output of one band */
     float *col = dbuf + (size_t)band * d->out_w * ch; /* im2col of a k > 1 expand */
+    /* An int8 project with ReLU6 inputs: the depthwise writes its codes
+     * (into dbuf's space), skipping a float round trip and a quantisation
+     * pass. With d->w16 the expand writes fp16 and the depthwise runs in
+     * fp16 (kernels_dw16.c): half the bytes, twice the lanes. */
+    unsigned char *codes = NULL;
+    if (p->q8 && p->q8->nonneg && d->relu6 && !d->skip)
+        codes = (unsigned char *)(void *)dbuf;
+    struct kern_conv ef = *e;
+    const unsigned short *wb = NULL;
+    if (codes && d->w16 && d->k == 3 &&
+        ((e->q8 && e->k == 1 && e->stride == 1) || kern_stem_eligible(e))) {
+        ef.out_f16 = 1;
+        wb = d->w16;
+    }
+    size_t esz = wb ? sizeof(unsigned short) : sizeof(float);
+    char *ebytes = (char *)ebuf;
     int e_lo = 0, e_hi = 0;
     for (int o0 = 0; o0 < d->out_h; o0 += band) {
         int o1 = o0 + band < d->out_h ? o0 + band : d->out_h;
@@ -350,23 +414,34 @@ void kern_block_fast(const struct kern_conv *e, const struct kern_conv *d,
         /* Keep the rows this band shares with the previous one. */
         if (e_hi > lo) {
             int from = lo > e_lo ? lo : e_lo;
-            memmove(ebuf, ebuf + (size_t)(from - e_lo) * e_row,
-                    sizeof(float) * (size_t)(e_hi - from) * e_row);
+            memmove(ebytes, ebytes + (size_t)(from - e_lo) * e_row * esz,
+                    esz * (size_t)(e_hi - from) * e_row);
             e_lo = from;
         } else {
             e_lo = e_hi = lo;
         }
         if (hi > e_hi) {
-            conv_rows(e, in, e_hi, hi, ebuf + (size_t)(e_hi - e_lo) * e_row, col);
+            conv_rows(&ef, in, e_hi, hi, ebytes + (size_t)(e_hi - e_lo) * e_row * esz, col);
             e_hi = hi;
         }
         for (int oy = o0; oy < o1; oy++) {
+            size_t row = (size_t)(oy - o0) * d->out_w * ch;
+            if (wb) {
+                const unsigned short *rows16[3];
+                dw16_rows(d, oy, (const unsigned short *)(void *)ebuf, e_lo, rows16);
+                kern_dw16_row(d, rows16, wb, codes + row);
+                continue;
+            }
             const float *rows[3];
             dw3_rows(d, oy, ebuf, e_lo, rows);
-            dw3_row(d, rows, dbuf + (size_t)(oy - o0) * d->out_w * ch, NULL);
+            dw3_row(d, rows, dbuf + row, NULL, codes ? codes + row : NULL);
         }
         size_t off = (size_t)o0 * p->out_w * p->cout;
-        kern_gemm_bias(p, dbuf, (o1 - o0) * p->out_w, p->cin, p->skip ? p->skip + off : NULL,
-                       out + off);
+        if (codes)
+            kern_gemm_q8_codes(p, codes, (o1 - o0) * p->out_w, p->skip ? p->skip + off : NULL,
+                               out + off);
+        else
+            kern_gemm_bias(p, dbuf, (o1 - o0) * p->out_w, p->cin, p->skip ? p->skip + off : NULL,
+                           out + off);
     }
 }

@@ -19,7 +19,12 @@
  *   out[p][c] = sa_p * scale * (acc[p][c] - za_p * bsum[c])
  *             + sa_p * off * (rowsum_p - za_p * K) + bias[c]
  *
- * with acc = sum_k qa[p][k] * (q[k][c] - 128), x = sa_p * (qa - za_p). */
+ * with acc = sum_k qa[p][k] * (q[k][c] - 128), x = sa_p * (qa - za_p).
+ *
+ * Exception: a project whose inputs are ReLU6 outputs codes them on the
+ * fixed range [0, 6] (sa = 6 / 255, za = 0), so in a fused block the
+ * depthwise writes those codes itself (kern_gemm_q8_codes) and the floats
+ * between the two never exist. */
 #pragma GCC optimize("O3")
 
 #include <immintrin.h>
@@ -30,7 +35,7 @@
 
 #include "index/kernels.h"
 
-#define Q8 __attribute__((target("avx512f,avx512bw,avx512vnni,fma")))
+#define Q8 __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,fma")))
 #define INLINE static inline __attribute__((always_inline))
 
 #define PANEL_V 4 /* 16-channel vectors per weight panel at most: 4 zmm per row */
@@ -63,7 +68,7 @@ static void panel_at(int cpad, int p, int *co, int *width)
 int kern_q8_supported(void)
 {
     return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-           __builtin_cpu_supports("avx512vnni");
+           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
 }
 
 /* Below 24 input channels the per-row quantisation and the int32 -> float
@@ -186,7 +191,7 @@ Q8 INLINE __m512 red16(const int kind, __m512 *v)
 
 /* Per-row range [min(x,0), max(x,0)] of up to 16 rows of k floats (rows
  * past m count as zeros). */
-Q8 INLINE void row_range_of(const int nonneg, const float *a, int k, int m, __m512 *lo, __m512 *hi)
+Q8 static void row_range(const float *a, int k, int m, __m512 *lo, __m512 *hi)
 {
     __m512 mn[16], mx[16];
     int tail = k % 16;
@@ -203,17 +208,7 @@ Q8 INLINE void row_range_of(const int nonneg, const float *a, int k, int m, __m5
         mx[red_slot(r)] = vmx;
     }
     *hi = red16(RED_MAX, mx);
-    *lo = nonneg ? _mm512_setzero_ps() : red16(RED_MIN, mn);
-}
-
-/* nonneg a constant in each copy: ReLU6 inputs skip the minimum's work
- * (measured: quantisation of 192-channel ReLU6 rows 38 -> 30 ns a row). */
-Q8 static void row_range(const float *a, int k, int m, int nonneg, __m512 *lo, __m512 *hi)
-{
-    if (nonneg)
-        row_range_of(1, a, k, m, lo, hi);
-    else
-        row_range_of(0, a, k, m, lo, hi);
+    *lo = red16(RED_MIN, mn);
 }
 
 /* Codes of one row of k floats: round(x * inv + z). Returns the lane sums
@@ -242,8 +237,11 @@ Q8 static __m512 quant_row(const float *x, int k, float inv, float z, unsigned c
 
 /* Per-row quantisation of m rows of k floats to uint8: range [min(x,0),
  * max(x,0)] over 255 steps, zero point rounded to an integer (exact zero, so
- * ReLU outputs' zeros cost nothing); `nonneg` rows (ReLU6 outputs) skip the
- * minimum. Writes the codes and the row's epilogue constants for weights
+ * ReLU outputs' zeros cost nothing); `nonneg` rows (ReLU6 outputs) use the
+ * fixed range [0, 6] (KERN_Q8_RELU6_INV codes per unit), so no range search,
+ * and a depthwise layer can write the codes itself (kern_gemm_q8_codes).
+ * Measured against per-row ranges: golden cosine to float 0.99980-0.99984 ->
+ * 0.99958-0.99976. Writes the codes and the row's epilogue constants for weights
  * w = scale * (q - 128) + off. The `off` term takes the sum of the codes,
  * not of the floats: `off` is the grid's middle, not the weights' mean, and
  * the exact float sum leaves each row's rounding errors times (w - off)
@@ -254,8 +252,9 @@ Q8 static void quant_rows(const struct kern_q8 *q, const float *a, int m, unsign
     int k = q->k;
     for (int r0 = 0; r0 < m; r0 += 16) {
         int n = m - r0 < 16 ? m - r0 : 16;
-        __m512 lo, hi, sums[16];
-        row_range(a + (size_t)r0 * k, k, n, q->nonneg, &lo, &hi);
+        __m512 lo = _mm512_setzero_ps(), hi = _mm512_set1_ps(255.0f / KERN_Q8_RELU6_INV), sums[16];
+        if (!q->nonneg)
+            row_range(a + (size_t)r0 * k, k, n, &lo, &hi);
         __m512 range = _mm512_sub_ps(hi, lo);
         __mmask16 live = _mm512_cmp_ps_mask(range, _mm512_set1_ps(1e-30f), _CMP_GT_OQ);
         __m512 inv = _mm512_maskz_div_ps(live, _mm512_set1_ps(255.0f), range);
@@ -297,9 +296,9 @@ Q8 INLINE __m512i dpbusd(__m512i acc, __m512i u8, __m512i s8)
  * 48 -> 24 29 -> 21; same results). */
 Q8 INLINE void epilogue(const int mr, const int nv, const struct kern_conv *c,
                         const struct rows_q *rq, __m512i acc[][4], int co, const float *skip,
-                        float *out)
+                        void *out)
 {
-    const int relu6 = c->relu6, cout = c->q8->cout;
+    const int relu6 = c->relu6, cout = c->q8->cout, f16 = c->out_f16;
     float al[TILE_M_NARROW], ga[TILE_M_NARROW], be[TILE_M_NARROW];
     __m512 bias[4], bs[4];
     __mmask16 msk[4];
@@ -325,7 +324,11 @@ Q8 INLINE void epilogue(const int mr, const int nv, const struct kern_conv *c,
             size_t off = (size_t)i * cout + co + 16 * j;
             if (skip)
                 v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(msk[j], skip + off));
-            _mm512_mask_storeu_ps(out + off, msk[j], v);
+            if (f16)
+                _mm256_mask_storeu_epi16((unsigned short *)out + off, msk[j],
+                                         _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT));
+            else
+                _mm512_mask_storeu_ps((float *)out + off, msk[j], v);
         }
     }
 }
@@ -334,7 +337,7 @@ Q8 INLINE void epilogue(const int mr, const int nv, const struct kern_conv *c,
  * constants at every call site, so the loops unroll and the accumulators
  * stay in registers. */
 Q8 INLINE void tile(const int mr, const int nv, const struct kern_conv *c, const struct rows_q *rq,
-                    const signed char *panel, int width, int co, const float *skip, float *out)
+                    const signed char *panel, int width, int co, const float *skip, void *out)
 {
     const struct kern_q8 *q = c->q8;
     const int k = q->k;
@@ -366,7 +369,7 @@ Q8 INLINE void tile(const int mr, const int nv, const struct kern_conv *c, const
 
 Q8 static void tile_dispatch(int mr, int nv, const struct kern_conv *c, const struct rows_q *rq,
                              const signed char *panel, int width, int co, const float *skip,
-                             float *out)
+                             void *out)
 {
     switch (mr * 8 + nv) {
         TILE_ROW(1)
@@ -386,11 +389,39 @@ Q8 static void tile_dispatch(int mr, int nv, const struct kern_conv *c, const st
     }
 }
 
-/* Rows in chunks (quantised once each), panels outside, row tiles inside:
- * a panel (k x 64 bytes) stays in L1/L2 while the chunk's tiles stream over
- * it. */
-Q8 void kern_gemm_q8(const struct kern_conv *c, const float *a, int m, const float *skip,
-                     float *out)
+/* Row `row` of the output: floats, or fp16 if c->out_f16. */
+static void *out_row(const struct kern_conv *c, void *out, int row)
+{
+    size_t esz = c->out_f16 ? sizeof(unsigned short) : sizeof(float);
+    return (char *)out + (size_t)row * c->cout * esz;
+}
+
+/* The tiles of `rows` rows of codes against every panel: a panel (k x 64
+ * bytes) stays in L1/L2 while the rows' tiles stream over it. */
+Q8 static void gemm_rows(const struct kern_conv *c, const unsigned char *codes, int rows,
+                         const float *alpha, const float *gamma, const float *beta,
+                         const float *skip, void *out)
+{
+    const struct kern_q8 *q = c->q8;
+    int k = q->k;
+    for (int pi = 0; pi < panel_count(q->cpad); pi++) {
+        int co, width;
+        panel_at(q->cpad, pi, &co, &width);
+        const signed char *panel = q->w + (size_t)co * k;
+        int mt = width <= 32 ? TILE_M_NARROW : TILE_M;
+        for (int p = 0; p < rows; p += mt) {
+            int mr = rows - p < mt ? rows - p : mt;
+            struct rows_q rq = {codes + (size_t)p * k, alpha + p, gamma + p, beta + p};
+            size_t off = (size_t)p * q->cout;
+            tile_dispatch(mr, width / 16, c, &rq, panel, width, co, skip ? skip + off : NULL,
+                          out_row(c, out, p));
+        }
+    }
+}
+
+/* Rows in chunks, each quantised once (the codes stay in L1/L2), then
+ * multiplied. */
+Q8 void kern_gemm_q8(const struct kern_conv *c, const float *a, int m, const float *skip, void *out)
 {
     const struct kern_q8 *q = c->q8;
     int k = q->k;
@@ -400,19 +431,45 @@ Q8 void kern_gemm_q8(const struct kern_conv *c, const float *a, int m, const flo
     chunk = chunk < CHUNK ? chunk : CHUNK;
     for (int p0 = 0; p0 < m; p0 += chunk) {
         int rows = m - p0 < chunk ? m - p0 : chunk;
+        size_t off = (size_t)p0 * q->cout;
         quant_rows(q, a + (size_t)p0 * k, rows, codes, alpha, gamma, beta);
-        for (int pi = 0; pi < panel_count(q->cpad); pi++) {
-            int co, width;
-            panel_at(q->cpad, pi, &co, &width);
-            const signed char *panel = q->w + (size_t)co * k;
-            int mt = width <= 32 ? TILE_M_NARROW : TILE_M;
-            for (int p = 0; p < rows; p += mt) {
-                int mr = rows - p < mt ? rows - p : mt;
-                struct rows_q rq = {codes + (size_t)p * k, alpha + p, gamma + p, beta + p};
-                size_t off = (size_t)(p0 + p) * q->cout;
-                tile_dispatch(mr, width / 16, c, &rq, panel, width, co, skip ? skip + off : NULL,
-                              out + off);
-            }
+        gemm_rows(c, codes, rows, alpha, gamma, beta, skip ? skip + off : NULL,
+                  out_row(c, out, p0));
+    }
+}
+
+/* Sum of each row's k codes (vpsadbw: 8 bytes to one 64-bit lane). */
+Q8 static float code_sum(const unsigned char *x, int k)
+{
+    __m512i s = _mm512_setzero_si512(), zero = s;
+    int i = 0;
+    for (; i + 64 <= k; i += 64)
+        s = _mm512_add_epi64(s, _mm512_sad_epu8(_mm512_loadu_si512(x + i), zero));
+    if (i < k) {
+        __mmask64 tail = (__mmask64)(~0ull >> (64 - (k - i)));
+        s = _mm512_add_epi64(s, _mm512_sad_epu8(_mm512_maskz_loadu_epi8(tail, x + i), zero));
+    }
+    return (float)_mm512_reduce_add_epi64(s);
+}
+
+Q8 void kern_gemm_q8_codes(const struct kern_conv *c, const unsigned char *codes, int m,
+                           const float *skip, void *out)
+{
+    const struct kern_q8 *q = c->q8;
+    int k = q->k;
+    float alpha[CHUNK], gamma[CHUNK], beta[CHUNK];
+    /* The constants quant_rows gives a [0, 6] row: z = 0. */
+    float sa = 255.0f / KERN_Q8_RELU6_INV / 255.0f;
+    float al = sa * q->scale, bo = sa * q->off;
+    for (int p0 = 0; p0 < m; p0 += CHUNK) {
+        int rows = m - p0 < CHUNK ? m - p0 : CHUNK;
+        const unsigned char *x = codes + (size_t)p0 * k;
+        for (int r = 0; r < rows; r++) {
+            alpha[r] = al;
+            gamma[r] = 0.0f;
+            beta[r] = bo * code_sum(x + (size_t)r * k, k);
         }
+        size_t off = (size_t)p0 * q->cout;
+        gemm_rows(c, x, rows, alpha, gamma, beta, skip ? skip + off : NULL, out_row(c, out, p0));
     }
 }

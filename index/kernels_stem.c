@@ -44,7 +44,7 @@ static void padded_row(const struct kern_conv *c, const float *in, int iy, float
  * mr and nv are constants at each call site, so the accumulators stay in
  * registers. */
 AVX512 INLINE void stem_tile(const int mr, const int nv, const struct kern_conv *c,
-                             const float *const rows[STEM_K], int ox0, float *out)
+                             const float *const rows[STEM_K], int ox0, void *out)
 {
     __m512 acc[STEM_TILE][STEM_MAX_VEC];
     for (int j = 0; j < nv; j++) {
@@ -72,12 +72,17 @@ AVX512 INLINE void stem_tile(const int mr, const int nv, const struct kern_conv 
             __m512 v = acc[p][j];
             if (c->relu6)
                 v = _mm512_min_ps(_mm512_max_ps(v, zero), six);
-            _mm512_storeu_ps(out + (size_t)(ox0 + p) * c->cout + 16 * j, v);
+            size_t off = (size_t)(ox0 + p) * c->cout + 16 * j;
+            if (c->out_f16)
+                _mm256_storeu_si256((__m256i *)(void *)((unsigned short *)out + off),
+                                    _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT));
+            else
+                _mm512_storeu_ps((float *)out + off, v);
         }
 }
 
 AVX512 INLINE void stem_tile_nv(const int mr, int nv, const struct kern_conv *c,
-                                const float *const rows[STEM_K], int ox0, float *out)
+                                const float *const rows[STEM_K], int ox0, void *out)
 {
     switch (nv) {
     case 1:
@@ -95,7 +100,7 @@ AVX512 INLINE void stem_tile_nv(const int mr, int nv, const struct kern_conv *c,
     }
 }
 
-AVX512 static void stem_row(const struct kern_conv *c, const float *const rows[STEM_K], float *out)
+AVX512 static void stem_row(const struct kern_conv *c, const float *const rows[STEM_K], void *out)
 {
     int nv = c->cout / 16, ox = 0;
     for (; ox + STEM_TILE <= c->out_w; ox += STEM_TILE)
@@ -104,8 +109,9 @@ AVX512 static void stem_row(const struct kern_conv *c, const float *const rows[S
         stem_tile_nv(1, nv, c, rows, ox, out);
 }
 
-void kern_stem_rows(const struct kern_conv *c, const float *in, int oy0, int oy1, float *out)
+void kern_stem_rows(const struct kern_conv *c, const float *in, int oy0, int oy1, void *out)
 {
+    size_t esz = c->out_f16 ? sizeof(unsigned short) : sizeof(float);
     float buf[STEM_K][STEM_MAX_ROW];
     for (int oy = oy0; oy < oy1; oy++) {
         const float *rows[STEM_K];
@@ -113,6 +119,6 @@ void kern_stem_rows(const struct kern_conv *c, const float *in, int oy0, int oy1
             padded_row(c, in, oy * c->stride + ky - c->pad_top, buf[ky]);
             rows[ky] = buf[ky];
         }
-        stem_row(c, rows, out + (size_t)(oy - oy0) * c->out_w * c->cout);
+        stem_row(c, rows, (char *)out + (size_t)(oy - oy0) * c->out_w * c->cout * esz);
     }
 }

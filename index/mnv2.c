@@ -8,6 +8,7 @@
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -247,8 +248,11 @@ fail:
 
 static void free_int8(struct mnv2 *net)
 {
-    for (int li = 0; li < net->nlayers; li++)
+    for (int li = 0; li < net->nlayers; li++) {
         kern_q8_free(&net->layers[li].q8);
+        free(net->layers[li].w16);
+        net->layers[li].w16 = NULL;
+    }
 }
 
 int mnv2_prepare_int8(struct mnv2 *net)
@@ -266,6 +270,16 @@ int mnv2_prepare_int8(struct mnv2 *net)
         /* The input is the previous layer's output: ReLU6'd unless a skip is
          * added after the clamp. */
         l->q8.nonneg = li > 0 && l[-1].conv.relu6 && !l[-1].add_skip;
+    }
+    /* fp16 depthwise: the layers between an expand and an int8 project. */
+    for (int li = 1; kern_f16_supported() && li + 1 < net->nlayers; li++) {
+        struct mnv2_layer *l = &net->layers[li];
+        if (l->op != MNV2_DWCONV || l->conv.k != 3 || !l->conv.relu6 || !l[1].q8.mem || l->w16)
+            continue;
+        if (!(l->w16 = kern_dw16_pack(&l->conv))) {
+            free_int8(net);
+            return -1;
+        }
     }
     return 0;
 }
@@ -334,6 +348,7 @@ void mnv2_forward(const struct mnv2 *net, const float *input, enum mnv2_path pat
             p.q8 = int8 && l[2].q8.mem ? &l[2].q8 : NULL;
             struct kern_conv d = l[1].conv;
             d.portable = c.portable;
+            d.w16 = int8 ? l[1].w16 : NULL;
             kern_block_fast(&c, &d, &p, buf[cur], buf[out], col);
             if (l[2].add_skip)
                 skip = -1;

@@ -17,7 +17,8 @@ struct mnv2_layer {
     int save_input; /* this layer's input is the skip of a later add */
     int add_skip;   /* add the saved input to this layer's output */
     struct kern_conv conv;
-    struct kern_q8 q8; /* int8 weights (mnv2_prepare_int8), q8.mem NULL if none */
+    struct kern_q8 q8;   /* int8 weights (mnv2_prepare_int8), q8.mem NULL if none */
+    unsigned short *w16; /* depthwise: fp16 weights for MNV2_INT8 (mnv2_prepare_int8) or NULL */
 };
 
 struct mnv2 {
@@ -47,8 +48,10 @@ enum mnv2_path {
     MNV2_INT8,      /* MNV2_FAST with the 1x1 convolutions in int8 (after mnv2_prepare_int8) */
 };
 
-/* Requantises the 1x1 convolutions' weights to int8 for MNV2_INT8 (the stem,
- * depthwise and everything between layers stay float). Returns 0; -1 if the
+/* Requantises the 1x1 convolutions' weights to int8 for MNV2_INT8 (the stem
+ * and the tensors between blocks stay float; inside a fused block, on CPUs
+ * with AVX512-FP16, the expand writes fp16 and the depthwise runs in fp16,
+ * writing the project's codes). Returns 0; -1 if the
  * CPU lacks AVX-512 VNNI or memory runs out (nothing is kept then, and
  * MNV2_INT8 runs as MNV2_FAST). mnv2_unload frees the weights. */
 int mnv2_prepare_int8(struct mnv2 *net);
