@@ -101,7 +101,7 @@ def run_dump(tool, root, name, paths, args, procs=2, log=print):
 
 
 # The rows --with-artwork runs (the photo run decides; these show whether artwork agrees).
-SHORT = ("today: ", "base+c6@224+lo@96+grey@112; q: c7@224, grey@112, full@96 if small",
+SHORT = ("today: ", "base+c6@224+lo@96+grey@112; q: c7@224, grey@112, full@96 if",
          "base+c6@192+lo@96+grey@112; q: c7@176, grey@112, full@96 if small",
          "base+c6@176+lo@96+grey@112; q: c7@160, grey@112, full@96 if small",
          "base+c6@160+lo@96+grey@112; q: c7@160, grey@112, full@96 if small",
@@ -125,6 +125,11 @@ def all_configs():
             out.append((f"base+c6@224+lo@{lo}+grey@{g}; q: c7@224, grey@{g}, full@{lo} if small",
                         [("full@224", ["base", "c6@224"]), ("c7@224", ["base", "c6@224"]),
                          (f"grey@{g}", [f"grey@{g}"]), (f"full@{lo}", [f"lo@{lo}"], "small")]))
+    # the 96 px query view only under 200 px: downscale queries (<= 205 px from the 1024 px
+    # originals) keep it, crop35 queries of the 480x360 scratch photos (216 px) no longer do
+    out.append(("base+c6@224+lo@96+grey@112; q: c7@224, grey@112, full@96 if under 200 px",
+                [("full@224", ["base", "c6@224"]), ("c7@224", ["base", "c6@224"]),
+                 ("grey@112", ["grey@112"]), ("full@96", ["lo@96"], "small200")]))
     # the centre window at a lower side (or a smaller window at the same pixel scale)
     for c in ("c6@192", "c6@176", "c6@160", "w5@187", "w45@168"):
         for q7 in (224, 176, 160):
@@ -157,7 +162,7 @@ def all_configs():
 
 
 class Scorer:
-    def __init__(self, db, n_orig, q_small):
+    def __init__(self, db, n_orig, q_side):
         groups = np.array([r["group"] for r in db])
         self.n_orig, self.n_db, self.T = n_orig, len(db), len(TRANSFORMS)
         self.sib = np.zeros((n_orig, self.n_db), bool)
@@ -165,7 +170,7 @@ class Scorer:
             self.sib[i] = (groups == groups[i]) & (np.arange(self.n_db) != i)
         self.q_orig = np.repeat(np.arange(n_orig), self.T)
         self.q_t = np.tile(np.arange(self.T), n_orig)
-        self.small = q_small
+        self.qside = q_side
         self.cache = {}
 
     def search(self, D, Q, qcost, steps):
@@ -175,8 +180,8 @@ class Scorer:
         for i, st in enumerate(steps):
             qv, kinds = st[0], st[1]
             act = np.ones(nq, bool) if i == 0 else best.max(1) < BELOW
-            if len(st) > 2 and st[2] == "small":
-                act &= self.small
+            if len(st) > 2:  # "small": a query whose shorter side is under 224 (or N: "small200")
+                act &= self.qside < int(st[2][5:] or 224)
             if not act.any():
                 continue
             passes[act] += qcost[qv]
@@ -209,7 +214,7 @@ def main(args):
     originals, distractors = photos.prepare(cache, print, artwork=args.with_artwork)
     db = originals + distractors
     db_paths = [os.path.join(cache, r.get("dir", "prepared"), r["id"] + ".jpg") for r in db]
-    q_paths, q_small = [], []
+    q_paths, q_side = [], []
     for rec in originals:
         img = None
         for t in TRANSFORMS:
@@ -220,7 +225,7 @@ def main(args):
                 open(f + ".tmp", "wb").write(transforms.apply(t, img, rec["id"]))
                 os.replace(f + ".tmp", f)
             q_paths.append(f)
-            q_small.append(min(Image.open(f).size) < 224)
+            q_side.append(min(Image.open(f).size))
     tool = build_tool(root)
     load0 = harness.machine_line()
     cfgs = configs(short=args.with_artwork)
@@ -237,7 +242,7 @@ def main(args):
     Q = {k: run_dump(tool, root, "q" + tag + "_" + k.replace("@", "_"), q_paths, qspec[k][0])
          for k in sorted(need_q)}
     qcost = {k: v[1] for k, v in qspec.items()}
-    sc = Scorer(db, len(originals), np.array(q_small))
+    sc = Scorer(db, len(originals), np.array(q_side))
     rows = []
     for name, steps in cfgs:
         S, passes = sc.search(D, Q, qcost, steps)
