@@ -217,7 +217,7 @@ static struct side_net *side_net_get(const struct extractor *ex, int side)
             return o->net[i];
     struct side_net *sn = NULL;
     pthread_mutex_lock(&o->lock);
-    n = o->n; /* others may have loaded it meanwhile */
+    n = __atomic_load_n(&o->n, __ATOMIC_RELAXED); /* another thread may have loaded it */
     for (int i = 0; i < n && !sn; i++)
         if (o->net[i]->net.side == side)
             sn = o->net[i];
