@@ -24,10 +24,27 @@ struct scratch_pool {
     float *free[POOL_MAX];
 };
 
-struct extractor {
+/* The network laid out for one input side, with its scratch pool. */
+struct side_net {
     struct mnv2 net;
-    enum mnv2_path path;
-    struct scratch_pool *pool; /* mutable behind a const extractor */
+    enum mnv2_path path; /* MNV2_FAST where MNV2_INT8 was asked for without VNNI */
+    struct scratch_pool pool;
+};
+
+/* The nets of the sides other than EXTRACT_SIDE, loaded on first use: the
+ * first `n` entries are complete and never change again (readers load `n`
+ * with acquire; a loader appends under `lock` and publishes with release). */
+struct side_nets {
+    pthread_mutex_t lock;
+    int n; /* atomic */
+    struct side_net *net[EXTRACT_MAX_SIDES];
+};
+
+struct extractor {
+    struct side_net *main;    /* EXTRACT_SIDE (mutable pool behind a const extractor) */
+    struct side_nets *others; /* mutable behind a const extractor */
+    enum mnv2_path want;      /* the path asked for, for the sides loaded later */
+    char model_path[4096];
 };
 
 static int env_on(const char *name)
@@ -58,7 +75,7 @@ int extractor_open(const char *model_path, struct extractor **out, char *errbuf,
 
 enum extract_path extractor_path(const struct extractor *ex)
 {
-    switch (ex->path) {
+    switch (ex->main->path) {
     case MNV2_REF:
         return EXTRACT_PATH_REF;
     case MNV2_FAST_BLAS:
@@ -68,6 +85,56 @@ enum extract_path extractor_path(const struct extractor *ex)
     default:
         return EXTRACT_PATH_FLOAT;
     }
+}
+
+static void pool_free(struct scratch_pool *pool)
+{
+    for (int i = 0; i < pool->nfree; i++)
+        free(pool->free[i]);
+    pool->nfree = 0;
+    pthread_mutex_destroy(&pool->lock);
+}
+
+static void side_net_free(struct side_net *sn)
+{
+    if (!sn)
+        return;
+    pool_free(&sn->pool);
+    mnv2_unload(&sn->net);
+    free(sn);
+}
+
+/* The network at `side` from the weight file, with int8 weights when the
+ * extractor runs int8 (they depend on the channels only, not the side; a
+ * failure leaves that side on the float kernels, as extractor_open does). */
+static struct side_net *side_net_load(const char *path, int side, enum mnv2_path mp, char *errbuf,
+                                      size_t errlen)
+{
+    struct side_net *sn = calloc(1, sizeof *sn);
+    if (!sn) {
+        snprintf(errbuf, errlen, "out of memory");
+        return NULL;
+    }
+    if (pthread_mutex_init(&sn->pool.lock, NULL) != 0) {
+        free(sn);
+        snprintf(errbuf, errlen, "out of memory");
+        return NULL;
+    }
+    if (mnv2_load(path, side, &sn->net, errbuf, errlen) != 0)
+        goto fail;
+    if (sn->net.out_ch != EXTRACT_DIM) {
+        snprintf(errbuf, errlen, "%s: network gives %d features, want %d", path, sn->net.out_ch,
+                 EXTRACT_DIM);
+        goto fail;
+    }
+    sn->pool.floats = mnv2_scratch_floats(&sn->net);
+    sn->path = mp;
+    if (mp == MNV2_INT8 && mnv2_prepare_int8(&sn->net) != 0)
+        sn->path = MNV2_FAST;
+    return sn;
+fail:
+    side_net_free(sn);
+    return NULL;
 }
 
 int extractor_open_path(const char *model_path, enum extract_path want, struct extractor **out,
@@ -80,40 +147,41 @@ int extractor_open_path(const char *model_path, enum extract_path want, struct e
     if (!path || !*path)
         path = DEFAULT_MODEL;
     *out = NULL;
+    if (strlen(path) >= sizeof ex->model_path) {
+        snprintf(errbuf, errlen, "model path too long");
+        return -1;
+    }
     ex = calloc(1, sizeof *ex);
     if (!ex) {
         snprintf(errbuf, errlen, "out of memory");
         goto fail;
     }
-    if (mnv2_load(path, EXTRACT_SIDE, &ex->net, errbuf, errlen) != 0)
-        goto fail;
-    if (ex->net.out_ch != EXTRACT_DIM) {
-        snprintf(errbuf, errlen, "%s: network gives %d features, want %d", path, ex->net.out_ch,
-                 EXTRACT_DIM);
-        goto fail;
-    }
-    ex->pool = calloc(1, sizeof *ex->pool);
-    if (!ex->pool || pthread_mutex_init(&ex->pool->lock, NULL) != 0) {
-        free(ex->pool);
-        ex->pool = NULL;
-        snprintf(errbuf, errlen, "out of memory");
-        goto fail;
-    }
-    ex->pool->floats = mnv2_scratch_floats(&ex->net);
+    strcpy(ex->model_path, path);
+    enum mnv2_path mp;
     switch (resolve_path(want)) {
     case EXTRACT_PATH_REF:
-        ex->path = MNV2_REF;
+        mp = MNV2_REF;
         break;
     case EXTRACT_PATH_BLAS:
-        ex->path = MNV2_FAST_BLAS;
+        mp = MNV2_FAST_BLAS;
         break;
     case EXTRACT_PATH_INT8:
-        /* No VNNI (or no memory for the int8 weights): the float path. */
-        ex->path = mnv2_prepare_int8(&ex->net) == 0 ? MNV2_INT8 : MNV2_FAST;
+        mp = MNV2_INT8;
         break;
     default:
-        ex->path = MNV2_FAST;
+        mp = MNV2_FAST;
         break;
+    }
+    ex->want = mp;
+    ex->main = side_net_load(path, EXTRACT_SIDE, mp, errbuf, errlen);
+    if (!ex->main)
+        goto fail;
+    ex->others = calloc(1, sizeof *ex->others);
+    if (!ex->others || pthread_mutex_init(&ex->others->lock, NULL) != 0) {
+        free(ex->others);
+        ex->others = NULL;
+        snprintf(errbuf, errlen, "out of memory");
+        goto fail;
     }
     kern_init();
     *out = ex;
@@ -127,14 +195,44 @@ void extractor_close(struct extractor *ex)
 {
     if (!ex)
         return;
-    if (ex->pool) {
-        for (int i = 0; i < ex->pool->nfree; i++)
-            free(ex->pool->free[i]);
-        pthread_mutex_destroy(&ex->pool->lock);
-        free(ex->pool);
+    if (ex->others) {
+        for (int i = 0; i < ex->others->n; i++)
+            side_net_free(ex->others->net[i]);
+        pthread_mutex_destroy(&ex->others->lock);
+        free(ex->others);
     }
-    mnv2_unload(&ex->net);
+    side_net_free(ex->main);
     free(ex);
+}
+
+/* The net for `side`: loaded on first use, then shared by every thread. */
+static struct side_net *side_net_get(const struct extractor *ex, int side)
+{
+    if (side == EXTRACT_SIDE)
+        return ex->main;
+    struct side_nets *o = ex->others;
+    int n = __atomic_load_n(&o->n, __ATOMIC_ACQUIRE);
+    for (int i = 0; i < n; i++)
+        if (o->net[i]->net.side == side)
+            return o->net[i];
+    struct side_net *sn = NULL;
+    pthread_mutex_lock(&o->lock);
+    n = __atomic_load_n(&o->n, __ATOMIC_RELAXED); /* another thread may have loaded it */
+    for (int i = 0; i < n && !sn; i++)
+        if (o->net[i]->net.side == side)
+            sn = o->net[i];
+    if (!sn && n < EXTRACT_MAX_SIDES) {
+        char err[256];
+        sn = side_net_load(ex->model_path, side, ex->want, err, sizeof err);
+        if (sn) {
+            o->net[n] = sn;
+            __atomic_store_n(&o->n, n + 1, __ATOMIC_RELEASE);
+        } else {
+            fprintf(stderr, "extractor: side %d: %s\n", side, err);
+        }
+    }
+    pthread_mutex_unlock(&o->lock);
+    return sn;
 }
 
 static float *scratch_get(struct scratch_pool *pool)
@@ -178,13 +276,26 @@ static void l2_normalise(float *v, int n)
         v[i] *= inv;
 }
 
-int extractor_embed_input(const struct extractor *ex, const float *input224, float *out)
+/* The network of `sn` on a side x side input, pooled into `out` (not
+ * normalised); the scratch comes back in *used when asked (then the caller
+ * puts it back), else goes back to the pool here. */
+static int run_net(struct side_net *sn, const float *input, float *out, float **used)
 {
-    float *scratch = scratch_get(ex->pool);
+    float *scratch = scratch_get(&sn->pool);
     if (!scratch)
         return -1;
-    mnv2_forward(&ex->net, input224, ex->path, scratch, out);
-    scratch_put(ex->pool, scratch);
+    mnv2_forward(&sn->net, input, sn->path, scratch, out);
+    if (used)
+        *used = scratch;
+    else
+        scratch_put(&sn->pool, scratch);
+    return 0;
+}
+
+int extractor_embed_input(const struct extractor *ex, const float *input224, float *out)
+{
+    if (run_net(ex->main, input224, out, NULL) != 0)
+        return -1;
     l2_normalise(out, EXTRACT_DIM);
     return 0;
 }
@@ -312,45 +423,47 @@ fail:
     return -1;
 }
 
-int extractor_embed(const struct extractor *ex, const struct image *img, float *out)
+int extractor_embed_side(const struct extractor *ex, const struct image *img, int side, float *out)
 {
-    if (!img || !img->rgb || img->width <= 0 || img->height <= 0)
+    if (!img || !img->rgb || img->width <= 0 || img->height <= 0 || side < EXTRACT_MIN_SIDE ||
+        side > EXTRACT_MAX_SIDE)
         return -1;
-    float *in = malloc(sizeof(float) * EXTRACT_SIDE * EXTRACT_SIDE * 3);
+    struct side_net *sn = side_net_get(ex, side);
+    if (!sn)
+        return -1;
+    float *in = malloc(sizeof(float) * (size_t)side * (size_t)side * 3);
     if (!in)
         return -1;
-    int rc = resize_rgb(img, EXTRACT_SIDE, in);
+    int rc = resize_rgb(img, side, in);
     if (rc == 0)
-        rc = extractor_embed_input(ex, in, out);
+        rc = run_net(sn, in, out, NULL);
     free(in);
+    if (rc == 0)
+        l2_normalise(out, EXTRACT_DIM);
     return rc;
+}
+
+int extractor_embed(const struct extractor *ex, const struct image *img, float *out)
+{
+    return extractor_embed_side(ex, img, EXTRACT_SIDE, out);
 }
 
 int extractor_feature_map(const struct extractor *ex, const struct image *img, int side, float *map,
                           int *grid)
 {
-    static struct mnv2 other; /* the net laid out for the last side != EXTRACT_SIDE */
-    if (!img || !img->rgb || img->width <= 0 || img->height <= 0 || side < 32 || side > 1024)
+    if (!img || !img->rgb || img->width <= 0 || img->height <= 0 || side < EXTRACT_MIN_SIDE ||
+        side > EXTRACT_MAX_SIDE)
         return -1;
-    const struct mnv2 *net = &ex->net;
-    if (side != ex->net.side) {
-        if (other.side != side) {
-            char err[256];
-            const char *path = getenv("IMGSEARCH_MODEL");
-            mnv2_unload(&other);
-            if (mnv2_load(path && *path ? path : DEFAULT_MODEL, side, &other, err, sizeof err))
-                return -1;
-        }
-        net = &other;
-    }
-    size_t floats = mnv2_scratch_floats(net);
-    float *scratch = aligned_alloc(64, (floats * sizeof(float) + 63) / 64 * 64);
+    struct side_net *sn = side_net_get(ex, side);
+    if (!sn)
+        return -1;
+    const struct mnv2 *net = &sn->net;
+    float *scratch = NULL;
     float *in = malloc(sizeof(float) * (size_t)side * side * 3);
     float gap[EXTRACT_DIM];
     int rc = -1;
-    if (!scratch || !in || resize_rgb(img, side, in) != 0)
+    if (!in || resize_rgb(img, side, in) != 0 || run_net(sn, in, gap, &scratch) != 0)
         goto done;
-    mnv2_forward(net, in, ex->path, scratch, gap);
     /* The last activation is in one of mnv2_forward's three buffers: the one
      * whose mean over the cells is the pooled output. */
     const struct kern_conv *last = &net->layers[net->nlayers - 1].conv;
@@ -377,6 +490,7 @@ int extractor_feature_map(const struct extractor *ex, const struct image *img, i
     rc = 0;
 done:
     free(in);
-    free(scratch);
+    if (scratch)
+        scratch_put(&sn->pool, scratch);
     return rc;
 }

@@ -8,6 +8,12 @@
 
 #define EXTRACT_DIM 1792
 #define EXTRACT_SIDE 224
+/* Other input sides the network can run at (it is fully convolutional):
+ * from EXTRACT_MIN_SIDE to EXTRACT_MAX_SIDE, at most EXTRACT_MAX_SIDES of
+ * them per extractor besides EXTRACT_SIDE. */
+#define EXTRACT_MIN_SIDE 32
+#define EXTRACT_MAX_SIDE 1024
+#define EXTRACT_MAX_SIDES 8
 
 struct extractor;
 
@@ -37,6 +43,15 @@ enum extract_path extractor_path(const struct extractor *ex);
  * with unit L2 norm. Returns 0, or -1 on allocation failure. */
 int extractor_embed(const struct extractor *ex, const struct image *img, float *out);
 
+/* extractor_embed with the image squashed to side x side instead of
+ * EXTRACT_SIDE (the same resampling), the network laid out for that side:
+ * a descriptor of the same kind and dimension, costing about
+ * (side / EXTRACT_SIDE)^2 of a 224 pass. The net of a new side is loaded
+ * (mapped, and its int8 weights packed when the extractor runs int8) on
+ * first use, under a lock; thread-safe like extractor_embed. Returns 0, or
+ * -1 (bad side, too many sides, allocation failure). */
+int extractor_embed_side(const struct extractor *ex, const struct image *img, int side, float *out);
+
 /* Same, on an already-resized 224x224 RGB float input in [0,1] (HWC); used by
  * the golden tests to compare against the reference model. */
 int extractor_embed_input(const struct extractor *ex, const float *input224, float *out);
@@ -48,9 +63,9 @@ uint64_t image_phash(const struct image *img);
  * activations (post-ReLU6 Conv_1, HWC) of `img` squashed to side x side,
  * g x g x EXTRACT_DIM floats with g = ceil(side / 32); for side ==
  * EXTRACT_SIDE their mean over the g x g cells, L2-normalised, is
- * extractor_embed's descriptor. Another side loads the model again (from
- * IMGSEARCH_MODEL or the default path) and keeps it: not thread-safe then.
- * Writes g to *grid. Returns 0, or -1. */
+ * extractor_embed's descriptor (extractor_embed_side's for another side,
+ * whose net is loaded as there). Thread-safe. Writes g to *grid. Returns 0,
+ * or -1. */
 int extractor_feature_map(const struct extractor *ex, const struct image *img, int side, float *map,
                           int *grid);
 

@@ -18,9 +18,17 @@
  * Conv_1 (extractor_feature_map); for the compact-descriptor study
  * (scripts/bench-compact-offline).
  *
+ * With --side SIDE [--view K | --window F] [--rot Q] it writes one descriptor
+ * a line: the image (turned by Q quarter turns; then its view K by item_view,
+ * or its centre window of F x F of the sides, F in (0, 1]) run through the
+ * network at SIDE x SIDE (extractor_embed_side); for the view-resolution
+ * study (scripts/bench-views-offline --sides, issue 9). --side 224 --view K
+ * is --views' vector K.
+ *
  * build: cc -O2 -I. scripts/embed_dump.c build/release/libimgsearch.a \
  *          $(LIBS of the Makefile) -o build/embed_dump
- * usage: build/embed_dump [--views | --map SIDE [--view K] [--rot Q]] < list.txt > vectors.f32
+ * usage: build/embed_dump [--views | --map SIDE [--view K] [--rot Q] |
+ *                          --side SIDE [--view K | --window F] [--rot Q]] < list.txt > vectors.f32
  *        (model: IMGSEARCH_MODEL or default) */
 #include <stdio.h>
 #include <stdlib.h>
@@ -80,15 +88,52 @@ done:
     return rc;
 }
 
+/* The centre window of f x f of the sides, truncated, as search.c cuts the
+ * query's (w * 7 / 10 for f = 0.7). */
+static int centre_window(const struct image *img, double f, struct image *out)
+{
+    int w = img->orig_width, h = img->orig_height;
+    int cw = (int)(w * f + 1e-9), ch = (int)(h * f + 1e-9);
+    if (cw < 1)
+        cw = 1;
+    if (ch < 1)
+        ch = 1;
+    return image_crop(img, (w - cw) / 2, (h - ch) / 2, (w - cw) / 2 + cw, (h - ch) / 2 + ch, out);
+}
+
+static int embed_at(const struct extractor *ex, const struct image *img, int side, int view,
+                    double window, int rot, float *out)
+{
+    struct image r = {0}, v = {0};
+    int rc = -1;
+    if (rot > 0 && image_rotate(img, rot, &r) != 0)
+        goto done;
+    const struct image *src = rot > 0 ? &r : img;
+    if (view > 0 && item_view(src, view, &v) != 0)
+        goto done;
+    if (window > 0 && centre_window(src, window, &v) != 0)
+        goto done;
+    rc = extractor_embed_side(ex, view > 0 || window > 0 ? &v : src, side, out);
+done:
+    image_free(&v);
+    image_free(&r);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     char err[256], line[4096];
-    int views = 0, side = 0, view = 0, rot = 0, bad = 0;
+    int views = 0, side = 0, view = 0, rot = 0, bad = 0, vside = 0;
+    double window = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--views"))
             views = 1;
         else if (!strcmp(argv[i], "--map") && i + 1 < argc)
             side = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--side") && i + 1 < argc)
+            vside = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--window") && i + 1 < argc)
+            window = atof(argv[++i]);
         else if (!strcmp(argv[i], "--view") && i + 1 < argc)
             view = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--rot") && i + 1 < argc)
@@ -96,9 +141,14 @@ int main(int argc, char **argv)
         else
             bad = 1;
     }
-    if (bad || (views && side) || ((view || rot) && !side) ||
-        (side && (side < 32 || side > 1024)) || view < 0 || rot < 0 || rot > 3) {
-        fprintf(stderr, "usage: embed_dump [--views | --map SIDE [--view K] [--rot Q]] < list\n");
+    if (bad || (views && (side || vside)) || (side && vside) ||
+        ((view || rot) && !side && !vside) || (window && !vside) || (window && view) ||
+        window < 0 || window > 1 || (side && (side < 32 || side > 1024)) ||
+        (vside && (vside < EXTRACT_MIN_SIDE || vside > EXTRACT_MAX_SIDE)) || view < 0 || rot < 0 ||
+        rot > 3) {
+        fprintf(stderr,
+                "usage: embed_dump [--views | --map SIDE [--view K] [--rot Q] | --side SIDE "
+                "[--view K | --window F] [--rot Q]] < list\n");
         return 2;
     }
     int grid = (side + 31) / 32;
@@ -120,6 +170,7 @@ int main(int argc, char **argv)
         memset(vec, 0, sizeof(float) * nvec * EXTRACT_DIM);
         if (!buf || decode_image(buf, len, &lim, &img) != DECODE_OK ||
             (side    ? embed_map(ex, &img, side, view, rot, vec)
+             : vside ? embed_at(ex, &img, vside, view, window, rot, vec)
              : views ? embed_views(ex, &img, vec)
                      : extractor_embed(ex, &img, vec)) != 0)
             fprintf(stderr, "embed_dump: cannot embed %s\n", line);

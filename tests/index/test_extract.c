@@ -446,6 +446,150 @@ static void test_feature_map(void)
     free(img.rgb);
 }
 
+/* extractor_embed_side: the network laid out for another input side. At
+ * EXTRACT_SIDE it is extractor_embed; at another side the fast path agrees
+ * with the reference kernels and with the feature map's cell mean, and the
+ * int8 extractor runs it too (its own int8 weights per side). */
+static void test_side(void)
+{
+    struct image img;
+    float a[EXTRACT_DIM], b[EXTRACT_DIM];
+    float *map = malloc(sizeof(float) * 25 * EXTRACT_DIM);
+    int grid = 0;
+    render(21, 500, 330, &img);
+    CHECK_INT(extractor_embed(ex_fast, &img, a), 0);
+    CHECK_INT(extractor_embed_side(ex_fast, &img, EXTRACT_SIDE, b), 0);
+    CHECK(memcmp(a, b, sizeof a) == 0);
+    static const int sides[] = {160, 96, 112};
+    for (int i = 0; i < 3; i++) {
+        int s = sides[i];
+        CHECK_INT(extractor_embed_side(ex_fast, &img, s, a), 0);
+        double n2 = 0;
+        for (int j = 0; j < EXTRACT_DIM; j++)
+            n2 += (double)a[j] * a[j];
+        CHECK(fabs(sqrt(n2) - 1.0) < 1e-5);
+        if (ex_ref) {
+            CHECK_INT(extractor_embed_side(ex_ref, &img, s, b), 0);
+            double cs = cosine(a, b, EXTRACT_DIM);
+            fprintf(stderr, "  side %d: fast vs ref cosine %.7f\n", s, cs);
+            CHECK(cs >= 0.99999);
+        }
+        /* not the 224 descriptor: the network really ran at side s */
+        float full[EXTRACT_DIM];
+        CHECK_INT(extractor_embed(ex_fast, &img, full), 0);
+        CHECK(cosine(a, full, EXTRACT_DIM) < 0.9999);
+        if (s == 160) {
+            CHECK_INT(extractor_feature_map(ex_fast, &img, s, map, &grid), 0);
+            CHECK_INT(grid, 5);
+            float gap[EXTRACT_DIM] = {0};
+            for (int ch = 0; ch < EXTRACT_DIM; ch++)
+                for (int p = 0; p < 25; p++)
+                    gap[ch] += map[(size_t)p * EXTRACT_DIM + ch];
+            CHECK(cosine(gap, a, EXTRACT_DIM) > 0.999999);
+        }
+        if (ex_int8) {
+            CHECK_INT(extractor_embed_side(ex_int8, &img, s, b), 0);
+            double cs = cosine(a, b, EXTRACT_DIM);
+            fprintf(stderr, "  side %d: int8 vs float cosine %.6f\n", s, cs);
+            CHECK(cs >= 0.999);
+        }
+    }
+    CHECK_INT(extractor_embed_side(ex_fast, &img, EXTRACT_MIN_SIDE - 1, a), -1);
+    CHECK_INT(extractor_embed_side(ex_fast, &img, EXTRACT_MAX_SIDE + 1, a), -1);
+    struct image empty = {0};
+    CHECK_INT(extractor_embed_side(ex_fast, &empty, 96, a), -1);
+    free(map);
+    free(img.rgb);
+}
+
+/* At most EXTRACT_MAX_SIDES other sides per extractor: the next is refused,
+ * the loaded ones keep working. */
+static void test_side_limit(void)
+{
+    char err[256];
+    struct extractor *ex = NULL;
+    struct image img;
+    float v[EXTRACT_DIM];
+    render(22, 200, 150, &img);
+    CHECK_INT(extractor_open(NULL, &ex, err, sizeof err), 0);
+    if (ex) {
+        for (int i = 0; i < EXTRACT_MAX_SIDES; i++)
+            CHECK_INT(extractor_embed_side(ex, &img, 64 + 8 * i, v), 0);
+        CHECK_INT(extractor_embed_side(ex, &img, 64 + 8 * EXTRACT_MAX_SIDES, v), -1);
+        CHECK_INT(extractor_embed_side(ex, &img, 64, v), 0);
+        CHECK_INT(extractor_embed_side(ex, &img, EXTRACT_SIDE, v), 0);
+    }
+    extractor_close(ex);
+    free(img.rgb);
+}
+
+struct side_job {
+    struct extractor *ex;
+    const struct image *img;
+    const float *want; /* [3][EXTRACT_DIM]: at 224, 160, 96 */
+    int rc, same;
+};
+
+static const int job_sides[3] = {EXTRACT_SIDE, 160, 96};
+
+static void *side_worker(void *arg)
+{
+    struct side_job *j = arg;
+    float out[EXTRACT_DIM];
+    j->same = 1;
+    for (int r = 0; r < 4 && j->rc == 0; r++)
+        for (int k = 0; k < 3 && j->rc == 0; k++) {
+            j->rc = extractor_embed_side(j->ex, j->img, job_sides[(r + k) % 3], out);
+            if (cosine(out, j->want + (size_t)((r + k) % 3) * EXTRACT_DIM, EXTRACT_DIM) < 0.999999)
+                j->same = 0;
+        }
+    return NULL;
+}
+
+/* Two threads on a fresh extractor, each loading the other sides as it
+ * first meets them (so both race for the same lazy load): every vector as
+ * one thread alone computes it with another extractor. Float and int8. */
+static void side_threads_case(enum extract_path path, struct extractor *single)
+{
+    char err[256];
+    struct extractor *ex = NULL;
+    struct image im[2];
+    float *want = malloc(sizeof(float) * 2 * 3 * EXTRACT_DIM);
+    CHECK_INT(extractor_open_path(NULL, path, &ex, err, sizeof err), 0);
+    if (!ex || !want) {
+        free(want);
+        extractor_close(ex);
+        return;
+    }
+    struct side_job jobs[2];
+    pthread_t th[2];
+    for (int i = 0; i < 2; i++) {
+        render(30 + i, 360 + 100 * i, 270, &im[i]);
+        for (int k = 0; k < 3; k++)
+            CHECK_INT(extractor_embed_side(single, &im[i], job_sides[k],
+                                           want + (size_t)(i * 3 + k) * EXTRACT_DIM),
+                      0);
+        jobs[i] = (struct side_job){ex, &im[i], want + (size_t)i * 3 * EXTRACT_DIM, 0, 0};
+    }
+    for (int i = 0; i < 2; i++)
+        CHECK_INT(pthread_create(&th[i], NULL, side_worker, &jobs[i]), 0);
+    for (int i = 0; i < 2; i++) {
+        pthread_join(th[i], NULL);
+        CHECK_INT(jobs[i].rc, 0);
+        CHECK(jobs[i].same);
+        free(im[i].rgb);
+    }
+    free(want);
+    extractor_close(ex);
+}
+
+static void test_side_threads(void)
+{
+    side_threads_case(EXTRACT_PATH_FLOAT, ex_fast);
+    if (ex_int8)
+        side_threads_case(EXTRACT_PATH_INT8, ex_int8);
+}
+
 int main(void)
 {
     char err[512] = "";
@@ -486,6 +630,9 @@ int main(void)
     RUN(test_phash);
     RUN(test_bad_inputs);
     RUN(test_feature_map);
+    RUN(test_side);
+    RUN(test_side_limit);
+    RUN(test_side_threads);
 
     extractor_close(ex_fast);
     extractor_close(ex_ref);
