@@ -271,9 +271,10 @@ def test_import_of_a_killed_node_resumes_on_another(nodes, db):
     victim.start()
 
 
-def test_kill9_mid_ingest_loses_no_acknowledged_add(nodes):
-    n1, n2, n3 = (s.client() for s in nodes)
-    n1.create_instance("k9", tags=("k",))
+def start_writers(svc, node_a, node_b, seed_a, seed_b):
+    """Two threads adding up to 40 items each ("a0".., "b0"..) through two
+    nodes until stopped or their node dies; returns once node b has 4
+    acknowledged. acked maps every acknowledged name to its seed."""
     acked, lock = {}, threading.Lock()
     stop = threading.Event()
 
@@ -284,19 +285,26 @@ def test_kill9_mid_ingest_loses_no_acknowledged_add(nodes):
                 return
             name, seed = "%s%d" % (prefix, i), seed0 + i
             try:
-                r = add(c, "k9", name, seed)
+                r = add(c, svc, name, seed)
             except Exception:
                 return  # the connection died with the node
             if r.status == 200:
                 with lock:
                     acked[name] = seed
 
-    w1 = threading.Thread(target=writer, args=(nodes[0], "a", 4000))
-    w2 = threading.Thread(target=writer, args=(nodes[1], "b", 5000))
+    w1 = threading.Thread(target=writer, args=(node_a, "a", seed_a))
+    w2 = threading.Thread(target=writer, args=(node_b, "b", seed_b))
     w1.start()
     w2.start()
     while len([k for k in acked if k.startswith("b")]) < 4:
         time.sleep(0.05)
+    return acked, stop, w1, w2
+
+
+def test_kill9_mid_ingest_loses_no_acknowledged_add(nodes):
+    n1, n2, n3 = (s.client() for s in nodes)
+    n1.create_instance("k9", tags=("k",))
+    acked, stop, w1, w2 = start_writers("k9", nodes[0], nodes[1], 4000, 5000)
     nodes[1].kill9()
     w2.join()
     # Nodes 1 and 3 keep answering searches meanwhile.
@@ -527,29 +535,7 @@ def test_sharded_kill9_mid_ingest_takeover(snodes):
     n1, n2, n3 = (s.client() for s in snodes)
     n1.create_instance("sk", tags=("k",))
     wait_owners(n1, "sk")
-    acked, lock = {}, threading.Lock()
-    stop = threading.Event()
-
-    def writer(node, prefix, seed0):
-        c = node.client()
-        for i in range(40):
-            if stop.is_set():
-                return
-            name, seed = "%s%d" % (prefix, i), seed0 + i
-            try:
-                r = add(c, "sk", name, seed)
-            except Exception:
-                return  # the connection died with the node
-            if r.status == 200:
-                with lock:
-                    acked[name] = seed
-
-    w1 = threading.Thread(target=writer, args=(snodes[0], "a", 8000))
-    w2 = threading.Thread(target=writer, args=(snodes[1], "b", 8100))
-    w1.start()
-    w2.start()
-    while len([k for k in acked if k.startswith("b")]) < 4:
-        time.sleep(0.05)
+    acked, stop, w1, w2 = start_writers("sk", snodes[0], snodes[1], 8000, 8100)
     url2 = "http://127.0.0.1:%d" % snodes[1].port
     dead_id = [n["id"] for n in cluster_view(n1)["nodes"] if n["url"] == url2][0]
     snodes[1].kill9()
