@@ -298,6 +298,15 @@ enum err item_store(struct request *req, const struct instance *inst, struct ite
          * it waited for the lock): its vectors go into the new space, once.
          * Else the index of a deleted instance whose id a new one took
          * before the registry dropped it: never index into another space. */
+        if (pr && !attempt) {
+            /* Read as compact while the compactor was between its switch
+             * and dropping this float entry (under its write lock): wait
+             * for the drop and look again. */
+            pthread_mutex_lock(&rt->write_lock);
+            pthread_mutex_unlock(&rt->write_lock);
+            registry_put(srv->registry, rt);
+            continue;
+        }
         const struct projection *now = !pr && !attempt ? compact_now(srv, inst->id) : NULL;
         int retired = rt->retired;
         registry_put(srv->registry, rt);

@@ -119,6 +119,18 @@ enum err search_vector(struct request *req, const struct instance *inst, const f
         free(projected);
         return req_fail(req, E_INDEX_FAILED, "index unavailable");
     }
+    if (rt && pr && rt->dim != compact_dim(pr)) {
+        /* Read as compact while the compactor was between its switch and
+         * dropping this float entry, which it does under the entry's write
+         * lock: wait for that, then take the new entry. */
+        pthread_mutex_lock(&rt->write_lock);
+        pthread_mutex_unlock(&rt->write_lock);
+        registry_put(srv->registry, rt);
+        if (!(rt = registry_get(srv->registry, inst->id))) {
+            free(projected);
+            return req_fail(req, E_INDEX_FAILED, "index unavailable");
+        }
+    }
     const struct projection *now =
         sharded && !pr && !o->in_space ? compact_now(srv, inst->id) : NULL;
     if (now) {
