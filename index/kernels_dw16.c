@@ -15,6 +15,27 @@
 
 #include "index/kernels.h"
 
+/* Compilers without AVX512-FP16 (GCC < 12, clang < 15: the fuzz builds)
+ * get a stub that says the CPU lacks it, so the float depthwise runs. */
+#if (defined(__clang__) && __clang_major__ < 15) || (!defined(__clang__) && __GNUC__ < 12)
+int kern_f16_supported(void)
+{
+    return 0;
+}
+
+unsigned short *kern_dw16_pack(const struct kern_conv *d)
+{
+    (void)d;
+    return NULL;
+}
+
+void kern_dw16_row(const struct kern_conv *d, const unsigned short *const rows[3],
+                   const unsigned short *wb, unsigned char *codes)
+{
+    (void)d, (void)rows, (void)wb, (void)codes;
+    abort(); /* never called: kern_f16_supported() is 0 */
+}
+#else
 #define F16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512fp16")))
 #define INLINE static inline __attribute__((always_inline))
 
@@ -122,3 +143,4 @@ F16 void kern_dw16_row(const struct kern_conv *d, const unsigned short *const ro
         row_ky(d, rows, wb, codes, 1, 2);
     }
 }
+#endif
