@@ -316,7 +316,7 @@ def sharded_ini(s3, prefix, port, shards=2):
 def sharded_node(storage, s3, prefix):
     s = Server(storage=storage, extra=INDEX)
     with open(s.config, "a") as f:
-        f.write(sharded_ini(s3, prefix, s.port).replace("[bucket:", "\n[bucket:", 1))
+        f.write(sharded_ini(s3, prefix, s.port))
     return s.start()
 
 
