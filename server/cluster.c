@@ -29,7 +29,52 @@ struct cluster {
      * candidates of rendezvous hashing (storage/shard.h). */
     char **live_ids, **live_urls;
     size_t n_live;
+    /* Owner tables of the instances asked about since the view last
+     * changed (shard_owners over live_ids), under lock. */
+    struct owner_table *tables;
+    size_t n_tables;
 };
+
+struct owner_table {
+    int64_t instance_id;
+    int shards;
+    int *owner; /* shards entries: indexes in live_ids */
+};
+
+/* Most instances a node keeps owner tables for; past it they start over. */
+#define OWNER_TABLES_MAX 4096
+
+static void drop_tables(struct cluster *cl)
+{
+    for (size_t i = 0; i < cl->n_tables; i++)
+        free(cl->tables[i].owner);
+    free(cl->tables);
+    cl->tables = NULL;
+    cl->n_tables = 0;
+}
+
+/* The instance's owner table for the current view, made on first use.
+ * Under cl->lock; NULL when out of memory. */
+static const int *owner_table(struct cluster *cl, int64_t instance_id, int shards)
+{
+    for (size_t i = 0; i < cl->n_tables; i++)
+        if (cl->tables[i].instance_id == instance_id && cl->tables[i].shards == shards)
+            return cl->tables[i].owner;
+    if (cl->n_tables >= OWNER_TABLES_MAX)
+        drop_tables(cl);
+    struct owner_table *t = realloc(cl->tables, (cl->n_tables + 1) * sizeof *t);
+    if (!t)
+        return NULL;
+    cl->tables = t;
+    int *owner = malloc((size_t)shards * sizeof *owner);
+    if (!owner || shard_owners((const char *const *)cl->live_ids, cl->n_live, instance_id, shards,
+                               owner) != 0) {
+        free(owner);
+        return NULL;
+    }
+    t[cl->n_tables++] = (struct owner_table){instance_id, shards, owner};
+    return owner;
+}
 
 /* 16 random bytes in hex: unique per process, so a restarted node is a new
  * node (its old row times out) and two nodes never share one. */
@@ -93,16 +138,19 @@ static void update_view(struct cluster *cl)
     cl->live_ids = ids;
     cl->live_urls = urls;
     cl->n_live = m;
+    drop_tables(cl);
     pthread_mutex_unlock(&cl->lock);
     free_view(oi, ou, on);
 }
 
-int cluster_shard_owner(struct cluster *cl, int64_t instance_id, int shard, char *url, size_t len)
+int cluster_shard_owner(struct cluster *cl, int64_t instance_id, int shards, int shard, char *url,
+                        size_t len)
 {
-    if (!cl)
+    if (!cl || shard < 0 || shard >= shards)
         return -1;
     pthread_mutex_lock(&cl->lock);
-    int o = shard_owner((const char *const *)cl->live_ids, cl->n_live, instance_id, shard);
+    const int *owner = cl->n_live ? owner_table(cl, instance_id, shards) : NULL;
+    int o = owner ? owner[shard] : -1;
     int rc = o < 0 ? -1 : strcmp(cl->live_ids[o], cl->id) == 0 ? 1 : 0;
     if (rc == 0)
         snprintf(url, len, "%s", cl->live_urls[o]);
@@ -110,11 +158,26 @@ int cluster_shard_owner(struct cluster *cl, int64_t instance_id, int shard, char
     return rc;
 }
 
-/* Whether this node keeps a shard it has loaded: it owns it, or nobody is known to. */
+/* The sharded instances as warm() read them, for owned_here. */
+struct sharded {
+    struct cluster *cl;
+    const int64_t *ids;
+    const int *shards;
+    size_t n;
+};
+
+/* Whether this node keeps a shard it has loaded: it owns it, or nobody is
+ * known to. A shard of an instance no longer listed (deleted) goes. */
 static int owned_here(void *arg, int64_t instance_id, int shard)
 {
-    char url[8];
-    return cluster_shard_owner(arg, instance_id, shard, url, sizeof url) != 0;
+    const struct sharded *sh = arg;
+    for (size_t i = 0; i < sh->n; i++)
+        if (sh->ids[i] == instance_id) {
+            char url[8];
+            return cluster_shard_owner(sh->cl, instance_id, sh->shards[i], shard, url,
+                                       sizeof url) != 0;
+        }
+    return 0;
 }
 
 /* Takeover: loads (snapshot, else rebuild; then replay) every shard this
@@ -132,11 +195,12 @@ static void warm(struct cluster *cl)
     /* Shards another node owns (this one took them over, or answered them
      * while their owner was unreachable) go once idle for two node
      * timeouts: the map has been stable that long. */
-    registry_release_shards(srv->registry, 2LL * srv->cfg.cluster.node_timeout_ms, owned_here, cl);
+    struct sharded sh = {cl, ids, shards, n};
+    registry_release_shards(srv->registry, 2LL * srv->cfg.cluster.node_timeout_ms, owned_here, &sh);
     for (size_t i = 0; i < n; i++)
         for (int s = 0; s < shards[i]; s++) {
             char url[8];
-            if (cluster_shard_owner(cl, ids[i], s, url, sizeof url) != 1)
+            if (cluster_shard_owner(cl, ids[i], shards[i], s, url, sizeof url) != 1)
                 continue;
             int had = registry_has_shard(srv->registry, ids[i], s);
             struct instance_rt *rt = registry_get_shard(srv->registry, ids[i], s);
@@ -266,6 +330,7 @@ void cluster_stop(struct cluster *cl)
     if (cl->warmer_running)
         pthread_join(cl->warmer, NULL);
     free_view(cl->live_ids, cl->live_urls, cl->n_live);
+    drop_tables(cl);
     nodes_forget(cl->srv->db, cl->id);
     pthread_cond_destroy(&cl->wake);
     pthread_mutex_destroy(&cl->lock);

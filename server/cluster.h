@@ -18,12 +18,14 @@ int cluster_start(struct server *srv, struct cluster **out, char *errbuf, size_t
  * counting it at once instead of after node_timeout_ms. */
 void cluster_stop(struct cluster *cl);
 
-/* Who owns shard `shard` of an instance, by rendezvous hashing over the
- * live nodes with a URL as of the last heartbeat (every node computes the
- * same map from the same table): 1 this node, 0 another (its URL copied to
- * url), -1 none known (no cluster, or nobody advertises a URL): serve it
- * here. The map moves when a node dies (node_timeout_ms) or joins. */
-int cluster_shard_owner(struct cluster *cl, int64_t instance_id, int shard, char *url, size_t len);
+/* Who owns shard `shard` of an instance of `shards` shards, by balanced
+ * rendezvous hashing (shard_owners) over the live nodes with a URL as of
+ * the last heartbeat (every node computes the same map from the same
+ * table): 1 this node, 0 another (its URL copied to url), -1 none known
+ * (no cluster, or nobody advertises a URL): serve it here. The map moves
+ * when a node dies (node_timeout_ms) or joins. */
+int cluster_shard_owner(struct cluster *cl, int64_t instance_id, int shards, int shard, char *url,
+                        size_t len);
 
 /* This process's node id (hex), or NULL for a NULL cluster. */
 const char *cluster_node_id(const struct cluster *cl);

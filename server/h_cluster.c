@@ -42,7 +42,8 @@ static json_t *shard_owners_json(struct server *srv)
     json_t *arr = json_array();
     for (size_t i = 0; arr && i < n; i++) {
         char url[512] = "";
-        int o = cluster_shard_owner(srv->cluster, v[i].instance_id, v[i].shard, url, sizeof url);
+        int o = cluster_shard_owner(srv->cluster, v[i].instance_id, v[i].shards, v[i].shard, url,
+                                    sizeof url);
         if (o == 1)
             snprintf(url, sizeof url, "%s",
                      srv->cfg.cluster.node_url ? srv->cfg.cluster.node_url : "");

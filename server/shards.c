@@ -237,7 +237,7 @@ enum err shards_search(struct request *req, const struct instance *inst,
          * shard, asked about an instance another made with several) serves
          * every shard itself. */
         p->remote = srv->cfg.cluster.secret &&
-                    cluster_shard_owner(srv->cluster, inst->id, s, base, sizeof base) == 0;
+                    cluster_shard_owner(srv->cluster, inst->id, ns, s, base, sizeof base) == 0;
         if (!p->remote)
             continue;
         if (!body && !(body = encode_query(q, &body_len))) {

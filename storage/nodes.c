@@ -255,7 +255,7 @@ int nodes_shard_map(struct db *db, struct shard_row **out, size_t *n)
     struct sql_conn *c = db_conn(db);
     struct sql_stmt *st =
         c ? sql_prepare(c, "SELECT m.instance_id, i.project_id, i.name, m.shard, m.node_id,"
-                           " m.epoch, m.assigned_ms FROM shard_map m JOIN instances i"
+                           " m.epoch, m.assigned_ms, i.shards FROM shard_map m JOIN instances i"
                            " ON i.id = m.instance_id ORDER BY m.instance_id, m.shard")
           : NULL;
     if (!st)
@@ -281,6 +281,7 @@ int nodes_shard_map(struct db *db, struct shard_row **out, size_t *n)
         r->node_id = dup_or_empty(sql_column_text(st, 4));
         r->epoch = sql_column_int64(st, 5);
         r->assigned_ms = sql_column_int64(st, 6);
+        r->shards = sql_column_int(st, 7);
         if (!r->project_id || !r->instance || !r->node_id) {
             rc = -1;
             break;

@@ -54,7 +54,7 @@ int nodes_claim_shard(struct db *db, int64_t instance_id, int shard, const char 
 struct shard_row {
     int64_t instance_id;
     char *project_id, *instance, *node_id;
-    int shard;
+    int shard, shards; /* this row's shard, of the instance's shards */
     long long epoch, assigned_ms;
 };
 int nodes_shard_map(struct db *db, struct shard_row **out, size_t *n);

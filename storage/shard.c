@@ -1,4 +1,5 @@
 /* shard.c: item -> shard and shard -> owner hashes (storage/shard.h). */
+#include <stdlib.h>
 #include <string.h>
 #include "storage/shard.h"
 
@@ -59,4 +60,66 @@ int shard_owner(const char *const *ids, size_t n, int64_t instance_id, int shard
         }
     }
     return best;
+}
+
+/* Whether node a's weight w beats node b's weight bw (ties to the smaller id). */
+static int heavier(uint64_t w, const char *a, uint64_t bw, const char *b)
+{
+    return w > bw || (w == bw && strcmp(a, b) < 0);
+}
+
+int shard_owners(const char *const *ids, size_t n, int64_t instance_id, int shards, int *owner)
+{
+    for (int s = 0; s < shards; s++)
+        owner[s] = -1;
+    if (n == 0 || shards <= 0)
+        return n == 0 ? -1 : 0;
+    size_t S = (size_t)shards;
+    uint64_t *w = malloc(S * n * sizeof *w);
+    int *count = calloc(n, sizeof *count);
+    if (!w || !count) {
+        free(w);
+        free(count);
+        return -1;
+    }
+    for (size_t s = 0; s < S; s++) {
+        for (size_t i = 0; i < n; i++)
+            w[s * n + i] = shard_weight(ids[i], instance_id, (int)s);
+        int best = 0;
+        for (size_t i = 1; i < n; i++)
+            if (heavier(w[s * n + i], ids[i], w[s * n + best], ids[best]))
+                best = (int)i;
+        owner[s] = best;
+        count[best]++;
+    }
+    /* First fill the nodes under floor(S/n) from those above it, then empty
+     * those over ceil(S/n) into those under it: every count ends in between.
+     * Each move is the candidate (shard, receiver) of highest weight. */
+    int lo = shards / (int)n, hi = (shards + (int)n - 1) / (int)n;
+    for (;;) {
+        int under = 0;
+        for (size_t i = 0; i < n; i++)
+            under |= count[i] < lo;
+        int bs = -1, bm = -1;
+        for (size_t s = 0; s < S; s++) {
+            int d = owner[s];
+            if (under ? count[d] <= lo : count[d] <= hi)
+                continue;
+            for (size_t m = 0; m < n; m++) {
+                if (under ? count[m] >= lo : count[m] >= hi)
+                    continue;
+                if (bs < 0 ||
+                    heavier(w[s * n + m], ids[m], w[(size_t)bs * n + (size_t)bm], ids[bm]))
+                    bs = (int)s, bm = (int)m;
+            }
+        }
+        if (bs < 0)
+            break;
+        count[owner[bs]]--;
+        count[bm]++;
+        owner[bs] = bm;
+    }
+    free(w);
+    free(count);
+    return 0;
 }
