@@ -1,7 +1,8 @@
 /* bench_extract.c: times the feature extractor on one thread: extract alone
  * (resize + network + normalise) on an in-memory image, and decode + extract
- * of a JPEG (TurboJPEG, full size and DCT-downscaled the way the server
- * decodes), fast (float and int8) and reference paths. Prints the median of N runs each, as
+ * of a JPEG (TurboJPEG, full size and DCT-downscaled to the smallest of its
+ * M/8 scales; and the server's own decoder, index/decode.c, which keeps to
+ * 1/2, 1/4, 1/8), fast (float and int8) and reference paths. Prints the median of N runs each, as
  * wall time and as this thread's CPU time (less disturbed when other
  * processes share the cores).
  *
@@ -13,6 +14,7 @@
 #include <turbojpeg.h>
 
 #include "index/extract.h"
+#include "index/image.h"
 
 static clockid_t bench_clock = CLOCK_MONOTONIC;
 
@@ -62,9 +64,9 @@ static int decode(tjhandle tj, const unsigned char *buf, unsigned long len, int 
 
 struct result {
     double decode_full, decode_scaled, extract, full, scaled, extract_ref, extract_blas;
-    double extract_int8, scaled_int8;
+    double extract_int8, scaled_int8, server_int8;
     int int8; /* the int8 extractor really runs int8 (AVX-512 VNNI) */
-    int w, h, sw, sh;
+    int w, h, sw, sh, vw, vh;
 };
 
 static int run(const char *path, int n, struct result *r)
@@ -107,8 +109,8 @@ static int run(const char *path, int n, struct result *r)
     }
     r->int8 = extractor_path(q8) == EXTRACT_PATH_INT8;
     tjhandle tj = tjInitDecompress();
-    double *t[9];
-    for (int k = 0; k < 9; k++)
+    double *t[10];
+    for (int k = 0; k < 10; k++)
         t[k] = calloc(n, sizeof(double));
     float out[EXTRACT_DIM];
     struct image img = {0};
@@ -161,6 +163,17 @@ static int run(const char *path, int n, struct result *r)
         extractor_embed(q8, &img, out);
         t[8][i] = now_ms() - t0;
         free(img.rgb);
+
+        /* The server's path: decode_image with the v2 limits (h_v2_data.c). */
+        struct decode_limits lim = {65, 4095, EXTRACT_SIDE};
+        struct image simg = {0};
+        t0 = now_ms();
+        if (decode_image(buf, len, &lim, &simg) == DECODE_OK)
+            extractor_embed(q8, &simg, out);
+        t[9][i] = now_ms() - t0;
+        r->vw = simg.width;
+        r->vh = simg.height;
+        image_free(&simg);
     }
     r->decode_full = median(t[0], n);
     r->decode_scaled = median(t[1], n);
@@ -171,7 +184,8 @@ static int run(const char *path, int n, struct result *r)
     r->extract_blas = median(t[6], n);
     r->extract_int8 = median(t[7], n);
     r->scaled_int8 = median(t[8], n);
-    for (int k = 0; k < 9; k++)
+    r->server_int8 = median(t[9], n);
+    for (int k = 0; k < 10; k++)
         free(t[k]);
     tjDestroy(tj);
     free(buf);
@@ -215,6 +229,8 @@ int main(int argc, char **argv)
     printf("| decode full + extract, fast | %.2f | %.2f |\n", r.full, c.full);
     printf("| decode scaled + extract, fast | %.2f | %.2f |\n", r.scaled, c.scaled);
     printf("| decode scaled + extract, int8 | %.2f | %.2f |\n", r.scaled_int8, c.scaled_int8);
+    printf("| the server's decode_image (to %dx%d) + extract, int8 | %.2f | %.2f |\n", r.vw, r.vh,
+           r.server_int8, c.server_int8);
     return 0;
 fail:
     fprintf(stderr, "bench failed\n");
