@@ -299,11 +299,9 @@ enum err item_store(struct request *req, const struct instance *inst, struct ite
          * Else the index of a deleted instance whose id a new one took
          * before the registry dropped it: never index into another space. */
         if (pr && !attempt) {
-            /* Read as compact while the compactor was between its switch
-             * and dropping this float entry (under its write lock): wait
-             * for the drop and look again. */
-            pthread_mutex_lock(&rt->write_lock);
-            pthread_mutex_unlock(&rt->write_lock);
+            /* Read as compact before the compactor dropped this float
+             * entry: wait for the drop and look again. */
+            registry_wait_writer(rt);
             registry_put(srv->registry, rt);
             continue;
         }

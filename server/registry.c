@@ -577,6 +577,12 @@ void registry_release_shards(struct registry *reg, long long idle_ms,
     free(cand);
 }
 
+void registry_wait_writer(struct instance_rt *rt)
+{
+    pthread_mutex_lock(&rt->write_lock);
+    pthread_mutex_unlock(&rt->write_lock);
+}
+
 void registry_wrote(struct instance_rt *rt, int64_t seq)
 {
     int64_t expect = seq - 1;

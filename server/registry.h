@@ -79,6 +79,11 @@ void registry_put(struct registry *reg, struct instance_rt *rt);
 /* After this node's own write at `seq` reached rt->vi (under write_lock):
  * applied_seq follows when no other node's change came between. */
 void registry_wrote(struct instance_rt *rt, int64_t seq);
+/* Waits until nobody holds rt's write lock: a caller that read the
+ * instance as compact while the compactor sat between its switch and
+ * dropping this float entry (which it does under that lock) waits for the
+ * drop, then gets the entry again. */
+void registry_wait_writer(struct instance_rt *rt);
 
 /* Per loaded instance the lowest seq whose successors this node may replay
  * (its snapshot's, else its index's; over all its loaded shards): heartbeats

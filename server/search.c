@@ -120,11 +120,8 @@ enum err search_vector(struct request *req, const struct instance *inst, const f
         return req_fail(req, E_INDEX_FAILED, "index unavailable");
     }
     if (rt && pr && rt->dim != compact_dim(pr)) {
-        /* Read as compact while the compactor was between its switch and
-         * dropping this float entry, which it does under the entry's write
-         * lock: wait for that, then take the new entry. */
-        pthread_mutex_lock(&rt->write_lock);
-        pthread_mutex_unlock(&rt->write_lock);
+        /* Read as compact before the compactor dropped this float entry. */
+        registry_wait_writer(rt);
         registry_put(srv->registry, rt);
         if (!(rt = registry_get(srv->registry, inst->id))) {
             free(projected);

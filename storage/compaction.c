@@ -319,25 +319,9 @@ enum db_status projections_get(struct db *db, const char *digest, unsigned char 
 static int collect_ids(struct sql_stmt *st, int64_t **ids, size_t *n)
 {
     size_t cap = 0;
-    int s, rc = 0;
     *ids = NULL;
     *n = 0;
-    while ((s = sql_step(st)) == SQL_ROW) {
-        if (*n == cap) {
-            cap = cap ? cap * 2 : 16;
-            int64_t *g = realloc(*ids, cap * sizeof *g);
-            if (!g) {
-                rc = -1;
-                break;
-            }
-            *ids = g;
-        }
-        (*ids)[(*n)++] = sql_column_int64(st, 0);
-    }
-    if (rc == 0 && s != SQL_DONE)
-        rc = -1;
-    sql_finalize(st);
-    return rc;
+    return sql_collect_int64(st, ids, n, &cap);
 }
 
 int compaction_candidates(struct db *db, long items, int64_t **ids, size_t *n)

@@ -630,23 +630,7 @@ enum db_status items_filter_rows(struct db *db, int64_t instance, const struct i
     if (!st)
         return DB_ERROR;
     size_t cap = 0;
-    enum db_status rc = DB_OK;
-    int s;
-    while ((s = sql_step(st)) == SQL_ROW) {
-        if (*n == cap) {
-            cap = cap ? cap * 2 : 256;
-            int64_t *g = realloc(*rows, cap * sizeof *g);
-            if (!g) {
-                rc = DB_ERROR;
-                break;
-            }
-            *rows = g;
-        }
-        (*rows)[(*n)++] = sql_column_int64(st, 0);
-    }
-    if (rc == DB_OK && s != SQL_DONE)
-        rc = DB_ERROR;
-    sql_finalize(st);
+    enum db_status rc = sql_collect_int64(st, rows, n, &cap) == 0 ? DB_OK : DB_ERROR;
     if (rc != DB_OK) {
         free(*rows);
         *rows = NULL;

@@ -2,6 +2,7 @@
  * and the per-connection error text every driver shares. */
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include "storage/sql_driver.h"
 
 static const struct sql_driver *driver(enum sql_backend b)
@@ -179,4 +180,26 @@ const void *sql_column_blob(struct sql_stmt *st, int col)
 int sql_column_bytes(struct sql_stmt *st, int col)
 {
     return st->conn->drv->col_bytes(st, col);
+}
+
+int sql_collect_int64(struct sql_stmt *st, int64_t **v, size_t *n, size_t *cap)
+{
+    int s, rc = 0;
+    while ((s = sql_step(st)) == SQL_ROW) {
+        if (*n == *cap) {
+            size_t nc = *cap ? *cap * 2 : 64;
+            int64_t *g = realloc(*v, nc * sizeof *g);
+            if (!g) {
+                rc = -1;
+                break;
+            }
+            *v = g;
+            *cap = nc;
+        }
+        (*v)[(*n)++] = sql_column_int64(st, 0);
+    }
+    if (rc == 0 && s != SQL_DONE)
+        rc = -1;
+    sql_finalize(st);
+    return rc;
 }

@@ -86,4 +86,9 @@ const char *sql_column_text(struct sql_stmt *st, int col);
 const void *sql_column_blob(struct sql_stmt *st, int col);
 int sql_column_bytes(struct sql_stmt *st, int col);
 
+/* Steps st to its end, appending the first column of each row to *v (*n
+ * used of *cap, grown as needed), and finalizes st. 0, or -1 on a failed
+ * step or out of memory (the rows read so far stay in *v). */
+int sql_collect_int64(struct sql_stmt *st, int64_t **v, size_t *n, size_t *cap);
+
 #endif

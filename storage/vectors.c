@@ -310,24 +310,7 @@ static int collect_rows(struct sql_conn *c, const char *sql, int64_t instance_id
         return -1;
     sql_bind_int64(st, 1, instance_id);
     sql_bind_int64(st, 2, since);
-    int s, rc = 0;
-    while ((s = sql_step(st)) == SQL_ROW) {
-        if (*n == *cap) {
-            size_t nc = *cap ? *cap * 2 : 256;
-            int64_t *g = realloc(*rows, nc * sizeof *g);
-            if (!g) {
-                rc = -1;
-                break;
-            }
-            *rows = g;
-            *cap = nc;
-        }
-        (*rows)[(*n)++] = sql_column_int64(st, 0);
-    }
-    if (rc == 0 && s != SQL_DONE)
-        rc = -1;
-    sql_finalize(st);
-    return rc;
+    return sql_collect_int64(st, rows, n, cap);
 }
 
 int vectors_changed_rows(struct db *db, int64_t instance_id, int64_t since, int64_t **rows,
