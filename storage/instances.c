@@ -248,15 +248,12 @@ static enum db_status list_query(struct db *db, const char *project_id, struct i
     size_t cap = 0;
     int s;
     while ((s = sql_step(st)) == SQL_ROW) {
-        if (*n == cap) {
-            cap = cap ? cap * 2 : 8;
-            struct instance *g = realloc(*out, cap * sizeof **out);
-            if (!g) {
-                rc = DB_ERROR;
-                break;
-            }
-            *out = g;
+        struct instance *g = sql_grow(*out, *n, &cap, sizeof *g);
+        if (!g) {
+            rc = DB_ERROR;
+            break;
         }
+        *out = g;
         if (row_to_instance(st, &(*out)[*n]) != 0) {
             rc = DB_ERROR;
             break;

@@ -239,13 +239,10 @@ enum db_status jobs_list(struct db *db, const char *project_id, const char *inst
     size_t cap = 0;
     int rc;
     while ((rc = sql_step(st)) == SQL_ROW) {
-        if (*n == cap) {
-            cap = cap ? 2 * cap : 8;
-            struct job *g = realloc(*out, cap * sizeof **out);
-            if (!g)
-                break;
-            *out = g;
-        }
+        struct job *g = sql_grow(*out, *n, &cap, sizeof *g);
+        if (!g)
+            break;
+        *out = g;
         job_read(st, &(*out)[(*n)++]);
     }
     sql_finalize(st);

@@ -139,16 +139,12 @@ int nodes_list(struct db *db, struct node_info **out, size_t *n)
     size_t cap = 0;
     int s, rc = 0;
     while ((s = sql_step(st)) == SQL_ROW) {
-        if (*n == cap) {
-            size_t nc = cap ? cap * 2 : 8;
-            struct node_info *g = realloc(*out, nc * sizeof *g);
-            if (!g) {
-                rc = -1;
-                break;
-            }
-            *out = g;
-            cap = nc;
+        struct node_info *g = sql_grow(*out, *n, &cap, sizeof *g);
+        if (!g) {
+            rc = -1;
+            break;
         }
+        *out = g;
         struct node_info *ni = &(*out)[*n];
         ni->id = dup_or_empty(sql_column_text(st, 0));
         ni->url = dup_or_empty(sql_column_text(st, 1));
@@ -193,22 +189,18 @@ int nodes_sharded_instances(struct db *db, int64_t **ids, int **shards, size_t *
         c ? sql_prepare(c, "SELECT id, shards FROM instances WHERE shards > 1 ORDER BY id") : NULL;
     if (!st)
         return -1;
-    size_t cap = 0;
+    size_t cap_i = 0, cap_s = 0;
     int s, rc = 0;
     while ((s = sql_step(st)) == SQL_ROW) {
-        if (*n == cap) {
-            size_t nc = cap ? cap * 2 : 16;
-            int64_t *gi = realloc(*ids, nc * sizeof *gi);
-            if (gi)
-                *ids = gi;
-            int *gs = gi ? realloc(*shards, nc * sizeof *gs) : NULL;
-            if (!gs) {
-                rc = -1;
-                break;
-            }
-            *shards = gs;
-            cap = nc;
+        int64_t *gi = sql_grow(*ids, *n, &cap_i, sizeof *gi);
+        if (gi)
+            *ids = gi;
+        int *gs = gi ? sql_grow(*shards, *n, &cap_s, sizeof *gs) : NULL;
+        if (!gs) {
+            rc = -1;
+            break;
         }
+        *shards = gs;
         (*ids)[*n] = sql_column_int64(st, 0);
         (*shards)[(*n)++] = sql_column_int(st, 1);
     }
@@ -263,16 +255,12 @@ int nodes_shard_map(struct db *db, struct shard_row **out, size_t *n)
     size_t cap = 0;
     int s, rc = 0;
     while ((s = sql_step(st)) == SQL_ROW) {
-        if (*n == cap) {
-            size_t nc = cap ? cap * 2 : 16;
-            struct shard_row *g = realloc(*out, nc * sizeof *g);
-            if (!g) {
-                rc = -1;
-                break;
-            }
-            *out = g;
-            cap = nc;
+        struct shard_row *g = sql_grow(*out, *n, &cap, sizeof *g);
+        if (!g) {
+            rc = -1;
+            break;
         }
+        *out = g;
         struct shard_row *r = &(*out)[(*n)++];
         r->instance_id = sql_column_int64(st, 0);
         r->project_id = dup_or_empty(sql_column_text(st, 1));

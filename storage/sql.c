@@ -182,20 +182,27 @@ int sql_column_bytes(struct sql_stmt *st, int col)
     return st->conn->drv->col_bytes(st, col);
 }
 
+void *sql_grow(void *v, size_t n, size_t *cap, size_t elem)
+{
+    if (n < *cap)
+        return v;
+    size_t nc = *cap ? *cap * 2 : 16;
+    void *g = realloc(v, nc * elem);
+    if (g)
+        *cap = nc;
+    return g;
+}
+
 int sql_collect_int64(struct sql_stmt *st, int64_t **v, size_t *n, size_t *cap)
 {
     int s, rc = 0;
     while ((s = sql_step(st)) == SQL_ROW) {
-        if (*n == *cap) {
-            size_t nc = *cap ? *cap * 2 : 64;
-            int64_t *g = realloc(*v, nc * sizeof *g);
-            if (!g) {
-                rc = -1;
-                break;
-            }
-            *v = g;
-            *cap = nc;
+        int64_t *g = sql_grow(*v, *n, cap, sizeof *g);
+        if (!g) {
+            rc = -1;
+            break;
         }
+        *v = g;
         (*v)[(*n)++] = sql_column_int64(st, 0);
     }
     if (rc == 0 && s != SQL_DONE)

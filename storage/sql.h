@@ -86,6 +86,11 @@ const char *sql_column_text(struct sql_stmt *st, int col);
 const void *sql_column_blob(struct sql_stmt *st, int col);
 int sql_column_bytes(struct sql_stmt *st, int col);
 
+/* Room for element n of the array v (*cap elements, each elem bytes):
+ * v itself while n < *cap, else v grown (doubled; *cap updated), or NULL
+ * when out of memory, v untouched. For the row loops of storage/. */
+void *sql_grow(void *v, size_t n, size_t *cap, size_t elem);
+
 /* Steps st to its end, appending the first column of each row to *v (*n
  * used of *cap, grown as needed), and finalizes st. 0, or -1 on a failed
  * step or out of memory (the rows read so far stay in *v). */
