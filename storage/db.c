@@ -1,6 +1,8 @@
 /* db.c: one connection per thread to the metadata database, migrations at
- * open, and the write transactions of this process. */
+ * open, the write transactions of this process, and (SQLite) the thread
+ * that checkpoints the WAL off the writers' path. */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +22,14 @@ struct db {
     pthread_key_t key;
     pthread_mutex_t lock; /* guards conns */
     struct conn_node *conns;
+    /* SQLite: the checkpointer. A commit that leaves 1000+ WAL pages wakes
+     * it instead of checkpointing (fsyncs of the database file) while it
+     * holds the writer mutex, where every other write waited for it. */
+    pthread_t ckpt;
+    int ckpt_running, ckpt_wanted, ckpt_stop; /* under ckpt_mu */
+    pthread_mutex_t ckpt_mu;
+    pthread_cond_t ckpt_cv;
+    _Atomic long ckpt_done;
 };
 
 /* The text of this thread's last failed write ("database or disk is full"),
@@ -62,6 +72,40 @@ void db_write_times_take(struct db_write_times *out)
     times = (struct db_write_times){0, 0, 0};
 }
 
+static void wake_checkpointer(void *arg)
+{
+    struct db *db = arg;
+    pthread_mutex_lock(&db->ckpt_mu);
+    db->ckpt_wanted = 1;
+    pthread_cond_signal(&db->ckpt_cv);
+    pthread_mutex_unlock(&db->ckpt_mu);
+}
+
+static void *checkpointer(void *arg)
+{
+    struct db *db = arg;
+    pthread_mutex_lock(&db->ckpt_mu);
+    while (!db->ckpt_stop) {
+        if (!db->ckpt_wanted) {
+            pthread_cond_wait(&db->ckpt_cv, &db->ckpt_mu);
+            continue;
+        }
+        db->ckpt_wanted = 0;
+        pthread_mutex_unlock(&db->ckpt_mu);
+        struct sql_conn *c = db_conn(db);
+        if (c && sql_checkpoint(c) == 0)
+            atomic_fetch_add(&db->ckpt_done, 1);
+        pthread_mutex_lock(&db->ckpt_mu);
+    }
+    pthread_mutex_unlock(&db->ckpt_mu);
+    return NULL;
+}
+
+long db_background_checkpoints(struct db *db)
+{
+    return atomic_load(&db->ckpt_done);
+}
+
 /* Only the thread that sets it reads its key, so a connection that failed
  * to open is retried by that thread on its next call. */
 struct sql_conn *db_conn(struct db *db)
@@ -86,6 +130,8 @@ struct sql_conn *db_conn(struct db *db)
     db->conns = n;
     pthread_mutex_unlock(&db->lock);
     pthread_setspecific(db->key, c);
+    if (db->ckpt_running)
+        sql_set_checkpointer(c, wake_checkpointer, db);
     return c;
 }
 
@@ -114,6 +160,8 @@ int db_open_backend(enum sql_backend backend, const char *target, struct db **ou
     }
     db->backend = backend;
     pthread_mutex_init(&db->lock, NULL);
+    pthread_mutex_init(&db->ckpt_mu, NULL);
+    pthread_cond_init(&db->ckpt_cv, NULL);
     if (pthread_key_create(&db->key, NULL) != 0) {
         free(db->target);
         free(db->label);
@@ -142,6 +190,11 @@ int db_open_backend(enum sql_backend backend, const char *target, struct db **ou
         db_close(db);
         return -1;
     }
+    /* Without the thread, commits checkpoint as SQLite does by itself. */
+    if (backend == SQL_SQLITE && pthread_create(&db->ckpt, NULL, checkpointer, db) == 0) {
+        db->ckpt_running = 1;
+        sql_set_checkpointer(c, wake_checkpointer, db);
+    }
     *out = db;
     return 0;
 }
@@ -155,6 +208,13 @@ void db_close(struct db *db)
 {
     if (!db)
         return;
+    if (db->ckpt_running) {
+        pthread_mutex_lock(&db->ckpt_mu);
+        db->ckpt_stop = 1;
+        pthread_cond_signal(&db->ckpt_cv);
+        pthread_mutex_unlock(&db->ckpt_mu);
+        pthread_join(db->ckpt, NULL);
+    }
     struct conn_node *n = db->conns;
     while (n) {
         struct conn_node *next = n->next;
@@ -165,6 +225,8 @@ void db_close(struct db *db)
     pthread_setspecific(db->key, NULL);
     pthread_key_delete(db->key);
     pthread_mutex_destroy(&db->lock);
+    pthread_mutex_destroy(&db->ckpt_mu);
+    pthread_cond_destroy(&db->ckpt_cv);
     free(db->target);
     free(db->label);
     free(db);

@@ -24,6 +24,9 @@ int db_open(const char *path, struct db **out, char *errbuf, size_t errlen);
 /* Closes every thread's connection; no thread may use the db afterwards. */
 void db_close(struct db *db);
 
+/* SQLite: WAL checkpoints the db's checkpointer thread has run. */
+long db_background_checkpoints(struct db *db);
+
 enum sql_backend db_backend(const struct db *db);
 
 /* The calling thread's connection, opened on first use (and again after a
@@ -49,8 +52,9 @@ const char *db_last_error(void);
 
 /* Where this thread's writes waited since the last call, in ms: for the
  * writer mutex, in COMMIT (the WAL's fsync; PostgreSQL's round trip and
- * its WAL flush) and in the SQLite checkpoints that follow a commit once
- * the WAL passes 1000 pages (none on PostgreSQL: its server checkpoints).
+ * its WAL flush) and in SQLite checkpoints run by the committing thread
+ * (only when the checkpointer thread is missing or SQL_WAL_BACKLOG pages
+ * behind; none on PostgreSQL: its server checkpoints).
  * Returns and resets. */
 struct db_write_times {
     double wait_ms, commit_ms, checkpoint_ms;

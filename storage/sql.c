@@ -210,3 +210,14 @@ int sql_collect_int64(struct sql_stmt *st, int64_t **v, size_t *n, size_t *cap)
     sql_finalize(st);
     return rc;
 }
+
+void sql_set_checkpointer(struct sql_conn *c, void (*wake)(void *arg), void *arg)
+{
+    if (c->drv == &sql_sqlite_driver)
+        sql_lite_set_checkpointer(c, wake, arg);
+}
+
+int sql_checkpoint(struct sql_conn *c)
+{
+    return c->drv == &sql_sqlite_driver ? sql_lite_checkpoint(c) : 0;
+}

@@ -53,6 +53,17 @@ int sql_in_txn(struct sql_conn *c);
  * checkpoints on its own: nothing to count there. */
 double sql_checkpoint_ms_take(void);
 
+/* SQLite: instead of checkpointing in the committing thread, a commit that
+ * leaves 1000+ WAL pages calls wake(arg), for a thread that then calls
+ * sql_checkpoint; past SQL_WAL_BACKLOG pages (the checkpoints fall behind)
+ * the committing thread checkpoints too, so the WAL stays bounded. A no-op
+ * on PostgreSQL. */
+#define SQL_WAL_BACKLOG 4000
+void sql_set_checkpointer(struct sql_conn *c, void (*wake)(void *arg), void *arg);
+/* A PASSIVE checkpoint now (it never waits for writers or readers); 0, or
+ * -1. 0 on PostgreSQL. */
+int sql_checkpoint(struct sql_conn *c);
+
 /* Rows changed by the last completed INSERT, UPDATE or DELETE. */
 long long sql_changes(struct sql_conn *c);
 

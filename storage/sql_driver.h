@@ -48,6 +48,10 @@ struct sql_stmt {
 void sql_set_error(struct sql_conn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void sql_clear_error(struct sql_conn *c);
 
+/* sql_sqlite.c's side of sql_set_checkpointer and sql_checkpoint. */
+void sql_lite_set_checkpointer(struct sql_conn *c, void (*wake)(void *arg), void *arg);
+int sql_lite_checkpoint(struct sql_conn *c);
+
 extern const struct sql_driver sql_sqlite_driver;
 extern const struct sql_driver sql_pg_driver;
 

@@ -10,6 +10,8 @@
 struct lite_conn {
     struct sql_conn base;
     sqlite3 *db;
+    void (*wake)(void *arg); /* the checkpointer's, or NULL: checkpoint here */
+    void *wake_arg;
 };
 
 struct lite_stmt {
@@ -43,17 +45,34 @@ double sql_checkpoint_ms_take(void)
     return ms;
 }
 
-/* SQLite's own auto-checkpoint (a PASSIVE one past 1000 WAL pages, run by
- * the committing connection), timed: installing a WAL hook replaces it. */
+/* SQLite's own auto-checkpoint (a PASSIVE one past 1000 WAL pages), timed
+ * (installing a WAL hook replaces it), or handed to the checkpointer. */
 static int checkpoint_hook(void *arg, sqlite3 *c, const char *name, int pages)
 {
-    (void)arg;
-    if (pages >= 1000) {
-        double t0 = mono_ms();
-        sqlite3_wal_checkpoint_v2(c, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
-        checkpoint_ms += mono_ms() - t0;
+    struct lite_conn *lc = arg;
+    if (pages < 1000)
+        return SQLITE_OK;
+    if (lc->wake && pages < SQL_WAL_BACKLOG) {
+        lc->wake(lc->wake_arg);
+        return SQLITE_OK;
     }
+    double t0 = mono_ms();
+    sqlite3_wal_checkpoint_v2(c, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+    checkpoint_ms += mono_ms() - t0;
     return SQLITE_OK;
+}
+
+void sql_lite_set_checkpointer(struct sql_conn *c, void (*wake)(void *arg), void *arg)
+{
+    struct lite_conn *lc = (struct lite_conn *)c;
+    lc->wake = wake;
+    lc->wake_arg = arg;
+}
+
+int sql_lite_checkpoint(struct sql_conn *c)
+{
+    int rc = sqlite3_wal_checkpoint_v2(db_of(c), NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+    return rc == SQLITE_OK ? 0 : -1;
 }
 
 /* For writers in other processes (the CLI, a second server on the same data
@@ -105,7 +124,7 @@ static int lite_open(const char *path, struct sql_conn **out, char *errbuf, size
         free(lc);
         return -1;
     }
-    sqlite3_wal_hook(lc->db, checkpoint_hook, NULL);
+    sqlite3_wal_hook(lc->db, checkpoint_hook, lc);
     *out = &lc->base;
     return 0;
 }
