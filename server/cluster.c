@@ -133,12 +133,18 @@ static void update_view(struct cluster *cl)
         m = 0;
     }
     pthread_mutex_lock(&cl->lock);
+    /* The owner tables hold for as long as the set of ids does (nodes_list
+     * orders them, so an unchanged set compares equal in order). */
+    int same = m == cl->n_live;
+    for (size_t i = 0; same && i < m; i++)
+        same = strcmp(ids[i], cl->live_ids[i]) == 0;
     char **oi = cl->live_ids, **ou = cl->live_urls;
     size_t on = cl->n_live;
     cl->live_ids = ids;
     cl->live_urls = urls;
     cl->n_live = m;
-    drop_tables(cl);
+    if (!same)
+        drop_tables(cl);
     pthread_mutex_unlock(&cl->lock);
     free_view(oi, ou, on);
 }

@@ -26,7 +26,8 @@ struct db {
      * it instead of checkpointing (fsyncs of the database file) while it
      * holds the writer mutex, where every other write waited for it. */
     pthread_t ckpt;
-    int ckpt_running, ckpt_wanted, ckpt_stop; /* under ckpt_mu */
+    int ckpt_running;           /* set once, before the db is handed out */
+    int ckpt_wanted, ckpt_stop; /* under ckpt_mu */
     pthread_mutex_t ckpt_mu;
     pthread_cond_t ckpt_cv;
     _Atomic long ckpt_done;
