@@ -7,7 +7,8 @@
  * on that work; when the pool's queue is full the answer is 429 at once.
  * The other project calls (R_STORE) run the same way on the store pool: a
  * COMMIT waits for the disk's fsync, and an HTTP thread serves several
- * connections, so waiting there would stall every request queued behind. */
+ * connections, so waiting there would stall every request queued behind.
+ * Reads (R_READ) on SQLite are the exception: they run here. */
 #include <arpa/inet.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
@@ -25,6 +26,7 @@
 #include "server/router.h"
 #include "server/server.h"
 #include "server/workpool.h"
+#include "storage/db.h"
 
 #define MAX_URI_BYTES (32 * 1024)
 #define MAX_HEADER_BYTES (32 * 1024)
@@ -204,9 +206,14 @@ static enum MHD_Result dispatch(struct server *srv, struct conn_ctx *cc)
         if (!req->json)
             return queue_error(cc, req_fail(req, E_BAD_JSON, NULL), 0);
     }
-    struct workpool *pool = (route->flags & R_POOL)    ? srv->pool
-                            : (route->flags & R_STORE) ? srv->store_pool
-                                                       : NULL;
+    /* A SQLite read never waits for a writer (WAL) and takes a fraction of
+     * a millisecond: handing it to a store worker would cost two thread
+     * wake-ups, which on busy cores is most of its time, and would queue it
+     * behind writes waiting for the disk. */
+    int inline_read = (route->flags & R_READ) && db_backend(srv->db) == SQL_SQLITE;
+    struct workpool *pool = (route->flags & R_POOL)                    ? srv->pool
+                            : (route->flags & R_STORE) && !inline_read ? srv->store_pool
+                                                                       : NULL;
     if (pool) {
         /* Suspend before queueing: a fast worker may resume at once. */
         atomic_store(&cc->phase, PHASE_IN_POOL);

@@ -14,6 +14,7 @@ enum route_flags {
     R_RAW = 1 << 3,     /* body kept raw, not parsed (e.g. uploads) */
     R_POOL = 1 << 4,    /* runs on the work pool (downloads, decodes, extracts) */
     R_STORE = 1 << 5,   /* reads or writes storage: runs on the store pool (R_POOL wins) */
+    R_READ = 1 << 6,    /* R_STORE that only reads: on SQLite it runs on the HTTP thread */
 };
 
 struct route {

@@ -19,7 +19,7 @@ const struct route routes[] = {
     /* v2 ("MMS"), what every current SDK speaks */
     {"POST", V2 "/data/add", API_V2, h_v2_add, CLOUD_IMAGE, "v2_data_add"},
     {"POST", V2 "/search", API_V2, h_v2_search, CLOUD_IMAGE, "v2_search"},
-    {"POST", V2 "/data/check", API_V2, h_v2_check, CLOUD, "v2_data_check"},
+    {"POST", V2 "/data/check", API_V2, h_v2_check, CLOUD | R_READ, "v2_data_check"},
     {"POST", V2 "/data/update", API_V2, h_v2_update, CLOUD, "v2_data_update"},
     {"POST", V2 "/data/delete", API_V2, h_v2_delete, CLOUD, "v2_data_delete"},
 
@@ -34,7 +34,8 @@ const struct route routes[] = {
     {"POST", V1 "/{instance_name}/image", API_V1, h_v1_image_add, CLOUD_IMAGE, "v1_image_add"},
     {"PUT", V1 "/{instance_name}/image", API_V1, h_v1_image_modify, CLOUD, "v1_image_modify"},
     {"DELETE", V1 "/{instance_name}/image", API_V1, h_v1_image_delete, CLOUD, "v1_image_delete"},
-    {"POST", V1 "/{instance_name}/image/check", API_V1, h_v1_image_check, CLOUD, "v1_image_check"},
+    {"POST", V1 "/{instance_name}/image/check", API_V1, h_v1_image_check, CLOUD | R_READ,
+     "v1_image_check"},
     {"POST", V1 "/{instance_name}/image/search", API_V1, h_v1_image_search, CLOUD_IMAGE,
      "v1_image_search"},
 

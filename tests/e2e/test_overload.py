@@ -154,6 +154,44 @@ def test_http_thread_free_while_a_commit_waits(make_server):
     assert out["r"].status == 200, out["r"]
 
 
+def test_checks_answered_while_every_store_worker_waits(make_server):
+    """SQLite's write lock held by another process, and more updates waiting
+    for it than the store pool has workers (8 a core): data/check, a read,
+    runs on the HTTP thread (a WAL read waits for no writer), so it is still
+    answered at once, not queued behind the stuck writes; the updates all
+    complete once the lock is free."""
+    s = make_server()
+    c = s.client()
+    c.create_instance("stuck", tags=["k"])
+    r = c.v2("stuck", "data/add", {"item_id": "a", "image_base64": b64(scene(5))})
+    assert r.status == 200, r
+    holder = sqlite3.connect(os.path.join(s.data_dir, "imgsearch.db"), isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    n = 8 * len(os.sched_getaffinity(0)) + 4
+    out = [None] * n
+
+    def update(i):
+        out[i] = s.client().v2("stuck", "data/update",
+                               {"item_id": "a", "custom_tags": {"k": "v%d" % i}})
+    threads = [threading.Thread(target=update, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    try:
+        time.sleep(1.0)  # every store worker holds an update by now
+        for _ in range(5):
+            t0 = time.time()
+            r = c.v2("stuck", "data/check", {"item_id": "a"})
+            assert r.status == 200, r
+            assert time.time() - t0 < 1.0
+        assert all(o is None for o in out)  # still waiting: the lock is held
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    for t in threads:
+        t.join(30)
+    assert all(o is not None and o.status == 200 for o in out), out
+
+
 def _connect_from(addr, port):
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind((addr, 0))
