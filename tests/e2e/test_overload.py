@@ -119,18 +119,26 @@ def test_http_threads_free_while_images_work(make_server):
                                      for r in out.values())
 
 
+def one_item_then_lock(s, name, seed):
+    """An instance with item "a", then SQLite's write lock taken by another
+    connection (as a disk slow to fsync would hold it); returns (client,
+    holder): the caller rolls the holder back."""
+    c = s.client()
+    c.create_instance(name, tags=["k"])
+    r = c.v2(name, "data/add", {"item_id": "a", "image_base64": b64(scene(seed))})
+    assert r.status == 200, r
+    holder = sqlite3.connect(os.path.join(s.data_dir, "imgsearch.db"), isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    return c, holder
+
+
 def test_http_thread_free_while_a_commit_waits(make_server):
     """One HTTP thread; an update waits for SQLite's write lock (held by
     another process, as a disk slow to fsync would hold it): the update runs
     on the store pool, so checks and health probes on other connections are
     answered meanwhile, and the update completes once the lock is free."""
     s = make_server(extra="[server]\nthreads = 1\n")
-    c = s.client()
-    c.create_instance("slowdisk", tags=["k"])
-    r = c.v2("slowdisk", "data/add", {"item_id": "a", "image_base64": b64(scene(3))})
-    assert r.status == 200, r
-    holder = sqlite3.connect(os.path.join(s.data_dir, "imgsearch.db"), isolation_level=None)
-    holder.execute("BEGIN IMMEDIATE")
+    _, holder = one_item_then_lock(s, "slowdisk", 3)
     out = {}
 
     def update():
@@ -161,12 +169,7 @@ def test_checks_answered_while_every_store_worker_waits(make_server):
     answered at once, not queued behind the stuck writes; the updates all
     complete once the lock is free."""
     s = make_server()
-    c = s.client()
-    c.create_instance("stuck", tags=["k"])
-    r = c.v2("stuck", "data/add", {"item_id": "a", "image_base64": b64(scene(5))})
-    assert r.status == 200, r
-    holder = sqlite3.connect(os.path.join(s.data_dir, "imgsearch.db"), isolation_level=None)
-    holder.execute("BEGIN IMMEDIATE")
+    c, holder = one_item_then_lock(s, "stuck", 5)
     n = 8 * len(os.sched_getaffinity(0)) + 4
     out = [None] * n
 
