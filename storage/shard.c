@@ -48,24 +48,24 @@ uint64_t shard_weight(const char *node_id, int64_t instance_id, int shard)
     return mix(shard_fnv1a(tail, sizeof tail, h));
 }
 
+/* Whether node a's weight w beats node b's weight bw (ties to the smaller id). */
+static int heavier(uint64_t w, const char *a, uint64_t bw, const char *b)
+{
+    return w > bw || (w == bw && strcmp(a, b) < 0);
+}
+
 int shard_owner(const char *const *ids, size_t n, int64_t instance_id, int shard)
 {
     int best = -1;
     uint64_t bw = 0;
     for (size_t i = 0; i < n; i++) {
         uint64_t w = shard_weight(ids[i], instance_id, shard);
-        if (best < 0 || w > bw || (w == bw && strcmp(ids[i], ids[best]) < 0)) {
+        if (best < 0 || heavier(w, ids[i], bw, ids[best])) {
             best = (int)i;
             bw = w;
         }
     }
     return best;
-}
-
-/* Whether node a's weight w beats node b's weight bw (ties to the smaller id). */
-static int heavier(uint64_t w, const char *a, uint64_t bw, const char *b)
-{
-    return w > bw || (w == bw && strcmp(a, b) < 0);
 }
 
 int shard_owners(const char *const *ids, size_t n, int64_t instance_id, int shards, int *owner)
