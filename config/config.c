@@ -48,6 +48,7 @@ void config_defaults(struct config *cfg)
     cfg->request_timeout_s = 60;
     cfg->max_connections = 256;
     cfg->max_connections_per_ip = 64;
+    cfg->image_nice = IMAGE_NICE_IDLE; /* the CNN yields to every cheap call */
     cfg->auth_mode = AUTH_NONE;
     cfg->auth_max_skew_s = 900;
     cfg->fetch.connect_timeout_ms = 5000;
@@ -348,6 +349,10 @@ static int server_key(struct parse_ctx *ctx, const char *k, const char *v)
         return 0;
     }
     if (!strcmp(k, "image_nice")) {
+        if (!strcmp(v, "idle")) {
+            cfg->image_nice = IMAGE_NICE_IDLE;
+            return 0;
+        }
         if (parse_long(ctx, v, 0, 19, &x))
             return -1;
         cfg->image_nice = (int)x;
@@ -840,8 +845,10 @@ void config_usage(FILE *out)
           "                           0 = 2 per core (default 0)\n"
           "  image_queue = N          image calls waiting for a worker; past that\n"
           "                           429 ModelArts.4401 at once (0 = 4 per core)\n"
-          "  image_nice = N           nice value added to those threads, 0-19, so\n"
-          "                           cheap calls are answered first (default 0)\n"
+          "  image_nice = idle|N      priority of the threads that decode and run\n"
+          "                           the CNN: idle (SCHED_IDLE, any other thread\n"
+          "                           preempts them) or a nice value 0-19 added to\n"
+          "                           the process's (default idle)\n"
           "  model = FILE             extractor weights (default ./models/mnv2_140.bin)\n"
           "  console_dir = DIR        web console files (default ./console)\n"
           "[auth]\n"

@@ -3,6 +3,9 @@
 #ifndef IMGSEARCH_CONFIG_H
 #define IMGSEARCH_CONFIG_H
 
+/* [server] image_nice = idle: decode and CNN threads run SCHED_IDLE (server/priority.c). */
+#define IMAGE_NICE_IDLE 20
+
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -140,7 +143,8 @@ struct config {
     int max_connections_per_ip; /* default 64 */
     int image_workers;          /* threads running image calls; 0 = 2 per core */
     int image_queue;            /* image calls waiting for one; 0 = 4 per core */
-    int image_nice;             /* nice value of those threads, relative; default 0 */
+    int image_nice;             /* decode + CNN threads: nice value, relative, or
+                                   IMAGE_NICE_IDLE (SCHED_IDLE, the default) */
 
     /* [auth] */
     enum auth_mode auth_mode;

@@ -15,6 +15,7 @@
 #include "server/metrics.h"
 #include "server/registry.h"
 #include "server/server.h"
+#include "server/workpool.h"
 #include "storage/base64.h"
 #include "storage/shard.h"
 #include "storage/source.h"
@@ -33,6 +34,52 @@ static int fetch_slot_take(struct request *req)
     while ((rc = sem_timedwait(&req->srv->fetch_slots, &ts)) != 0 && errno == EINTR)
         ;
     return rc;
+}
+
+/* Decoding and the CNN, the CPU-heavy parts of an image call, run on the
+ * compute pool (one thread per core, at [server] image_nice) and nothing
+ * else does: a thread of low priority holding the writer mutex or an
+ * instance lock when a normal one preempts it would stall every write
+ * behind it, so the threads that lock and commit keep normal priority while
+ * the cheap calls (and the WAL's fsync wake-ups) preempt the heavy work.
+ * Without the pool (unit tests) or when it refuses (stopping), the caller
+ * runs the job itself. */
+static void on_compute(struct server *srv, work_fn fn, void *arg)
+{
+    if (!srv->compute || workpool_call(srv->compute, fn, arg) != 0)
+        fn(arg);
+}
+
+struct decode_job {
+    const uint8_t *bytes;
+    size_t len;
+    const struct decode_limits *limits;
+    struct image *img;
+    enum decode_status status;
+};
+
+static void decode_job_run(void *p)
+{
+    struct decode_job *j = p;
+    j->status = decode_image(j->bytes, j->len, j->limits, j->img);
+}
+
+struct embed_job {
+    const struct extractor *ex;
+    const struct image *img;
+    float *vec;
+    int rc;
+    double seconds; /* the CNN's own time, without the wait for a thread */
+};
+
+static void embed_job_run(void *p)
+{
+    struct embed_job *j = p;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    j->rc = extractor_embed(j->ex, j->img, j->vec);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    j->seconds = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
 }
 
 static enum err source_error(struct request *req, enum source_status s, const char *field)
@@ -86,7 +133,9 @@ enum err image_load(struct request *req, const struct image_input *in, struct im
         bytes = got.data;
         len = got.len;
     }
-    enum decode_status d = decode_image(bytes, len, &in->limits, img);
+    struct decode_job dj = {bytes, len, &in->limits, img, DECODE_OK};
+    on_compute(req->srv, decode_job_run, &dj);
+    enum decode_status d = dj.status;
     free(bytes);
     if (d == DECODE_NOMEM)
         return req_fail(req, E_INTERNAL, "out of memory");
@@ -118,15 +167,10 @@ enum err image_embed(struct request *req, const struct image *img, float *vec, u
     struct server *srv = req->srv;
     if (!srv->extractor)
         return req_fail(req, E_MA_4508, "no model loaded");
-    struct timespec t0, t1;
-    sem_wait(&srv->extract_slots);
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    int rc = extractor_embed(srv->extractor, img, vec);
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    sem_post(&srv->extract_slots);
-    metrics_extract(srv->metrics,
-                    (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
-    if (rc != 0)
+    struct embed_job ej = {srv->extractor, img, vec, -1, 0};
+    on_compute(srv, embed_job_run, &ej);
+    metrics_extract(srv->metrics, ej.seconds);
+    if (ej.rc != 0)
         return req_fail(req, E_INTERNAL, "extraction failed");
     if (phash)
         *phash = image_phash(img);

@@ -140,7 +140,11 @@ int main(int argc, char **argv)
         return 1;
     }
     srv.metrics = metrics_new();
-    sem_init(&srv.extract_slots, 0, (unsigned)srv.n_cores);
+    /* Before the compactor and imports, which extract too. */
+    if (workpool_new(srv.n_cores, 1024, srv.cfg.image_nice, &srv.compute) != 0) {
+        fprintf(stderr, "imgsearchd: cannot start %d compute threads\n", srv.n_cores);
+        return 1;
+    }
     int fetches =
         srv.cfg.fetch.max_concurrent > 0 ? srv.cfg.fetch.max_concurrent : srv.n_threads / 2;
     sem_init(&srv.fetch_slots, 0, (unsigned)(fetches > 0 ? fetches : 1));
@@ -165,7 +169,7 @@ int main(int argc, char **argv)
     }
     int workers = srv.cfg.image_workers > 0 ? srv.cfg.image_workers : 2 * srv.n_cores;
     int queue = srv.cfg.image_queue > 0 ? srv.cfg.image_queue : 4 * srv.n_cores;
-    if (workpool_new(workers, queue, srv.cfg.image_nice, &srv.pool) != 0) {
+    if (workpool_new(workers, queue, 0, &srv.pool) != 0) {
         fprintf(stderr, "imgsearchd: cannot start %d image workers\n", workers);
         return 1;
     }
@@ -199,7 +203,8 @@ int main(int argc, char **argv)
     workpool_free(srv.store_pool);
     imports_stop(srv.imports); /* after the current image; the rest resumes at start */
     compactor_stop(&srv);
-    cluster_stop(srv.cluster); /* before the registry it reads */
+    workpool_free(srv.compute); /* after every caller: image pool, imports */
+    cluster_stop(srv.cluster);  /* before the registry it reads */
     registry_free(srv.registry);
     extractor_close(srv.extractor);
     spaces_free(srv.spaces); /* the configured projection too */

@@ -34,12 +34,12 @@ struct server {
     struct imports *imports;     /* background import jobs */
     struct workpool *pool;       /* runs the image calls; full queue -> 429 */
     struct workpool *store_pool; /* runs the other project calls (storage) */
+    struct workpool *compute;    /* decodes and extractions, one per core, at image_nice */
     struct MHD_Daemon *daemon;
     int n_cores;
     int n_threads;
     atomic_int in_flight; /* requests between first byte and completion */
     atomic_int stopping;
-    sem_t extract_slots; /* one extraction per core at a time */
     sem_t fetch_slots;   /* downloads at once, so stalled URLs cannot hold every thread */
 };
 

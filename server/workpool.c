@@ -3,9 +3,7 @@
  * that is refused, never queued, so memory and waiting time stay bounded. */
 #include <pthread.h>
 #include <stdlib.h>
-#include <sys/resource.h>
-#include <sys/syscall.h>
-#include <unistd.h>
+#include "server/priority.h"
 #include "server/workpool.h"
 
 struct job {
@@ -31,10 +29,7 @@ struct workpool {
 static void *worker_main(void *p)
 {
     struct workpool *wp = p;
-    /* Linux applies nice per thread (a task id); failure keeps the default. */
-    if (wp->nice)
-        setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid),
-                    getpriority(PRIO_PROCESS, 0) + wp->nice);
+    priority_lower_self(wp->nice);
     pthread_mutex_lock(&wp->mu);
     for (;;) {
         while (!wp->count && !wp->stopping)
@@ -101,6 +96,42 @@ int workpool_submit(struct workpool *wp, work_fn fn, void *arg)
     pthread_cond_signal(&wp->has_work);
     pthread_mutex_unlock(&wp->mu);
     return 0;
+}
+
+/* One synchronous call: the caller sleeps on `cv` until the worker is done. */
+struct call {
+    work_fn fn;
+    void *arg;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int done;
+};
+
+static void call_job(void *p)
+{
+    struct call *c = p;
+    c->fn(c->arg);
+    pthread_mutex_lock(&c->mu);
+    c->done = 1;
+    pthread_cond_signal(&c->cv);
+    pthread_mutex_unlock(&c->mu); /* c lives on the caller's stack: last touch */
+}
+
+int workpool_call(struct workpool *wp, work_fn fn, void *arg)
+{
+    struct call c = {.fn = fn, .arg = arg};
+    pthread_mutex_init(&c.mu, NULL);
+    pthread_cond_init(&c.cv, NULL);
+    int rc = workpool_submit(wp, call_job, &c);
+    if (rc == 0) {
+        pthread_mutex_lock(&c.mu);
+        while (!c.done)
+            pthread_cond_wait(&c.cv, &c.mu);
+        pthread_mutex_unlock(&c.mu);
+    }
+    pthread_cond_destroy(&c.cv);
+    pthread_mutex_destroy(&c.mu);
+    return rc;
 }
 
 void workpool_stats(struct workpool *wp, int *queued, int *running, unsigned long *refused)

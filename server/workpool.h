@@ -12,13 +12,19 @@ struct workpool;
 typedef void (*work_fn)(void *arg);
 
 /* `workers` threads; at most `queue_cap` jobs wait for one. The threads run
- * at nice value `nice` (0: the process's own), so CPU-heavy jobs can yield
- * to the threads that answer cheap calls. 0 on success. */
+ * at `nice` as priority_lower_self takes it (0: the process's own priority,
+ * 1-19 a nice value, IMAGE_NICE_IDLE SCHED_IDLE), so CPU-heavy jobs can
+ * yield to the threads that answer cheap calls. 0 on success. */
 int workpool_new(int workers, int queue_cap, int nice, struct workpool **out);
 
 /* Queues fn(arg). 0 when queued, -1 when `queue_cap` jobs already wait or
  * the pool is stopping: the job was not taken and the caller still owns it. */
 int workpool_submit(struct workpool *wp, work_fn fn, void *arg);
+
+/* Runs fn(arg) on a worker and waits for it to finish: work that must run
+ * at the pool's priority while the caller keeps its own. -1, having run
+ * nothing, when the job is refused (queue full, pool stopping). */
+int workpool_call(struct workpool *wp, work_fn fn, void *arg);
 
 /* Jobs waiting and running right now; jobs refused since the start. */
 void workpool_stats(struct workpool *wp, int *queued, int *running, unsigned long *refused);

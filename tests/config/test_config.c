@@ -69,6 +69,7 @@ static void check_defaults(const struct config *cfg)
     CHECK_INT(cfg->max_body_bytes, 12 * 1024 * 1024);
     CHECK_INT(cfg->request_timeout_s, 60);
     CHECK_INT(cfg->max_connections, 256);
+    CHECK_INT(cfg->image_nice, IMAGE_NICE_IDLE);
     CHECK_INT(cfg->auth_mode, AUTH_NONE);
     CHECK_INT(cfg->auth_max_skew_s, 900);
     CHECK_INT(cfg->n_credentials, 0);
@@ -679,6 +680,8 @@ static void test_error_bad_values(void)
         {"[server]\nthreads = -1\n", 2, "threads", "-1"},
         {"[server]\nthreads = 4x\n", 2, "threads", "4x"},
         {"[server]\nrequest_timeout = 0\n", 2, "request_timeout", "0"},
+        {"[server]\nimage_nice = 20\n", 2, "image_nice", "20"},
+        {"[server]\nimage_nice = idler\n", 2, "image_nice", "idler"},
         {"[server]\nmax_connections = 0\n", 2, "max_connections", "0"},
         {"[server]\nlisten = localhost\n", 2, "listen", "localhost"},
         {"[server]\nlisten = host:99999\n", 2, "listen", "99999"},
@@ -780,6 +783,17 @@ static void test_projection_empty_is_off(void)
     unlink(path);
 }
 
+/* image_nice takes a nice value or "idle" (SCHED_IDLE), nothing between. */
+static void test_image_nice_idle(void)
+{
+    struct config cfg;
+    char err[512], path[64];
+    CHECK_INT(load_text("[server]\nimage_nice = idle\n", &cfg, err, sizeof err, path), 0);
+    CHECK_INT(cfg.image_nice, IMAGE_NICE_IDLE);
+    config_free(&cfg);
+    unlink(path);
+}
+
 static void test_error_missing_file(void)
 {
     struct config cfg;
@@ -847,6 +861,7 @@ int main(void)
     RUN(test_cli_errors);
     RUN(test_error_unknown_key);
     RUN(test_error_first_only);
+    RUN(test_image_nice_idle);
     RUN(test_error_bad_values);
     RUN(test_error_bad_cidr);
     RUN(test_error_unknown_section);

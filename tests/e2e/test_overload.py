@@ -119,6 +119,48 @@ def test_http_threads_free_while_images_work(make_server):
                                      for r in out.values())
 
 
+def _policies(pid):
+    """Scheduling policy of each of the process's threads (/proc stat field 41)."""
+    out = []
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                stat = f.read()
+        except FileNotFoundError:
+            continue  # a thread that just ended
+        out.append(int(stat[stat.rindex(")") + 2:].split()[38]))
+    return out
+
+
+SCHED_OTHER, SCHED_IDLE = 0, 5
+
+
+def test_only_the_heavy_work_runs_idle(make_server):
+    """[server] image_nice = idle (the default): decoding and the CNN run on one SCHED_IDLE
+    thread per core, which any normal thread preempts at once; every thread
+    that takes a lock or commits (HTTP, image and store workers) keeps the
+    normal policy, so none can stall a write while it waits for a core. Image
+    calls still work through them."""
+    s = make_server(extra="[server]\nimage_workers = 3\n")
+    c = s.client()
+    c.create_instance("prio")
+    r = c.v2("prio", "data/add", {"item_id": "a", "image_base64": b64(scene(3))})
+    assert r.status == 200, r
+    r = c.v2("prio", "search", {"search_type": "IMAGE", "image_base64": b64(scene(3)),
+                                "limit": 1})
+    assert r.status == 200 and r.json["data"]["items"][0]["id"] == "a", r
+    pol = _policies(s.proc.pid)
+    assert pol.count(SCHED_IDLE) == os.cpu_count(), pol
+    assert pol.count(SCHED_OTHER) == len(pol) - os.cpu_count(), pol
+
+
+def test_image_nice_0_keeps_every_thread_normal(make_server):
+    """For a box shared with busy processes: image_nice = 0, all normal."""
+    s = make_server(extra="[server]\nimage_nice = 0\n")
+    pol = _policies(s.proc.pid)
+    assert pol and all(p == SCHED_OTHER for p in pol), pol
+
+
 def one_item_then_lock(s, name, seed):
     """An instance with item "a", then SQLite's write lock taken by another
     connection (as a disk slow to fsync would hold it); returns (client,

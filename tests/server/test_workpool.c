@@ -7,6 +7,7 @@
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+#include "server/priority.h"
 #include "server/workpool.h"
 #include "tests/unit.h"
 
@@ -138,6 +139,62 @@ static void test_worker_nice(void)
     CHECK_INT(getpriority(PRIO_PROCESS, 0), base); /* the caller's own is unchanged */
 }
 
+static atomic_int seen_policy;
+
+static void policy_job(void *arg)
+{
+    (void)arg;
+    atomic_store(&seen_policy, sched_getscheduler(0));
+}
+
+/* image_nice = idle: the workers run SCHED_IDLE, so any normal thread that
+ * wakes (a COMMIT's, a check's) preempts them at once; the caller's own
+ * policy is unchanged. */
+static void test_worker_idle(void)
+{
+    struct workpool *wp;
+    CHECK_INT(workpool_new(1, 1, IMAGE_NICE_IDLE, &wp), 0);
+    atomic_store(&seen_policy, -100);
+    CHECK_INT(workpool_submit(wp, policy_job, NULL), 0);
+    workpool_drain(wp);
+    CHECK_INT(atomic_load(&seen_policy), SCHED_IDLE);
+    workpool_free(wp);
+    CHECK_INT(sched_getscheduler(0), SCHED_OTHER);
+}
+
+struct where {
+    pid_t tid;
+    int policy;
+    atomic_int ran;
+};
+
+static void where_job(void *arg)
+{
+    struct where *w = arg;
+    w->tid = (pid_t)syscall(SYS_gettid);
+    w->policy = sched_getscheduler(0);
+    usleep(20000); /* the caller must wait for this, not return early */
+    atomic_fetch_add(&w->ran, 1);
+}
+
+/* workpool_call runs the job on a worker, at the pool's policy, and returns
+ * only when it is done; a stopping pool refuses it without running it. */
+static void test_call_waits_on_a_worker(void)
+{
+    struct workpool *wp;
+    CHECK_INT(workpool_new(2, 4, IMAGE_NICE_IDLE, &wp), 0);
+    struct where w = {.tid = 0};
+    CHECK_INT(workpool_call(wp, where_job, &w), 0);
+    CHECK_INT(atomic_load(&w.ran), 1);
+    CHECK(w.tid != (pid_t)syscall(SYS_gettid));
+    CHECK_INT(w.policy, SCHED_IDLE);
+    CHECK_INT(sched_getscheduler(0), SCHED_OTHER);
+    workpool_drain(wp);
+    CHECK_INT(workpool_call(wp, where_job, &w), -1);
+    CHECK_INT(atomic_load(&w.ran), 1);
+    workpool_free(wp);
+}
+
 static void test_bad_sizes(void)
 {
     struct workpool *wp = (struct workpool *)1;
@@ -152,6 +209,8 @@ int main(void)
     RUN(test_full_queue_refuses);
     RUN(test_every_accepted_job_runs_once);
     RUN(test_worker_nice);
+    RUN(test_worker_idle);
+    RUN(test_call_waits_on_a_worker);
     RUN(test_bad_sizes);
     return unit_report();
 }
