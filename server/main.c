@@ -140,7 +140,9 @@ int main(int argc, char **argv)
         return 1;
     }
     srv.metrics = metrics_new();
-    /* Before the compactor and imports, which extract too. */
+    /* Decode and CNN threads (server/ingest.c), before the imports, which
+     * extract too. Each image or import worker waits on one job at a time,
+     * so the queue never fills; if it did, the caller would run the job. */
     if (workpool_new(srv.n_cores, 1024, srv.cfg.image_nice, &srv.compute) != 0) {
         fprintf(stderr, "imgsearchd: cannot start %d compute threads\n", srv.n_cores);
         return 1;
