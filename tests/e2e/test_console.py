@@ -12,9 +12,11 @@ import pytest
 from conftest import ROOT, TOKEN
 from images import encode, scene
 
-PLAYWRIGHT_VERSION = "1.65.1"
+# The newest playwright-core that still runs on Debian 12's own Node.js (18):
+# 1.62 and later stop at start-up on anything older than Node 20.
+PLAYWRIGHT_VERSION = "1.61.1"
 CACHE = os.environ.get("IMGSEARCH_CACHE", os.path.join(ROOT, ".cache"))
-NPM_DIR = os.path.join(CACHE, "npm-playwright")
+NPM_DIR = os.path.join(CACHE, "npm-playwright-" + PLAYWRIGHT_VERSION)
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 LOG_DIR = os.path.join(ROOT, "build", "test-logs")
 
