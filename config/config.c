@@ -349,12 +349,15 @@ static int server_key(struct parse_ctx *ctx, const char *k, const char *v)
         return 0;
     }
     if (!strcmp(k, "image_nice")) {
-        if (!strcmp(v, "idle")) {
+        if (!strcasecmp(v, "idle")) {
             cfg->image_nice = IMAGE_NICE_IDLE;
             return 0;
         }
-        if (parse_long(ctx, v, 0, 19, &x))
+        if (parse_long(ctx, v, 0, 19, &x)) {
+            snprintf(ctx->err, sizeof ctx->err,
+                     "expected idle or an integer in [0, 19], got \"%s\"", v);
             return -1;
+        }
         cfg->image_nice = (int)x;
         return 0;
     }

@@ -5,9 +5,13 @@
  * scheduler lets a running thread finish its slice); a SCHED_IDLE thread is
  * preempted by any normal one as it wakes. Neither needs privilege, and
  * neither can be undone without it (RLIMIT_NICE), so the policy is set once
- * on threads that hold no lock: a low-priority thread preempted inside a
- * lock would stall every normal one waiting for it. The cost: on a box whose
+ * on threads that take none of the server's locks: a low-priority thread
+ * preempted inside one would stall every normal one waiting for it. (They
+ * still share malloc's arena locks with the others; a wait there ends as
+ * soon as a core is free, i.e. at once unless the box is saturated.) The cost: on a box whose
  * other processes keep the cores busy, the CNN gets only what they leave. */
+#include <errno.h>
+#include <pthread.h>
 #include <sched.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
@@ -20,9 +24,10 @@ int priority_lower_self(int image_nice)
         return 0;
     if (image_nice >= IMAGE_NICE_IDLE) {
         struct sched_param sp = {.sched_priority = 0};
-        /* pthread_setschedparam cannot select SCHED_IDLE on every libc; the
-         * syscall on our own task id (pid 0) applies to this thread only. */
-        return sched_setscheduler(0, SCHED_IDLE, &sp) == 0 ? 0 : -1;
+        int rc = pthread_setschedparam(pthread_self(), SCHED_IDLE, &sp);
+        if (rc != 0)
+            errno = rc;
+        return rc != 0 ? -1 : 0;
     }
     /* Linux applies nice per thread (a task id). */
     return setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid),

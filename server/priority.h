@@ -8,7 +8,8 @@
 
 /* Lowers the calling thread: nice 0 keeps the process's priority, 1-19 adds
  * that nice value, IMAGE_NICE_IDLE switches it to SCHED_IDLE. Failure keeps
- * the priority it had (it only shapes latency). 0 when applied. */
+ * the priority it had (it only shapes latency). 0 when applied, else -1
+ * with errno set. */
 int priority_lower_self(int image_nice);
 
 #endif

@@ -1,8 +1,12 @@
 /* workpool.c: worker threads over a ring buffer of jobs, one mutex and two
  * condition variables. The ring has exactly queue_cap slots: a job beyond
  * that is refused, never queued, so memory and waiting time stay bounded. */
+#include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include "server/priority.h"
 #include "server/workpool.h"
 
@@ -29,7 +33,12 @@ struct workpool {
 static void *worker_main(void *p)
 {
     struct workpool *wp = p;
-    priority_lower_self(wp->nice);
+    static atomic_int warned;
+    if (priority_lower_self(wp->nice) != 0 && !atomic_exchange(&warned, 1))
+        fprintf(stderr,
+                "imgsearchd: cannot lower the priority of pool threads (%s); they keep "
+                "the process's\n",
+                strerror(errno));
     pthread_mutex_lock(&wp->mu);
     for (;;) {
         while (!wp->count && !wp->stopping)

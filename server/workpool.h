@@ -23,7 +23,8 @@ int workpool_submit(struct workpool *wp, work_fn fn, void *arg);
 
 /* Runs fn(arg) on a worker and waits for it to finish: work that must run
  * at the pool's priority while the caller keeps its own. -1, having run
- * nothing, when the job is refused (queue full, pool stopping). */
+ * nothing, when the job is refused (queue full, pool stopping). Never from
+ * a job of the same pool: with every worker waiting, nothing would run. */
 int workpool_call(struct workpool *wp, work_fn fn, void *arg);
 
 /* Jobs waiting and running right now; jobs refused since the start. */

@@ -681,7 +681,7 @@ static void test_error_bad_values(void)
         {"[server]\nthreads = 4x\n", 2, "threads", "4x"},
         {"[server]\nrequest_timeout = 0\n", 2, "request_timeout", "0"},
         {"[server]\nimage_nice = 20\n", 2, "image_nice", "20"},
-        {"[server]\nimage_nice = idler\n", 2, "image_nice", "idler"},
+        {"[server]\nimage_nice = idler\n", 2, "image_nice", "expected idle or"},
         {"[server]\nmax_connections = 0\n", 2, "max_connections", "0"},
         {"[server]\nlisten = localhost\n", 2, "listen", "localhost"},
         {"[server]\nlisten = host:99999\n", 2, "listen", "99999"},
@@ -789,6 +789,10 @@ static void test_image_nice_idle(void)
     struct config cfg;
     char err[512], path[64];
     CHECK_INT(load_text("[server]\nimage_nice = idle\n", &cfg, err, sizeof err, path), 0);
+    CHECK_INT(cfg.image_nice, IMAGE_NICE_IDLE);
+    config_free(&cfg);
+    unlink(path);
+    CHECK_INT(load_text("[server]\nimage_nice = IDLE\n", &cfg, err, sizeof err, path), 0);
     CHECK_INT(cfg.image_nice, IMAGE_NICE_IDLE);
     config_free(&cfg);
     unlink(path);
