@@ -59,6 +59,7 @@ void config_defaults(struct config *cfg)
     cfg->index.compact_ann_factory = xstrdup("IVF4096,PQ64");
     cfg->index.compact_rerank = 128;
     cfg->index.compact_exact_max = 25000;
+    cfg->index.compact_list_max = 1024;
     cfg->index.compact_after = 1000; /* docs/benchmarks.md: the fit wants >= 8 vectors a dim */
     cfg->index.compact_batch = 256;
     cfg->index.nprobe = 0;
@@ -491,6 +492,8 @@ static int index_key(struct parse_ctx *ctx, const char *k, const char *v)
         return set_str(&ix->compact_ann_factory, v), 0;
     if (!strcmp(k, "compact_exact_max"))
         return parse_long(ctx, v, 1, 1L << 40, &ix->compact_exact_max);
+    if (!strcmp(k, "compact_list_max"))
+        return parse_long(ctx, v, 0, 1L << 30, &ix->compact_list_max);
     if (!strcmp(k, "compact_rerank"))
         return parse_long(ctx, v, 0, 1 << 16, &ix->compact_rerank);
     if (!strcmp(k, "nprobe"))
@@ -881,6 +884,9 @@ void config_usage(FILE *out)
           "                           of N and exact_max items (25000)\n"
           "  compact_rerank = N       their top N candidates re-scored with the int8\n"
           "                           codes in the database (128; 0: off)\n"
+          "  compact_list_max = N     re-partition their IVF index into 4x the lists\n"
+          "                           when the lists average more than N vectors\n"
+          "                           (1024; 0: never)\n"
           "  nprobe = N               default IVF probes (0: the request's default, 100)\n"
           "  views = on|off           new instances also index a centre window, a\n"
           "                           low-resolution and a grey view of each item (on)\n"

@@ -82,6 +82,10 @@ struct index_config {
      * an exact scan of 100k items' codes costs ~100 ms a search, the PQ tier
      * ~1 ms (docs/bench/scale.md). */
     long compact_exact_max;
+    /* Their IVF index re-partitions into 4x the lists (index/vindex_regrow.c)
+     * when the lists average more than this many vectors: a probe's scan
+     * stays bounded from the switch to 10M items. Default 1024; 0: never. */
+    long compact_list_max;
 };
 
 /* [search]: query-time retries of a weak match. When the query's best score

@@ -34,6 +34,7 @@
 #include <faiss/index_io.h>
 #include <faiss/utils/distances.h>
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -287,6 +288,30 @@ void faiss_IndexIDMap2_id_map(FaissIndexIDMap2 *index, idx_t **p_id_map, size_t 
 FaissIndex *faiss_IndexIDMap2_sub_index(FaissIndexIDMap2 *index)
 {
     return c_index(static_cast<faiss::IndexIDMap2 *>(cxx(index))->index);
+}
+
+FaissIndexIVF *faiss_IndexIVF_cast(FaissIndex *index)
+{
+    return reinterpret_cast<FaissIndexIVF *>(dynamic_cast<faiss::IndexIVF *>(cxx(index)));
+}
+
+size_t faiss_IndexIVF_nlist(const FaissIndexIVF *index)
+{
+    return reinterpret_cast<const faiss::IndexIVF *>(index)->nlist;
+}
+
+size_t faiss_IndexIVF_get_list_size(const FaissIndexIVF *index, size_t list_no)
+{
+    return reinterpret_cast<const faiss::IndexIVF *>(index)->get_list_size(list_no);
+}
+
+/* Array-backed lists (what we build and read back) cannot throw here. */
+void faiss_IndexIVF_invlists_get_ids(const FaissIndexIVF *index, size_t list_no, idx_t *invlist)
+{
+    const faiss::InvertedLists *il = reinterpret_cast<const faiss::IndexIVF *>(index)->invlists;
+    size_t n = il->list_size(list_no);
+    faiss::InvertedLists::ScopedIds ids(il, list_no);
+    std::copy(ids.get(), ids.get() + n, invlist);
 }
 
 FaissIndexFlat *faiss_IndexFlat_cast(FaissIndex *index)

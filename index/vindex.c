@@ -31,10 +31,12 @@
 #include "index/vindex.h"
 
 #include "index/faiss_ext.h"
+#include "index/vindex_impl.h"
 #include "index/rerank.h"
 
 #include <faiss/c_api/AutoTune_c.h>
 #include <faiss/c_api/IndexFlat_c.h>
+#include <faiss/c_api/IndexIVF_c.h>
 #include <faiss/c_api/Index_c.h>
 #include <faiss/c_api/MetaIndexes_c.h>
 #include <faiss/c_api/error_c.h>
@@ -59,29 +61,9 @@
  * gets (the API's request default is 100 too). */
 #define VINDEX_DEFAULT_NPROBE 100
 
-struct vindex {
-    pthread_rwlock_t lock; /* searches read; a FAISS mutation or the swap writes */
-    pthread_mutex_t wmu;   /* one writer at a time, held across a whole retrain */
-    FaissIndex *idx;
-    int exact; /* idx is IDMap2 over a flat index */
-    int dim;
-    long exact_max;
-    char *factory;
-    int rerank; /* candidates re-ranked in the ANN tier; 0: none */
-    rerank_fetch_fn fetch;
-    void *fetch_arg;
-    /* Background switch; all under wmu. */
-    int background;  /* train on a thread of its own (see top) */
-    int training;    /* a trainer thread runs */
-    int joinable;    /* a trainer thread was started and not joined */
-    int stopping;    /* vindex_free: the trainer must not swap */
-    size_t retry_at; /* after a failed training: next try at this count */
-    pthread_t trainer;
-};
-
 static _Thread_local char last_err[512];
 
-static double now_s(void)
+double vindex_now_s(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -97,7 +79,7 @@ static void tune_faiss(void)
     faiss_set_distance_compute_blas_threshold(1);
 }
 
-static void set_err(const char *fmt, ...)
+void vindex_set_err(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -105,10 +87,10 @@ static void set_err(const char *fmt, ...)
     va_end(ap);
 }
 
-static void set_faiss_err(const char *what)
+void vindex_set_faiss_err(const char *what)
 {
     const char *e = faiss_get_last_error();
-    set_err("%s: %s", what, e ? e : "unknown FAISS error");
+    vindex_set_err("%s: %s", what, e ? e : "unknown FAISS error");
 }
 
 static void copy_err(char *errbuf, size_t errlen)
@@ -132,19 +114,19 @@ static int ann_description(const char *factory, char *buf, size_t len)
 }
 
 /* Builds an empty, untrained ANN index from the configured factory. */
-static int new_ann(int dim, const char *factory, FaissIndex **out)
+int vindex_new_ann(int dim, const char *factory, FaissIndex **out)
 {
     char desc[256];
     if (ann_description(factory, desc, sizeof desc) != 0) {
-        set_err("ann_factory too long");
+        vindex_set_err("ann_factory too long");
         return -1;
     }
     if (faiss_index_factory(out, dim, desc, METRIC_INNER_PRODUCT) != 0) {
-        set_faiss_err("bad ann_factory");
+        vindex_set_faiss_err("bad ann_factory");
         return -1;
     }
     if (imgsearch_faiss_ann_setup(*out) != 0) {
-        set_faiss_err("bad ann_factory");
+        vindex_set_faiss_err("bad ann_factory");
         faiss_Index_free(*out);
         *out = NULL;
         return -1;
@@ -170,7 +152,7 @@ static int check_options(const struct vindex_options *opt)
 {
     if (!opt || opt->dim <= 0 || opt->exact_max < 0 || !opt->ann_factory || !*opt->ann_factory ||
         opt->rerank < 0) {
-        set_err("invalid vindex options");
+        vindex_set_err("invalid vindex options");
         return -1;
     }
     return 0;
@@ -181,7 +163,7 @@ static int wrap(const struct vindex_options *opt, FaissIndex *idx, struct vindex
     struct vindex *vi = calloc(1, sizeof *vi);
     if (!vi || !(vi->factory = strdup(opt->ann_factory))) {
         free(vi);
-        set_err("out of memory");
+        vindex_set_err("out of memory");
         return -1;
     }
     pthread_rwlock_init(&vi->lock, NULL);
@@ -193,6 +175,7 @@ static int wrap(const struct vindex_options *opt, FaissIndex *idx, struct vindex
     vi->rerank = opt->fetch ? opt->rerank : 0;
     vi->fetch = opt->fetch;
     vi->fetch_arg = opt->fetch_arg;
+    vi->list_max = opt->fetch ? opt->list_max : 0;
     *out = vi;
     return 0;
 }
@@ -206,11 +189,11 @@ int vindex_create(const struct vindex_options *opt, struct vindex **out, char *e
     if (check_options(opt) != 0)
         goto fail;
     // Build the ANN index once now so a bad factory string fails at start-up.
-    if (new_ann(opt->dim, opt->ann_factory, &probe) != 0)
+    if (vindex_new_ann(opt->dim, opt->ann_factory, &probe) != 0)
         goto fail;
     faiss_Index_free(probe);
     if (faiss_index_factory(&idx, opt->dim, "IDMap2,Flat", METRIC_INNER_PRODUCT) != 0) {
-        set_faiss_err("creating flat index");
+        vindex_set_faiss_err("creating flat index");
         goto fail;
     }
     if (wrap(opt, idx, out) != 0)
@@ -228,7 +211,7 @@ static int adopt(FaissIndex *idx, const char *what, const struct vindex_options 
                  struct vindex **out)
 {
     if (faiss_Index_d(idx) != opt->dim) {
-        set_err("%s: dimension %d, expected %d", what, faiss_Index_d(idx), opt->dim);
+        vindex_set_err("%s: dimension %d, expected %d", what, faiss_Index_d(idx), opt->dim);
         return -1;
     }
     return wrap(opt, idx, out);
@@ -256,7 +239,7 @@ int vindex_read(FILE *f, const struct vindex_options *opt, struct vindex **out, 
     if (check_options(opt) != 0)
         goto fail;
     if (faiss_read_index(f, 0, &idx) != 0) {
-        set_faiss_err("reading index");
+        vindex_set_faiss_err("reading index");
         goto fail;
     }
     if (adopt(idx, "snapshot", opt, out) != 0)
@@ -276,7 +259,7 @@ int vindex_write(struct vindex *vi, FILE *f)
     int rc = faiss_write_index(vi->idx, f);
     pthread_rwlock_unlock(&vi->lock);
     if (rc != 0) {
-        set_faiss_err("writing index");
+        vindex_set_faiss_err("writing index");
         return -1;
     }
     return 0;
@@ -300,23 +283,23 @@ static int write_file(struct vindex *vi, const char *tmp)
 {
     FILE *f = fopen(tmp, "wbe");
     if (!f) {
-        set_err("%s: %s", tmp, strerror(errno));
+        vindex_set_err("%s: %s", tmp, strerror(errno));
         return -1;
     }
     if (vindex_write(vi, f) != 0) {
         char why[sizeof last_err];
         snprintf(why, sizeof why, "%s", last_err);
-        set_err("%s: %s", tmp, why);
+        vindex_set_err("%s: %s", tmp, why);
         fclose(f);
         return -1;
     }
     if (fflush(f) != 0 || fsync(fileno(f)) != 0) {
-        set_err("%s: %s", tmp, strerror(errno));
+        vindex_set_err("%s: %s", tmp, strerror(errno));
         fclose(f);
         return -1;
     }
     if (fclose(f) != 0) {
-        set_err("%s: %s", tmp, strerror(errno));
+        vindex_set_err("%s: %s", tmp, strerror(errno));
         return -1;
     }
     return 0;
@@ -329,14 +312,14 @@ int vindex_save(struct vindex *vi, const char *path, char *errbuf, size_t errlen
     char tmp[4096], dir[4096];
 
     if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp) {
-        set_err("path too long");
+        vindex_set_err("path too long");
         copy_err(errbuf, errlen);
         return -1;
     }
     if (write_file(vi, tmp) != 0)
         goto fail;
     if (rename(tmp, path) != 0) {
-        set_err("%s: %s", path, strerror(errno));
+        vindex_set_err("%s: %s", path, strerror(errno));
         goto fail;
     }
     snprintf(dir, sizeof dir, "%s", path);
@@ -356,7 +339,9 @@ void vindex_free(struct vindex *vi)
     if (!vi)
         return;
     pthread_mutex_lock(&vi->wmu);
-    vi->stopping = 1; /* a trainer still running finishes training, then drops it */
+    /* A trainer still running finishes training, then drops it; a regrow
+     * stops at its next chunk. */
+    __atomic_store_n(&vi->stopping, 1, __ATOMIC_RELEASE);
     pthread_mutex_unlock(&vi->wmu);
     vindex_switch_wait(vi);
     faiss_Index_free(vi->idx);
@@ -382,10 +367,10 @@ static int switch_to_ann(struct vindex *vi, size_t n, const int64_t *ids, const 
     faiss_IndexIDMap2_id_map(map, &old_ids, &nids);
     nxb /= d;
     if (nxb != nids) {
-        set_err("flat index and its id map disagree");
+        vindex_set_err("flat index and its id map disagree");
         goto fail;
     }
-    if (new_ann(vi->dim, vi->factory, &ann) != 0)
+    if (vindex_new_ann(vi->dim, vi->factory, &ann) != 0)
         goto fail;
     // Train on what is there; join the batch only when it would dominate.
     if (nxb >= n) {
@@ -395,7 +380,7 @@ static int switch_to_ann(struct vindex *vi, size_t n, const int64_t *ids, const 
     } else {
         joined = malloc((nxb + n) * d * sizeof *joined);
         if (!joined) {
-            set_err("out of memory");
+            vindex_set_err("out of memory");
             goto fail;
         }
         memcpy(joined, xb, nxb * d * sizeof *joined);
@@ -403,14 +388,14 @@ static int switch_to_ann(struct vindex *vi, size_t n, const int64_t *ids, const 
         train = joined, ntrain = nxb + n;
     }
     if (faiss_Index_train(ann, (idx_t)ntrain, train) != 0) {
-        set_faiss_err("training ANN index");
+        vindex_set_faiss_err("training ANN index");
         goto fail;
     }
     free(joined);
     joined = NULL;
     if ((nxb && faiss_Index_add_with_ids(ann, (idx_t)nxb, xb, old_ids) != 0) ||
         (n && faiss_Index_add_with_ids(ann, (idx_t)n, vecs, ids) != 0)) {
-        set_faiss_err("filling ANN index");
+        vindex_set_faiss_err("filling ANN index");
         goto fail;
     }
     pthread_rwlock_wrlock(&vi->lock);
@@ -451,11 +436,11 @@ static int fill_and_swap(struct vindex *vi, FaissIndex *ann)
     faiss_IndexIDMap2_id_map(map, &ids, &nids);
     nxb /= (size_t)vi->dim;
     if (nxb != nids) {
-        set_err("flat index and its id map disagree");
+        vindex_set_err("flat index and its id map disagree");
         return -1;
     }
     if (nxb && faiss_Index_add_with_ids(ann, (idx_t)nxb, xb, ids) != 0) {
-        set_faiss_err("filling ANN index");
+        vindex_set_faiss_err("filling ANN index");
         return -1;
     }
     pthread_rwlock_wrlock(&vi->lock);
@@ -472,21 +457,23 @@ static void *trainer_main(void *p)
     struct trainer_arg *a = p;
     struct vindex *vi = a->vi;
     FaissIndex *ann = NULL;
-    double t0 = now_s();
-    int rc = new_ann(vi->dim, vi->factory, &ann);
+    double t0 = vindex_now_s();
+    int rc = vindex_new_ann(vi->dim, vi->factory, &ann);
     if (rc == 0 && faiss_Index_train(ann, (idx_t)a->n, a->sample) != 0) {
-        set_faiss_err("training ANN index");
+        vindex_set_faiss_err("training ANN index");
         rc = -1;
     }
     free(a->sample);
-    double t1 = now_s();
+    double t1 = vindex_now_s();
     pthread_mutex_lock(&vi->wmu);
     if (rc == 0 && !vi->stopping && vi->exact && fill_and_swap(vi, ann) == 0) {
         ann = NULL;
         fprintf(stderr,
                 "vindex: switched to %s in the background: trained on %zu vectors in "
                 "%.1f s, filled with %zu in %.1f s\n",
-                vi->factory, a->n, t1 - t0, (size_t)faiss_Index_ntotal(vi->idx), now_s() - t1);
+                vi->factory, a->n, t1 - t0, (size_t)faiss_Index_ntotal(vi->idx),
+                vindex_now_s() - t1);
+        vindex_regrow_check(vi); /* switched far past exact_max: lists may be long already */
     } else if (!vi->stopping) {
         fprintf(stderr, "vindex: background switch to %s failed (%s); exact meanwhile\n",
                 vi->factory, rc ? vindex_last_error() : "fill");
@@ -543,6 +530,8 @@ void vindex_set_background_switch(struct vindex *vi, int on)
     size_t total = (size_t)faiss_Index_ntotal(vi->idx);
     if (on && vi->exact && (long)total > vi->exact_max && !vi->training && total >= vi->retry_at)
         start_training(vi); /* no thread: the next add switches in line */
+    if (on)
+        vindex_regrow_check(vi);
     pthread_mutex_unlock(&vi->wmu);
 }
 
@@ -554,6 +543,7 @@ void vindex_switch_wait(struct vindex *vi)
     pthread_mutex_unlock(&vi->wmu);
     if (join)
         pthread_join(vi->trainer, NULL);
+    vindex_regrow_join(vi);
 }
 
 int vindex_add(struct vindex *vi, size_t n, const int64_t *ids, const float *vecs)
@@ -563,12 +553,12 @@ int vindex_add(struct vindex *vi, size_t n, const int64_t *ids, const float *vec
     if (n == 0)
         return 0;
     if (!ids || !vecs) {
-        set_err("vindex_add: no ids or vectors");
+        vindex_set_err("vindex_add: no ids or vectors");
         return -1;
     }
     for (size_t i = 0; i < n; i++) {
         if (ids[i] < 0) { // FAISS reports "no result" as -1
-            set_err("vindex_add: negative id %lld", (long long)ids[i]);
+            vindex_set_err("vindex_add: negative id %lld", (long long)ids[i]);
             return -1;
         }
     }
@@ -581,12 +571,14 @@ int vindex_add(struct vindex *vi, size_t n, const int64_t *ids, const float *vec
     } else {
         pthread_rwlock_wrlock(&vi->lock);
         if (faiss_Index_add_with_ids(vi->idx, (idx_t)n, vecs, ids) != 0) {
-            set_faiss_err("vindex_add");
+            vindex_set_faiss_err("vindex_add");
             rc = -1;
         }
         pthread_rwlock_unlock(&vi->lock);
         if (rc == 0 && over && !vi->training && total >= vi->retry_at && start_training(vi) != 0)
             rc = switch_to_ann(vi, 0, NULL, NULL); /* no thread or memory: do it here */
+        else if (rc == 0 && !vi->exact)
+            rc = vindex_regrow_after_add(vi, n, ids, vecs);
     }
     pthread_mutex_unlock(&vi->wmu);
     return rc;
@@ -601,17 +593,19 @@ long vindex_remove(struct vindex *vi, size_t n, const int64_t *ids)
     if (n == 0)
         return 0;
     if (faiss_IDSelectorBatch_new(&sel, n, ids) != 0) {
-        set_faiss_err("vindex_remove");
+        vindex_set_faiss_err("vindex_remove");
         return -1;
     }
     pthread_mutex_lock(&vi->wmu);
     pthread_rwlock_wrlock(&vi->lock);
     rc = faiss_Index_remove_ids(vi->idx, (const FaissIDSelector *)sel, &removed);
     pthread_rwlock_unlock(&vi->lock);
+    if (rc == 0 && !vi->exact)
+        vindex_regrow_after_remove(vi, n, ids);
     pthread_mutex_unlock(&vi->wmu);
     faiss_IDSelector_free((FaissIDSelector *)sel);
     if (rc != 0) {
-        set_faiss_err("vindex_remove");
+        vindex_set_faiss_err("vindex_remove");
         return -1;
     }
     return (long)removed;
@@ -689,7 +683,7 @@ int vindex_search(struct vindex *vi, const float *query, int k,
     if (k <= 0 || (allowed && n_allowed == 0))
         return 0;
     if (allowed && !sorted_ascending(allowed, n_allowed)) {
-        set_err("vindex_search: allowed ids are not sorted");
+        vindex_set_err("vindex_search: allowed ids are not sorted");
         return -1;
     }
     // Sized for the re-rank depth: the tier is only known under the lock.
@@ -698,7 +692,7 @@ int vindex_search(struct vindex *vi, const float *query, int k,
         dis = malloc((size_t)depth * sizeof *dis);
         lab = malloc((size_t)depth * sizeof *lab);
         if (!dis || !lab) {
-            set_err("out of memory");
+            vindex_set_err("out of memory");
             goto done;
         }
     }
@@ -713,14 +707,14 @@ int vindex_search(struct vindex *vi, const float *query, int k,
     pthread_rwlock_unlock(&vi->lock);
     omp_set_num_threads(omp_prev);
     if (found < 0) {
-        set_faiss_err("vindex_search");
+        vindex_set_faiss_err("vindex_search");
         goto done;
     }
     if (rerank && found > 0) {
         const char *why = "";
         found = rerank_exact(vi->fetch, vi->fetch_arg, vi->dim, query, found, lab, dis, k, &why);
         if (found < 0) {
-            set_err("vindex_search: %s", why);
+            vindex_set_err("vindex_search: %s", why);
             goto done;
         }
     }
@@ -744,6 +738,15 @@ size_t vindex_count(struct vindex *vi)
 {
     pthread_rwlock_rdlock(&vi->lock);
     size_t n = (size_t)faiss_Index_ntotal(vi->idx);
+    pthread_rwlock_unlock(&vi->lock);
+    return n;
+}
+
+size_t vindex_nlist(struct vindex *vi)
+{
+    pthread_rwlock_rdlock(&vi->lock);
+    FaissIndexIVF *ivf = vi->exact ? NULL : faiss_IndexIVF_cast(vi->idx);
+    size_t n = ivf ? faiss_IndexIVF_nlist(ivf) : 0;
     pthread_rwlock_unlock(&vi->lock);
     return n;
 }

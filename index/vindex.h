@@ -28,6 +28,15 @@ struct vindex_options {
     int rerank;
     rerank_fetch_fn fetch;
     void *fetch_arg; /* must outlive the index */
+    /* Re-partition (needs fetch): an IVF index whose lists hold more than
+     * list_max vectors on average is rebuilt with 4x the lists (at most
+     * 65536; past 16384 with an HNSW quantizer), trained and filled from the
+     * vectors `fetch` returns, while searches and changes go on in the old
+     * one (index/vindex_regrow.c). Scan time per probed list stays bounded
+     * as the instance grows. Only with the background switch on (so a load
+     * does not re-partition half-way; turning it on starts one that is
+     * due). 0: never. */
+    long list_max;
 };
 
 struct vindex_search_params {
@@ -78,11 +87,13 @@ int vindex_search(struct vindex *vi, const float *query, int k,
  * rebuilds should switch synchronously, then turn this on; turning it on
  * starts the trainer at once for an exact index already past exact_max. */
 void vindex_set_background_switch(struct vindex *vi, int on);
-/* Waits for a background switch in progress (whether it succeeded: see
- * vindex_is_exact). */
+/* Waits for a background switch or re-partition in progress (whether it
+ * succeeded: see vindex_is_exact, vindex_nlist). */
 void vindex_switch_wait(struct vindex *vi);
 
 size_t vindex_count(struct vindex *vi);
+/* Inverted lists of an IVF index; 0 for the exact tier or another kind. */
+size_t vindex_nlist(struct vindex *vi);
 int vindex_is_exact(struct vindex *vi);
 const char *vindex_last_error(void); /* thread-local text of the last failure */
 

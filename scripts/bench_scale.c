@@ -10,7 +10,9 @@
  * ~ N(0, I) per item, then re-normalises. Every view goes through the
  * compact path (index/projection.c: PCA-whitening to 256 dims, int8 codes)
  * and the decoded codes are indexed by index/vindex.c exactly as the server
- * would (exact until --exact-max items, then trained into --factory), the
+ * would (exact until --exact-max items, then trained into --factory, then
+ * re-partitioned into 4x the lists each time they average more than
+ * --list-max vectors, [index] compact_list_max), the
  * codes stored in SQLite with the server's schema, and the ANN tier's top
  * --rerank candidates re-scored from there through vectors_fetch, the
  * server's own re-rank path (server/registry.c).
@@ -417,6 +419,7 @@ int main(int argc, char **argv)
     const char *factory = "IVF4096,SQ8";
     int nprobes[8] = {32, 64, 16}, n_np = 3, reranks[8] = {0}, n_rr = 1;
     long max_scan = 0;
+    long list_max = 1024; /* [index] compact_list_max's default */
     int keep = 0, reuse = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -453,6 +456,8 @@ int main(int argc, char **argv)
             work = v, i++;
         else if (!strcmp(a, "--max-scan"))
             max_scan = atol(v), i++;
+        else if (!strcmp(a, "--list-max"))
+            list_max = atol(v), i++;
         else if (!strcmp(a, "--rerank")) {
             n_rr = 0;
             for (char *t = strtok((char *)v, ","); t && n_rr < 8; t = strtok(NULL, ","))
@@ -466,9 +471,10 @@ int main(int argc, char **argv)
         }
     }
     if (!src_path || !q_path || !proj_path) {
-        fprintf(stderr, "usage: bench_scale --src F --queries F --projection F [--items N] "
-                        "[--exact-max N] [--factory S] [--nprobe a,b] [--rerank a,b] [--noise X] "
-                        "[--work DIR] [--keep | --reuse]\n");
+        fprintf(stderr,
+                "usage: bench_scale --src F --queries F --projection F [--items N] "
+                "[--exact-max N] [--factory S] [--list-max N] [--nprobe a,b] [--rerank a,b] "
+                "[--noise X] [--work DIR] [--keep | --reuse]\n");
         return 2;
     }
     char err[512];
@@ -497,7 +503,8 @@ int main(int argc, char **argv)
                                  .exact_max = exact_max * V,
                                  .ann_factory = factory,
                                  .rerank = reranks[0],
-                                 .fetch = fetch_codes};
+                                 .fetch = fetch_codes,
+                                 .list_max = list_max};
     double ram_per_item = 0, db_bytes = 0, snap_per_item = 0, r_proj = 0;
     int exact = 1;
     char snap[4096];
@@ -536,7 +543,7 @@ int main(int argc, char **argv)
         memset(ids, 0, (size_t)CHUNK * V * sizeof *ids);
         memset(codes, 0, (size_t)CHUNK * V * out_dim);
         long rss0 = rss_kb(), anon0 = status_kb("RssAnon"), file0 = status_kb("RssFile");
-        double add_ms = 0, gen_ms = 0, db_ms = 0, switch_ms = 0;
+        double add_ms = 0, gen_ms = 0, db_ms = 0, switch_ms = 0, regrow_ms = 0;
         for (long c0 = 0; c0 < items; c0 += CHUNK) {
             int n = (int)(items - c0 < CHUNK ? items - c0 : CHUNK);
             double g0 = now_ms();
@@ -583,15 +590,33 @@ int main(int argc, char **argv)
             db_ms += now_ms() - d0;
             double a0 = now_ms();
             int was_exact = vindex_is_exact(vi);
+            size_t lists = vindex_nlist(vi);
             if (vindex_add(vi, (size_t)n * V, ids, dec) != 0) {
                 fprintf(stderr, "vindex_add: %s\n", vindex_last_error());
                 return 1;
             }
+            /* A re-partition runs on a thread of its own, as in the server,
+             * while adds go on; this benchmark adds far faster than HTTP
+             * ingest, so it waits for it instead of logging a million adds. */
+            vindex_switch_wait(vi);
             add_ms += now_ms() - a0;
             if (was_exact && !vindex_is_exact(vi)) {
                 switch_ms = now_ms() - a0;
                 printf("  switched to %s at %ld items (%zu vectors): %.1f s\n", factory, c0 + n,
                        vindex_count(vi), switch_ms / 1e3);
+                /* From here on as the server's live adds (index/vindex.h). */
+                lists = vindex_nlist(vi);
+                a0 = now_ms();
+                vindex_set_background_switch(vi, 1);
+                vindex_switch_wait(vi);
+                add_ms += now_ms() - a0;
+            }
+            if (!vindex_is_exact(vi) && vindex_nlist(vi) != lists) {
+                double ms = now_ms() - a0;
+                regrow_ms += ms;
+                printf("  re-partitioned %zu -> %zu lists at %ld items (%zu vectors, list_max "
+                       "%ld): %.1f s\n",
+                       lists, vindex_nlist(vi), c0 + n, vindex_count(vi), list_max, ms / 1e3);
             }
             if ((c0 / CHUNK) % 16 == 0) {
                 printf("  %ld items, %s, rss %ld MB\n", c0 + n,
@@ -603,10 +628,11 @@ int main(int argc, char **argv)
         long rss1 = rss_kb(), anon1 = status_kb("RssAnon"), file1 = status_kb("RssFile");
         ram_per_item = (anon1 - anon0) * 1024.0 / (double)items;
         printf(
-            "built %ld items (%zu vectors) in %.0f s (indexing %.0f s, of which the switch %.0f s; "
-            "SQLite rows %.0f s), %s\n",
+            "built %ld items (%zu vectors) in %.0f s (indexing %.0f s, of which the switch %.0f s "
+            "and re-partitions %.0f s; SQLite rows %.0f s), %s, %zu lists\n",
             items, vindex_count(vi), (gen_ms + add_ms + db_ms) / 1e3, add_ms / 1e3, switch_ms / 1e3,
-            db_ms / 1e3, vindex_is_exact(vi) ? "exact" : factory);
+            regrow_ms / 1e3, db_ms / 1e3, vindex_is_exact(vi) ? "exact" : factory,
+            vindex_nlist(vi));
         printf(
             "RSS +%ld MB: anonymous +%ld MB = %.0f B/item (bytes_ram_per_item), file-backed +%ld "
             "MB; peak RSS %ld MB\n",

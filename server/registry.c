@@ -84,6 +84,7 @@ struct registry {
     char *compact_factory;
     int compact_rerank;
     long compact_exact_max; /* items: min([index] exact_max, compact_exact_max) */
+    long compact_list_max;
     struct instance_rt **items;
     size_t n, cap;
     long snapshot_changes, snapshot_seconds;
@@ -175,6 +176,7 @@ int registry_new(const struct config *cfg, struct spaces *sp, struct db *db, str
     if (!reg->factory || !reg->compact_factory)
         goto nomem;
     reg->compact_rerank = (int)cfg->index.compact_rerank;
+    reg->compact_list_max = cfg->index.compact_list_max;
     reg->compact_exact_max = cfg->index.compact_exact_max < cfg->index.exact_max
                                  ? cfg->index.compact_exact_max
                                  : cfg->index.exact_max;
@@ -364,6 +366,7 @@ static struct vindex *load_index(struct registry *reg, struct instance_rt *rt)
         opt.ann_factory = reg->compact_factory;
         opt.exact_max = reg->compact_exact_max * per_item;
         opt.rerank = reg->compact_rerank;
+        opt.list_max = reg->compact_list_max;
         opt.fetch = fetch_codes;
         opt.fetch_arg = rt;
         free(digest);
@@ -1058,6 +1061,10 @@ static double g_exact(const struct instance_rt *rt)
 {
     return vindex_is_exact(rt->vi);
 }
+static double g_lists(const struct instance_rt *rt)
+{
+    return (double)vindex_nlist(rt->vi);
+}
 static double g_rebuilt(const struct instance_rt *rt)
 {
     return rt->load_rebuilt;
@@ -1094,6 +1101,8 @@ static double g_fail(const struct instance_rt *rt)
 static const struct gauge gauges[] = {
     {"imgsearch_index_vectors", "Vectors in each loaded index.", g_vectors},
     {"imgsearch_index_exact", "1: exact search, 0: ANN index.", g_exact},
+    {"imgsearch_index_lists", "Inverted lists of an IVF index (0: exact or another kind).",
+     g_lists},
     {"imgsearch_index_load_rebuilt", "1: the index was rebuilt from SQLite at load.", g_rebuilt},
     {"imgsearch_index_load_replayed", "Changes replayed onto the snapshot at load.", g_replayed},
     {"imgsearch_index_load_seconds", "Time the index took to load.", g_load_s},

@@ -85,6 +85,7 @@ static void check_defaults(const struct config *cfg)
     CHECK_STR(cfg->index.compact_ann_factory, "IVF4096,PQ64");
     CHECK_INT(cfg->index.compact_rerank, 128);
     CHECK_INT(cfg->index.compact_exact_max, 25000);
+    CHECK_INT(cfg->index.compact_list_max, 1024);
     CHECK_INT(cfg->index.nprobe, 0);
     CHECK_INT(cfg->index.int8, 1);
     CHECK(cfg->index.projection == NULL); /* compact descriptors off */
@@ -211,6 +212,7 @@ static const char full_ini[] = "; every key of config_usage\n"
                                "compact_ann_factory = IVF256,PQ32\n"
                                "compact_rerank = 0\n"
                                "compact_exact_max = 7000\n"
+                               "compact_list_max = 0\n"
                                "nprobe = 8\n"
                                "int8 = off\n"
                                "projection = models/p.bin\n"
@@ -323,6 +325,7 @@ static void test_every_key(void)
     CHECK_STR(cfg.index.compact_ann_factory, "IVF256,PQ32");
     CHECK_INT(cfg.index.compact_rerank, 0);
     CHECK_INT(cfg.index.compact_exact_max, 7000);
+    CHECK_INT(cfg.index.compact_list_max, 0);
     CHECK_INT(cfg.index.nprobe, 8);
     CHECK_INT(cfg.index.int8, 0);
     CHECK_STR(cfg.index.projection, "models/p.bin");
@@ -397,6 +400,7 @@ static void test_usage_lists_every_key(void)
                                        "compact_ann_factory",
                                        "compact_rerank",
                                        "compact_exact_max",
+                                       "compact_list_max",
                                        "nprobe",
                                        "int8",
                                        "projection",
@@ -696,6 +700,7 @@ static void test_error_bad_values(void)
         {"[index]\ncompact_rerank = -1\n", 2, "compact_rerank", "-1"},
         {"[index]\ncompact_exact_max = 0\n", 2, "compact_exact_max", "0"},
         {"[index]\ncompact_rerank = 65537\n", 2, "compact_rerank", "65537"},
+        {"[index]\ncompact_list_max = -1\n", 2, "compact_list_max", "-1"},
         {"[import]\nworkers = 0\n", 2, "workers", "0"},
         {"[import]\nworkers = 65\n", 2, "workers", "65"},
         {"[storage]\nbackend = mysql\n", 2, "backend", "mysql"},

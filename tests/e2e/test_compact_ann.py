@@ -4,7 +4,9 @@ compact_ann_factory, compact_rerank). With a re-rank depth covering the
 instance and the request's nprobe covering its lists, answers equal the exact
 tier's, score for score, with and without a tag filter: after the switch,
 after adds and deletes past it, from a snapshot (PQ codes only) and after a
-rebuild from SQLite. With compact_rerank = 0 the scores are PQ's own.
+rebuild from SQLite. With compact_rerank = 0 the scores are PQ's own. With
+a small compact_list_max the index re-partitions into 4x the lists in the
+background, from the codes in SQLite, and answers the same.
 
 The projection is fitted on random vectors: the index tier does not care how
 good the space is, and fitting one on real views (test_compact.py) costs a
@@ -122,4 +124,49 @@ def test_pq_tier_with_rerank_matches_exact(tmp_path):
     s.start()
     c = s.client()
     assert not same(results(c), exact)
+    s.stop()
+
+
+def test_repartition_keeps_answers(tmp_path):
+    """[index] compact_list_max: past list_max vectors a list on average, the
+    IVF index is rebuilt with 4x the lists from the int8 codes in SQLite while
+    the server serves; adds and deletes made after it land in the new one."""
+    proj = fit_random(str(tmp_path))
+    s = Server(extra=f"[index]\nprojection = {proj}\n")
+    s.start()
+    c = s.client()
+    c.create_instance("ca", tags=["grp"])
+    for i, seed in enumerate(SEEDS):
+        add(c, "s%d" % seed, seed, "a" if i % 3 == 0 else "b")
+    exact = results(c)
+    s.stop()
+
+    with open(s.config) as f:
+        base = f.read()
+    # 24 items x 4 views = 96 vectors in IVF4: 24 a list, past 8: 16 lists.
+    with open(s.config, "w") as f:
+        f.write(base + "compact_exact_max = 6\ncompact_ann_factory = IVF4,PQ16x4\n"
+                "compact_rerank = 1000\ncompact_list_max = 8\n")
+    s.start()
+    c = s.client()
+    assert c.wait_metric("imgsearch_index_exact", 0) == 0
+    # Loaded exact past the limit: switched in the background to IVF4, which
+    # is past list_max at once: the re-partition starts; an add meanwhile
+    # lands in both.
+    add(c, "x1", 7100, "a")
+    assert c.wait_metric("imgsearch_index_lists", 16) == 16
+    with open(s.log_path, "rb") as f:
+        log = f.read().decode(errors="replace")
+    assert "re-partitioned 4 -> 16 lists (IVF16,PQ16x4) in the background" in log, log[-2000:]
+    got = results(c)
+    assert got[7100, False][0][0] == "x1" and got[7100, True][0][0] == "x1"
+    assert c.v2("ca", "data/delete", {"item_id": "x1"}).status == 200
+    assert same(results(c), exact)
+    assert c.metric("imgsearch_index_vectors") == 96
+    s.stop()  # the snapshot holds the 16 lists
+    s.start()
+    c = s.client()
+    assert same(results(c), exact)  # loads the index
+    assert c.metric("imgsearch_index_lists") == 16
+    assert c.metric("imgsearch_index_load_rebuilt") == 0
     s.stop()

@@ -31,7 +31,7 @@ static void normalise(float *v)
         v[j] = (float)(v[j] / s);
 }
 
-static float dot(const float *a, const float *b)
+__attribute__((unused)) static float dot(const float *a, const float *b)
 {
     float s = 0;
     for (int j = 0; j < DIM; j++)
@@ -40,7 +40,7 @@ static float dot(const float *a, const float *b)
 }
 
 /* Whether id is in allowed[0..n) (NULL: everything is). */
-static int allowed_has(const int64_t *allowed, size_t n, int64_t id)
+__attribute__((unused)) static int allowed_has(const int64_t *allowed, size_t n, int64_t id)
 {
     if (!allowed)
         return 1;
@@ -53,7 +53,8 @@ static int allowed_has(const int64_t *allowed, size_t n, int64_t id)
 /* Inserts (id, s) into the best-first top k held in out/outs (*found so
  * far). Equal scores keep the earlier candidate first: scanned in id order,
  * that is the smaller id, as the index orders ties. */
-static void topk_insert(int64_t *out, float *outs, int *found, int k, int64_t id, float s)
+__attribute__((unused)) static void topk_insert(int64_t *out, float *outs, int *found, int k,
+                                                int64_t id, float s)
 {
     int pos = *found < k ? (*found)++ : k;
     if (pos == k && s <= outs[k - 1])

@@ -1,0 +1,476 @@
+/* vindex_regrow.c: re-partitions an IVF index whose inverted lists grew long.
+ *
+ * Why: an IVF search scans nprobe lists, so with the partition fixed when the
+ * index left exact search (IVF4096 trained on the first 32k items) the scan
+ * grows with the instance: at 10M four-view items a list holds ~9,800 codes
+ * and nprobe 32 scans 312k of them (~11 ms of PQ look-ups). When the lists
+ * average more than list_max vectors, the index is rebuilt with 4x the lists,
+ * trained and filled from the source of truth (`fetch`: a compact instance's
+ * int8 codes in SQLite, not the lossy PQ codes), so a probe's scan stays
+ * under list_max codes from the first switch to 10M items. Past 16384 lists
+ * the coarse quantizer becomes HNSW: a flat one would read 64 MB of centroids
+ * per query at 65536 x 256.
+ *
+ * Background (the server's live indexes): under wmu every id of the index is
+ * collected and a change log opened; a thread at SCHED_IDLE (it yields to
+ * requests; k-means for 16384 lists is minutes of CPU) trains the new index
+ * on a stride sample and fills it with every collected id's vector, fetched
+ * in chunks. Searches and changes go on in the old index meanwhile; changes
+ * are logged in order (adds with their vectors). The thread replays the log
+ * in rounds without wmu while it is long, then the last short round and the
+ * swap under wmu: writers wait for milliseconds, not for minutes of adds.
+ * Replaying in order over the filled index gives the right set whatever the
+ * fill saw: an id removed (or removed and added again) during the build ends
+ * as its last logged change says, an id never logged as the fill found it,
+ * and an id deleted from the source of truth is simply not found.
+ *
+ * Only with the background switch on: a load or rebuild (which adds with it
+ * off) does not re-partition half-way, and the one regrow when it turns on
+ * goes straight to a partition that fits. A failed regrow leaves the old
+ * index in place and is tried again at twice the vectors. */
+#include "index/vindex_impl.h"
+
+#include <faiss/c_api/IndexIVF_c.h>
+#include <faiss/c_api/Index_c.h>
+#include <faiss/c_api/impl/AuxIndexStructures_c.h>
+
+#include <ctype.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define REGROW_FACTOR 4
+#define REGROW_NLIST_MAX 65536
+#define FLAT_QUANTIZER_MAX 16384
+#define TRAIN_PER_LIST 40             /* FAISS's k-means wants >= 39 points a centroid */
+#define TRAIN_BYTES_MAX (1024u << 20) /* 1M vectors of 256-d */
+#define FETCH_CHUNK 16384
+#define LOG_SWAP_MAX 4096 /* changes replayed while writers wait, at most */
+
+enum { LOG_ADD, LOG_REMOVE };
+
+struct regrow_log {
+    int64_t *ids;
+    unsigned char *ops;
+    size_t n, cap;
+    float *vecs; /* the adds' vectors in order, dim floats each */
+    size_t nvec, vcap;
+    int failed; /* out of memory: the regrow is dropped, tried again later */
+};
+
+struct regrow_arg {
+    struct vindex *vi;
+    int64_t *ids;
+    size_t n;
+    size_t nlist_from, nlist;
+    char factory[256];
+};
+
+static struct regrow_log *log_new(void)
+{
+    return calloc(1, sizeof(struct regrow_log));
+}
+
+static void log_free(struct regrow_log *lg)
+{
+    if (!lg)
+        return;
+    free(lg->ids);
+    free(lg->ops);
+    free(lg->vecs);
+    free(lg);
+}
+
+static int grow(void **p, size_t *cap, size_t need, size_t size)
+{
+    if (need <= *cap)
+        return 0;
+    size_t c = *cap ? *cap : 1024;
+    while (c < need)
+        c *= 2;
+    void *q = realloc(*p, c * size);
+    if (!q)
+        return -1;
+    *p = q;
+    *cap = c;
+    return 0;
+}
+
+static void log_append(struct regrow_log *lg, int op, size_t n, const int64_t *ids,
+                       const float *vecs, size_t dim)
+{
+    if (lg->failed)
+        return;
+    size_t cap = lg->cap;
+    if (grow((void **)&lg->ids, &cap, lg->n + n, sizeof *lg->ids) != 0 ||
+        grow((void **)&lg->ops, &lg->cap, lg->n + n, 1) != 0 ||
+        (op == LOG_ADD &&
+         grow((void **)&lg->vecs, &lg->vcap, (lg->nvec + n) * dim, sizeof *lg->vecs) != 0)) {
+        lg->failed = 1;
+        return;
+    }
+    memcpy(lg->ids + lg->n, ids, n * sizeof *ids);
+    memset(lg->ops + lg->n, op, n);
+    lg->n += n;
+    if (op == LOG_ADD) {
+        memcpy(lg->vecs + lg->nvec * dim, vecs, n * dim * sizeof *vecs);
+        lg->nvec += n;
+    }
+}
+
+/* Applies the logged changes to `ann` in order, a run of adds or removes at
+ * a time. */
+static int log_apply(FaissIndex *ann, const struct regrow_log *lg, size_t dim)
+{
+    size_t v = 0;
+    for (size_t i = 0; i < lg->n;) {
+        size_t j = i;
+        while (j < lg->n && lg->ops[j] == lg->ops[i])
+            j++;
+        if (lg->ops[i] == LOG_ADD) {
+            if (faiss_Index_add_with_ids(ann, (idx_t)(j - i), lg->vecs + v * dim, lg->ids + i) !=
+                0) {
+                vindex_set_faiss_err("re-partition: replaying adds");
+                return -1;
+            }
+            v += j - i;
+        } else {
+            FaissIDSelectorBatch *sel = NULL;
+            size_t removed;
+            int rc = faiss_IDSelectorBatch_new(&sel, j - i, lg->ids + i);
+            if (rc == 0)
+                rc = faiss_Index_remove_ids(ann, (const FaissIDSelector *)sel, &removed);
+            if (sel)
+                faiss_IDSelector_free((FaissIDSelector *)sel);
+            if (rc != 0) {
+                vindex_set_faiss_err("re-partition: replaying removes");
+                return -1;
+            }
+        }
+        i = j;
+    }
+    return 0;
+}
+
+/* "IVF4096,PQ64" with 16384 lists -> "IVF16384,PQ64"; with 65536 ->
+ * "IVF65536_HNSW32,PQ64". A quantizer the factory names is kept. -1 when
+ * the factory is not an IVF one. */
+static int factory_with(const char *factory, size_t nlist, char *buf, size_t len)
+{
+    if (strncmp(factory, "IVF", 3) != 0 || !isdigit((unsigned char)factory[3]))
+        return -1;
+    const char *p = factory + 3;
+    while (isdigit((unsigned char)*p))
+        p++;
+    const char *comma = strchr(p, ',');
+    if (!comma)
+        return -1;
+    const char *quant = p < comma ? p : nlist > FLAT_QUANTIZER_MAX ? "_HNSW32" : "";
+    int qlen = p < comma ? (int)(comma - p) : (int)strlen(quant);
+    int n = snprintf(buf, len, "IVF%zu%.*s%s", nlist, qlen, quant, comma);
+    return n < 0 || (size_t)n >= len ? -1 : 0;
+}
+
+/* The lists a regrow of this index should have now, or 0 when none is due:
+ * 4x as many, or more when that would still leave the lists past list_max
+ * (an index read back or switched far past its size). Caller holds wmu. */
+static size_t due_nlist(struct vindex *vi, size_t *from)
+{
+    if (vi->list_max <= 0 || !vi->background || vi->exact || !vi->fetch || vi->regrowing)
+        return 0;
+    FaissIndexIVF *ivf = faiss_IndexIVF_cast(vi->idx);
+    if (!ivf)
+        return 0;
+    size_t nlist = faiss_IndexIVF_nlist(ivf), total = (size_t)faiss_Index_ntotal(vi->idx);
+    size_t lm = (size_t)vi->list_max;
+    if (total < vi->regrow_retry_at || nlist >= REGROW_NLIST_MAX || total <= lm * nlist)
+        return 0;
+    size_t next = nlist;
+    while (next < REGROW_NLIST_MAX && total > lm * next)
+        next *= REGROW_FACTOR;
+    *from = nlist;
+    return next < REGROW_NLIST_MAX ? next : REGROW_NLIST_MAX;
+}
+
+static int cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* Every id in the IVF index, sorted (an item's views are adjacent rows for
+ * the fetch). Caller holds wmu: nothing mutates the lists. */
+static int64_t *collect_ids(struct vindex *vi, size_t *n)
+{
+    FaissIndexIVF *ivf = faiss_IndexIVF_cast(vi->idx);
+    size_t nlist = faiss_IndexIVF_nlist(ivf), total = 0;
+    for (size_t l = 0; l < nlist; l++)
+        total += faiss_IndexIVF_get_list_size(ivf, l);
+    int64_t *ids = malloc((total ? total : 1) * sizeof *ids);
+    if (!ids)
+        return NULL;
+    size_t off = 0;
+    for (size_t l = 0; l < nlist; l++) {
+        faiss_IndexIVF_invlists_get_ids(ivf, l, ids + off);
+        off += faiss_IndexIVF_get_list_size(ivf, l);
+    }
+    qsort(ids, total, sizeof *ids, cmp_i64);
+    *n = total;
+    return ids;
+}
+
+static int stop_asked(struct vindex *vi)
+{
+    return __atomic_load_n(&vi->stopping, __ATOMIC_ACQUIRE);
+}
+
+/* Fetches the vectors of n ids into vecs and packs the ones found to the
+ * front, their ids into got_ids. Returns how many, or -1. */
+static long fetch_packed(struct vindex *vi, size_t n, const int64_t *ids, float *vecs,
+                         int64_t *got_ids, unsigned char *found)
+{
+    size_t d = (size_t)vi->dim, k = 0;
+    if (vi->fetch(vi->fetch_arg, n, ids, vecs, found) != 0) {
+        vindex_set_err("re-partition: fetching vectors failed");
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (!found[i])
+            continue;
+        if (k != i)
+            memmove(vecs + k * d, vecs + i * d, d * sizeof *vecs);
+        got_ids[k++] = ids[i];
+    }
+    return (long)k;
+}
+
+/* Trains an index of the arg's factory on a stride sample of the ids'
+ * vectors and fills it with all of them. NULL on failure or a stop. */
+static FaissIndex *build(struct regrow_arg *a, double *train_s, size_t *ntrain)
+{
+    struct vindex *vi = a->vi;
+    size_t d = (size_t)vi->dim, m = TRAIN_PER_LIST * a->nlist;
+    size_t cap = TRAIN_BYTES_MAX / (d * sizeof(float));
+    FaissIndex *ann = NULL;
+    float *sample = NULL, *chunk = malloc(FETCH_CHUNK * d * sizeof *chunk);
+    int64_t *sid = NULL, *got = malloc(FETCH_CHUNK * sizeof *got);
+    unsigned char *found = malloc(FETCH_CHUNK);
+    double t0 = vindex_now_s();
+
+    if (m > cap)
+        m = cap;
+    if (m > a->n)
+        m = a->n;
+    sample = malloc((m ? m : 1) * d * sizeof *sample);
+    sid = malloc((m ? m : 1) * sizeof *sid);
+    if (!chunk || !got || !found || !sample || !sid) {
+        vindex_set_err("re-partition: out of memory");
+        goto fail;
+    }
+    if (vindex_new_ann(vi->dim, a->factory, &ann) != 0)
+        goto fail;
+    for (size_t i = 0; i < m; i++) /* a stride over every id, not its head */
+        sid[i] = a->ids[i * a->n / m];
+    size_t have = 0;
+    for (size_t off = 0; off < m; off += FETCH_CHUNK) {
+        size_t c = m - off < FETCH_CHUNK ? m - off : FETCH_CHUNK;
+        long k = fetch_packed(vi, c, sid + off, sample + have * d, got, found);
+        if (k < 0 || stop_asked(vi))
+            goto fail;
+        have += (size_t)k;
+    }
+    if (faiss_Index_train(ann, (idx_t)have, sample) != 0) {
+        vindex_set_faiss_err("re-partition: training");
+        goto fail;
+    }
+    free(sample);
+    sample = NULL;
+    *train_s = vindex_now_s() - t0;
+    *ntrain = have;
+    for (size_t off = 0; off < a->n; off += FETCH_CHUNK) {
+        size_t c = a->n - off < FETCH_CHUNK ? a->n - off : FETCH_CHUNK;
+        long k = fetch_packed(vi, c, a->ids + off, chunk, got, found);
+        if (k < 0 || stop_asked(vi))
+            goto fail;
+        if (k > 0 && faiss_Index_add_with_ids(ann, (idx_t)k, chunk, got) != 0) {
+            vindex_set_faiss_err("re-partition: filling");
+            goto fail;
+        }
+    }
+    free(chunk);
+    free(got);
+    free(found);
+    free(sid);
+    return ann;
+fail:
+    if (ann)
+        faiss_Index_free(ann);
+    free(sample);
+    free(chunk);
+    free(got);
+    free(found);
+    free(sid);
+    return NULL;
+}
+
+/* Puts `ann` in place of the index. Caller holds wmu. */
+static void swap_in(struct vindex *vi, FaissIndex *ann)
+{
+    pthread_rwlock_wrlock(&vi->lock);
+    FaissIndex *old = vi->idx;
+    vi->idx = ann;
+    pthread_rwlock_unlock(&vi->lock);
+    faiss_Index_free(old);
+}
+
+static void report(const struct regrow_arg *a, double train_s, size_t ntrain, double total_s,
+                   size_t replayed)
+{
+    fprintf(stderr,
+            "vindex: re-partitioned %zu -> %zu lists (%s) in the background: trained on %zu "
+            "vectors in %.1f s, %zu vectors in %.1f s, %zu changes replayed\n",
+            a->nlist_from, a->nlist, a->factory, ntrain, train_s, a->n, total_s, replayed);
+}
+
+static void failed(struct vindex *vi, const struct regrow_arg *a, const char *why)
+{
+    vi->regrow_retry_at = 2 * (size_t)faiss_Index_ntotal(vi->idx);
+    fprintf(stderr, "vindex: re-partition to %s failed (%s); %zu lists meanwhile\n", a->factory,
+            why, a->nlist_from);
+}
+
+/* Below every request: k-means for thousands of lists is minutes of CPU.
+ * Best effort; FAISS's OpenMP workers, started from this thread, inherit it. */
+static void lower_priority(void)
+{
+    struct sched_param sp = {0};
+    pthread_setschedparam(pthread_self(), SCHED_IDLE, &sp);
+}
+
+static void *regrow_main(void *p)
+{
+    struct regrow_arg *a = p;
+    struct vindex *vi = a->vi;
+    double t0 = vindex_now_s(), train_s = 0;
+    size_t ntrain = 0, replayed = 0, d = (size_t)vi->dim;
+    char why[512] = "";
+
+    lower_priority();
+    FaissIndex *ann = build(a, &train_s, &ntrain);
+    if (!ann)
+        snprintf(why, sizeof why, "%s", vindex_last_error());
+    free(a->ids);
+    a->ids = NULL;
+    for (;;) {
+        pthread_mutex_lock(&vi->wmu);
+        struct regrow_log *lg = vi->regrow_log;
+        if (!ann || __atomic_load_n(&vi->stopping, __ATOMIC_ACQUIRE) || lg->failed) {
+            if (ann && lg->failed)
+                snprintf(why, sizeof why, "out of memory for the change log");
+            if (!__atomic_load_n(&vi->stopping, __ATOMIC_ACQUIRE))
+                failed(vi, a, why[0] ? why : "stopped");
+            break;
+        }
+        struct regrow_log *next = lg->n > LOG_SWAP_MAX ? log_new() : NULL;
+        if (!next) { /* short (or no memory for a new log): finish under wmu */
+            int rc = log_apply(ann, lg, d);
+            if (rc == 0) {
+                replayed += lg->n;
+                swap_in(vi, ann);
+                ann = NULL;
+                report(a, train_s, ntrain, vindex_now_s() - t0, replayed);
+            } else {
+                failed(vi, a, vindex_last_error());
+            }
+            break;
+        }
+        vi->regrow_log = next; /* changes from now on */
+        pthread_mutex_unlock(&vi->wmu);
+        int rc = log_apply(ann, lg, d);
+        replayed += lg->n;
+        log_free(lg);
+        if (rc != 0) {
+            snprintf(why, sizeof why, "%s", vindex_last_error());
+            faiss_Index_free(ann);
+            ann = NULL;
+        }
+    }
+    /* wmu held */
+    log_free(vi->regrow_log);
+    vi->regrow_log = NULL;
+    vi->regrowing = 0;
+    pthread_mutex_unlock(&vi->wmu);
+    if (ann)
+        faiss_Index_free(ann);
+    free(a);
+    return NULL;
+}
+
+/* Starts a regrow to `nlist` lists. Caller holds wmu. */
+static void start(struct vindex *vi, size_t from, size_t nlist)
+{
+    struct regrow_arg *a = calloc(1, sizeof *a);
+    if (!a)
+        return;
+    a->vi = vi;
+    a->nlist_from = from;
+    a->nlist = nlist;
+    if (factory_with(vi->factory, nlist, a->factory, sizeof a->factory) != 0) {
+        vi->regrow_retry_at = (size_t)-1; /* not an IVF factory: never */
+        free(a);
+        return;
+    }
+    if (!(a->ids = collect_ids(vi, &a->n))) {
+        failed(vi, a, "out of memory");
+        free(a);
+        return;
+    }
+    if (vi->regrow_joinable) {
+        pthread_join(vi->regrower, NULL); /* the last one has finished */
+        vi->regrow_joinable = 0;
+    }
+    vi->regrow_log = log_new();
+    if (!vi->regrow_log || pthread_create(&vi->regrower, NULL, regrow_main, a) != 0) {
+        failed(vi, a, "no thread or memory");
+        log_free(vi->regrow_log);
+        vi->regrow_log = NULL;
+        free(a->ids);
+        free(a);
+        return;
+    }
+    vi->regrowing = vi->regrow_joinable = 1;
+}
+
+void vindex_regrow_check(struct vindex *vi)
+{
+    size_t from = 0, next = due_nlist(vi, &from);
+    if (next)
+        start(vi, from, next);
+}
+
+int vindex_regrow_after_add(struct vindex *vi, size_t n, const int64_t *ids, const float *vecs)
+{
+    if (vi->regrowing)
+        log_append(vi->regrow_log, LOG_ADD, n, ids, vecs, (size_t)vi->dim);
+    else
+        vindex_regrow_check(vi);
+    return 0;
+}
+
+void vindex_regrow_after_remove(struct vindex *vi, size_t n, const int64_t *ids)
+{
+    if (vi->regrowing)
+        log_append(vi->regrow_log, LOG_REMOVE, n, ids, NULL, (size_t)vi->dim);
+}
+
+void vindex_regrow_join(struct vindex *vi)
+{
+    pthread_mutex_lock(&vi->wmu);
+    int join = vi->regrow_joinable;
+    vi->regrow_joinable = 0;
+    pthread_mutex_unlock(&vi->wmu);
+    if (join)
+        pthread_join(vi->regrower, NULL);
+}

@@ -1,0 +1,319 @@
+/* test_vindex_regrow.c: re-partitioning an IVF index whose lists grew past
+ * list_max (index/vindex_regrow.c), in the background, with adds and removes made while the new index is built (replayed in order,
+ * more than one round), rows deleted from the source of truth left out, a
+ * fetch that fails (the old index stays), a stop mid-build, and a snapshot
+ * of the re-partitioned index. The fetch can hold the regrow thread at a
+ * gate, so the changes provably happen during the build. Small sizes for
+ * ASan. */
+#include "index/vindex.h"
+
+#include "tests/unit.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define DIM 32
+#define N 12000
+#define ID0 ((int64_t)1 << 40)
+
+static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
+
+#include "tests/index/synth.h"
+
+/* The source of truth the fetch reads: vector i has id ID0 + 5 i. */
+static struct store {
+    float x[N * DIM];
+    char gone[N];
+    pthread_t main_thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int gate;       /* other threads' fetches wait while set */
+    int waiting;    /* ... and say they are waiting */
+    int fail_other; /* other threads' fetches fail */
+} db = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+
+static int64_t id_of(size_t i)
+{
+    return ID0 + (int64_t)i * 5;
+}
+
+static int fetch(void *arg, size_t n, const int64_t *ids, float *vecs, unsigned char *found)
+{
+    struct store *s = arg;
+    if (!pthread_equal(pthread_self(), s->main_thread)) {
+        pthread_mutex_lock(&s->mu);
+        if (s->gate) {
+            s->waiting = 1;
+            pthread_cond_broadcast(&s->cv);
+            while (s->gate)
+                pthread_cond_wait(&s->cv, &s->mu);
+        }
+        int fail = s->fail_other;
+        pthread_mutex_unlock(&s->mu);
+        if (fail)
+            return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        int64_t off = ids[i] - ID0;
+        size_t pos = (size_t)(off / 5);
+        found[i] = off >= 0 && off % 5 == 0 && pos < N && !s->gone[pos];
+        if (found[i])
+            memcpy(vecs + i * DIM, s->x + pos * DIM, DIM * sizeof(float));
+    }
+    return 0;
+}
+
+static void set_gate(int on)
+{
+    pthread_mutex_lock(&db.mu);
+    db.gate = on;
+    db.waiting = 0;
+    pthread_cond_broadcast(&db.cv);
+    pthread_mutex_unlock(&db.mu);
+}
+
+static void set_fail(int on)
+{
+    pthread_mutex_lock(&db.mu);
+    db.fail_other = on;
+    pthread_mutex_unlock(&db.mu);
+}
+
+/* Until the regrow thread is held at the gate. */
+static void wait_at_gate(void)
+{
+    pthread_mutex_lock(&db.mu);
+    while (!db.waiting)
+        pthread_cond_wait(&db.cv, &db.mu);
+    pthread_mutex_unlock(&db.mu);
+}
+
+static void fill(void)
+{
+    static float c[64 * DIM];
+    for (int i = 0; i < 64 * DIM; i++)
+        c[i] = gauss();
+    for (size_t i = 0; i < N; i++) {
+        const float *ci = c + (size_t)(urand() * 64) * DIM;
+        for (int j = 0; j < DIM; j++)
+            db.x[i * DIM + j] = ci[j] / sqrtf(DIM) + 0.25f * gauss();
+        normalise(db.x + i * DIM);
+    }
+}
+
+static struct vindex *make(long list_max)
+{
+    struct vindex_options o = {.dim = DIM,
+                               .exact_max = 1000,
+                               .ann_factory = "IVF8,PQ8",
+                               .rerank = N,
+                               .fetch = fetch,
+                               .fetch_arg = &db,
+                               .list_max = list_max};
+    struct vindex *vi = NULL;
+    char err[256] = "";
+    if (vindex_create(&o, &vi, err, sizeof err) != 0)
+        fprintf(stderr, "  create: %s\n", err);
+    return vi;
+}
+
+static int add_range(struct vindex *vi, size_t from, size_t to)
+{
+    static int64_t ids[N];
+    for (size_t i = from; i < to; i++)
+        ids[i] = id_of(i);
+    return vindex_add(vi, to - from, ids + from, db.x + from * DIM);
+}
+
+/* Every vector in [from, to) that the index should hold is its own top hit
+ * (re-ranked exactly, every list probed), and none outside is: counts the
+ * misses. `held[i]` says whether vector i should be there. */
+static int misses(struct vindex *vi, const char *held, size_t to)
+{
+    struct vindex_search_params all = {.nprobe = 1 << 20};
+    int bad = 0;
+    for (size_t i = 0; i < to; i += 7) {
+        int64_t got[1];
+        float s[1];
+        int nf = 0;
+        if (vindex_search(vi, db.x + i * DIM, 1, &all, got, s, &nf) != 0)
+            return -1;
+        int hit = nf == 1 && got[0] == id_of(i);
+        bad += held[i] ? !hit : hit;
+    }
+    return bad;
+}
+
+/* Adds [from, to) and waits for a re-partition that started. */
+static int add_wait(struct vindex *vi, size_t from, size_t to)
+{
+    int rc = add_range(vi, from, to);
+    vindex_switch_wait(vi);
+    return rc;
+}
+
+static void test_grows_with_the_index(void)
+{
+    static char held[N];
+    memset(db.gone, 0, sizeof db.gone);
+    struct vindex *vi = make(100);
+    CHECK_INT(add_range(vi, 0, 1200), 0); // crosses exact_max: trains IVF8 in line
+    CHECK_INT(vindex_nlist(vi), 8);
+    // Background switch off (a load): no re-partition, however long the lists.
+    CHECK_INT(add_range(vi, 1200, 1250), 0);
+    CHECK_INT(vindex_nlist(vi), 8);
+    // On: 1,250 vectors in 8 lists is past 100 a list: 4x the lists (1,250
+    // fit in 32 x 100).
+    vindex_set_background_switch(vi, 1);
+    vindex_switch_wait(vi);
+    CHECK_INT(vindex_nlist(vi), 32);
+    CHECK_INT(vindex_count(vi), 1250);
+    memset(held, 1, 1250);
+    CHECK_INT(misses(vi, held, 1250), 0);
+    // Growing on: past 32 x 100 at an add: 128 lists.
+    CHECK_INT(add_wait(vi, 1250, 3000), 0);
+    CHECK_INT(vindex_nlist(vi), 32);
+    CHECK_INT(add_wait(vi, 3000, 3300), 0);
+    CHECK_INT(vindex_nlist(vi), 128);
+    memset(held, 1, 3300);
+    CHECK_INT(misses(vi, held, 3300), 0);
+    vindex_free(vi);
+
+    // Far past list_max (a rebuild): more than 4x at once, to the first
+    // partition that fits: 8 -> 128 lists, not 8 -> 32 -> 128.
+    vi = make(30);
+    CHECK_INT(add_range(vi, 0, 2100), 0); // switches to IVF8 in line
+    vindex_set_background_switch(vi, 1);
+    vindex_switch_wait(vi);
+    CHECK_INT(vindex_nlist(vi), 128); // 2,100 > 30 x 32, <= 30 x 128
+    vindex_free(vi);
+
+    // The background switch from exact search looks at once: switched with
+    // 1,600 vectors into IVF8, it re-partitions without waiting for an add.
+    vi = make(100);
+    vindex_set_background_switch(vi, 1);
+    CHECK_INT(add_range(vi, 0, 1600), 0); // the trainer starts
+    vindex_switch_wait(vi);               // ... swaps, and starts the regrow
+    vindex_switch_wait(vi);
+    CHECK_INT(vindex_nlist(vi), 32);
+    memset(held, 1, 1600);
+    CHECK_INT(misses(vi, held, 1600), 0);
+    vindex_free(vi);
+
+    // list_max 0: never.
+    vi = make(0);
+    vindex_set_background_switch(vi, 1);
+    CHECK_INT(add_wait(vi, 0, 3300), 0);
+    CHECK_INT(add_wait(vi, 3300, 3400), 0);
+    CHECK_INT(vindex_nlist(vi), 8);
+    vindex_free(vi);
+}
+
+static void test_background_with_changes(void)
+{
+    static char held[N];
+    memset(db.gone, 0, sizeof db.gone);
+    memset(held, 0, sizeof held);
+    struct vindex *vi = make(100);
+    CHECK_INT(add_range(vi, 0, 1200), 0); // the in-line switch, as loads do it
+    CHECK_INT(vindex_nlist(vi), 8);
+    set_gate(1);
+    vindex_set_background_switch(vi, 1); // due already: the thread starts
+    wait_at_gate();                      // ... and is held fetching its sample
+    // Deleted in the source of truth but not (yet) removed from the index:
+    // the fill does not find them.
+    for (size_t i = 100; i < 150; i++)
+        db.gone[i] = 1;
+    // Removed properly while the build runs.
+    static int64_t rm[200];
+    for (size_t i = 0; i < 200; i++)
+        rm[i] = id_of(400 + i);
+    CHECK_INT(vindex_remove(vi, 200, rm), 200);
+    // Added meanwhile: more than one replay round (4,096 a round under the lock).
+    for (size_t from = 1200; from < 7200; from += 500)
+        CHECK_INT(add_range(vi, from, from + 500), 0);
+    // Removed, then added again (an update keeps its row id).
+    CHECK_INT(add_range(vi, 400, 405), 0);
+    CHECK_INT(vindex_nlist(vi), 8); // still the old one, which has everything
+    set_gate(0);
+    vindex_switch_wait(vi);
+    CHECK_INT(vindex_nlist(vi), 32);
+    for (size_t i = 0; i < 7200; i++)
+        held[i] = !(i >= 100 && i < 150) && !(i >= 405 && i < 600);
+    CHECK_INT(vindex_count(vi), 7200 - 50 - 195);
+    CHECK_INT(misses(vi, held, 7200), 0);
+
+    // A snapshot keeps the partition.
+    FILE *f = tmpfile();
+    CHECK(f != NULL);
+    CHECK_INT(vindex_write(vi, f), 0);
+    rewind(f);
+    struct vindex_options o = {.dim = DIM,
+                               .exact_max = 1000,
+                               .ann_factory = "IVF8,PQ8",
+                               .rerank = N,
+                               .fetch = fetch,
+                               .fetch_arg = &db,
+                               .list_max = 100};
+    struct vindex *back = NULL;
+    char err[256] = "";
+    CHECK_INT(vindex_read(f, &o, &back, err, sizeof err), 0);
+    fclose(f);
+    if (back) {
+        CHECK_INT(vindex_nlist(back), 32);
+        CHECK_INT(misses(back, held, 7200), 0);
+        vindex_free(back);
+    }
+    vindex_free(vi);
+}
+
+static void test_fetch_failure_keeps_old(void)
+{
+    static char held[N];
+    memset(db.gone, 0, sizeof db.gone);
+    struct vindex *vi = make(100);
+    CHECK_INT(add_range(vi, 0, 1200), 0);
+    set_fail(1);
+    vindex_set_background_switch(vi, 1);
+    vindex_switch_wait(vi);
+    set_fail(0);
+    CHECK_INT(vindex_nlist(vi), 8); // failed: the old partition, all there
+    memset(held, 1, 1200);
+    CHECK_INT(misses(vi, held, 1200), 0);
+    // Tried again at twice the vectors, not at every add.
+    CHECK_INT(add_wait(vi, 1200, 2300), 0);
+    CHECK_INT(vindex_nlist(vi), 8);
+    CHECK_INT(add_wait(vi, 2300, 2500), 0);
+    CHECK_INT(vindex_nlist(vi), 32);
+    memset(held, 1, 2500);
+    CHECK_INT(misses(vi, held, 2500), 0);
+    vindex_free(vi);
+}
+
+static void test_free_while_building(void)
+{
+    memset(db.gone, 0, sizeof db.gone);
+    struct vindex *vi = make(100);
+    CHECK_INT(add_range(vi, 0, 1200), 0);
+    set_gate(1);
+    vindex_set_background_switch(vi, 1);
+    wait_at_gate();
+    CHECK_INT(add_range(vi, 1200, 1300), 0); // logged
+    set_gate(0);
+    vindex_free(vi); // stops the thread at its next chunk; ASan checks the rest
+}
+
+int main(void)
+{
+    db.main_thread = pthread_self();
+    fill();
+    RUN(test_grows_with_the_index);
+    RUN(test_background_with_changes);
+    RUN(test_fetch_failure_keeps_old);
+    RUN(test_free_while_building);
+    return unit_report();
+}
