@@ -1,10 +1,10 @@
 /* test_vindex_regrow.c: re-partitioning an IVF index whose lists grew past
- * list_max (index/vindex_regrow.c), in the background, with adds and removes made while the new index is built (replayed in order,
- * more than one round), rows deleted from the source of truth left out, a
- * fetch that fails (the old index stays), a stop mid-build, and a snapshot
- * of the re-partitioned index. The fetch can hold the regrow thread at a
- * gate, so the changes provably happen during the build. Small sizes for
- * ASan. */
+ * list_max (index/vindex_regrow.c), in the background, with adds and
+ * removes made while the new index is built (replayed in order, more than
+ * one round), rows deleted from the source of truth left out, a fetch that
+ * fails (the old index stays), a stop mid-build, and a snapshot of the
+ * re-partitioned index. The fetch can hold the regrow thread at a gate, so
+ * the changes provably happen during the build. Small sizes for ASan. */
 #include "index/vindex.h"
 
 #include "tests/unit.h"
