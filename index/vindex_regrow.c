@@ -289,6 +289,7 @@ static FaissIndex *build(struct regrow_arg *a, double *train_s, size_t *ntrain)
     sample = NULL;
     *train_s = vindex_now_s() - t0;
     *ntrain = have;
+    size_t filled = 0;
     for (size_t off = 0; off < a->n; off += FETCH_CHUNK) {
         size_t c = a->n - off < FETCH_CHUNK ? a->n - off : FETCH_CHUNK;
         long k = fetch_packed(vi, c, a->ids + off, chunk, got, found);
@@ -298,6 +299,15 @@ static FaissIndex *build(struct regrow_arg *a, double *train_s, size_t *ntrain)
             vindex_set_faiss_err("re-partition: filling");
             goto fail;
         }
+        filled += (size_t)k;
+    }
+    /* Rows deleted since the index took them are few; most of the index
+     * missing from its source of truth is a fault there (a database that
+     * answers empty), never a reason to drop the items from search. */
+    if (filled < a->n / 2) {
+        vindex_set_err("re-partition: the database holds only %zu of the index's %zu vectors",
+                       filled, a->n);
+        goto fail;
     }
     free(chunk);
     free(got);

@@ -294,6 +294,25 @@ static void test_fetch_failure_keeps_old(void)
     vindex_free(vi);
 }
 
+static void test_source_mostly_missing(void)
+{
+    static char held[N];
+    memset(db.gone, 0, sizeof db.gone);
+    struct vindex *vi = make(100);
+    CHECK_INT(add_range(vi, 0, 1200), 0);
+    // The database answers, but without most rows (a fault there): the
+    // re-partition refuses to drop them from search.
+    memset(db.gone + 100, 1, 900);
+    vindex_set_background_switch(vi, 1);
+    vindex_switch_wait(vi);
+    memset(db.gone, 0, sizeof db.gone);
+    CHECK_INT(vindex_nlist(vi), 8);
+    CHECK_INT(vindex_count(vi), 1200);
+    memset(held, 1, 1200);
+    CHECK_INT(misses(vi, held, 1200), 0);
+    vindex_free(vi);
+}
+
 static void test_free_while_building(void)
 {
     memset(db.gone, 0, sizeof db.gone);
@@ -314,6 +333,7 @@ int main(void)
     RUN(test_grows_with_the_index);
     RUN(test_background_with_changes);
     RUN(test_fetch_failure_keeps_old);
+    RUN(test_source_mostly_missing);
     RUN(test_free_while_building);
     return unit_report();
 }
