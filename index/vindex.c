@@ -60,6 +60,9 @@
 /* nprobe stored in a freshly built IVF index: what a search with nprobe <= 0
  * gets (the API's request default is 100 too). */
 #define VINDEX_DEFAULT_NPROBE 100
+/* efSearch of an HNSW coarse quantizer: recall of the true 32 nearest of
+ * 65536 lists and cost per query in docs/bench/quantizer.md. */
+#define VINDEX_QUANTIZER_EF 64
 
 static _Thread_local char last_err[512];
 
@@ -136,6 +139,12 @@ int vindex_new_ann(int dim, const char *factory, FaissIndex **out)
         if (faiss_ParameterSpace_new(&ps) == 0) {
             // Best effort: an unknown parameter only leaves FAISS's default.
             faiss_ParameterSpace_set_index_parameter(ps, *out, "nprobe", VINDEX_DEFAULT_NPROBE);
+            /* An HNSW coarse quantizer (a re-partition past 16384 lists)
+             * must find the nprobe nearest lists: FAISS 1.7.3 searches it
+             * with efSearch (16) candidates whatever nprobe asks. */
+            if (strstr(factory, "_HNSW"))
+                faiss_ParameterSpace_set_index_parameter(ps, *out, "quantizer_efSearch",
+                                                         VINDEX_QUANTIZER_EF);
             faiss_ParameterSpace_free(ps);
         }
     }
@@ -740,6 +749,26 @@ size_t vindex_count(struct vindex *vi)
     size_t n = (size_t)faiss_Index_ntotal(vi->idx);
     pthread_rwlock_unlock(&vi->lock);
     return n;
+}
+
+int vindex_set_param(struct vindex *vi, const char *name, double value)
+{
+    FaissParameterSpace *ps = NULL;
+    if (faiss_ParameterSpace_new(&ps) != 0) {
+        vindex_set_faiss_err("vindex_set_param");
+        return -1;
+    }
+    pthread_mutex_lock(&vi->wmu);
+    pthread_rwlock_wrlock(&vi->lock);
+    int rc = faiss_ParameterSpace_set_index_parameter(ps, vi->idx, name, value);
+    pthread_rwlock_unlock(&vi->lock);
+    pthread_mutex_unlock(&vi->wmu);
+    faiss_ParameterSpace_free(ps);
+    if (rc != 0) {
+        vindex_set_faiss_err("vindex_set_param");
+        return -1;
+    }
+    return 0;
 }
 
 size_t vindex_nlist(struct vindex *vi)

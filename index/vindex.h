@@ -92,6 +92,11 @@ void vindex_set_background_switch(struct vindex *vi, int on);
 void vindex_switch_wait(struct vindex *vi);
 
 size_t vindex_count(struct vindex *vi);
+/* Sets a FAISS search parameter of the current index through its
+ * ParameterSpace ("nprobe", "efSearch", "quantizer_efSearch", ...): for
+ * benchmarks and tools. Returns 0, or -1 when FAISS refuses it. */
+int vindex_set_param(struct vindex *vi, const char *name, double value);
+
 /* Inverted lists of an IVF index; 0 for the exact tier or another kind. */
 size_t vindex_nlist(struct vindex *vi);
 int vindex_is_exact(struct vindex *vi);
