@@ -23,6 +23,7 @@
 #include <faiss/AutoTune.h>
 #include <faiss/Index.h>
 #include <faiss/IndexFlat.h>
+#include <faiss/IndexHNSW.h>
 #include <faiss/IndexIDMap.h>
 #include <faiss/IndexIVF.h>
 #include <faiss/IndexIVFFastScan.h>
@@ -109,6 +110,32 @@ struct TranslatedSelector : faiss::IDSelector {
     }
 };
 
+/* Every list of an IVF index probed, the coarse quantizer bypassed: an HNSW
+ * quantizer asked for all its nodes does not return them all (measured: 4,218
+ * of 5,000 vectors reached with nprobe = nlist), and a full scan is what a
+ * selective tag filter falls back to. The centroid scores are part of an
+ * IVF-PQ score, so they are computed here, exactly. */
+void search_all_lists(const faiss::IndexIVF *ivf, idx_t n, const float *x, idx_t k,
+                      const faiss::SearchParametersIVF &p, float *dis, idx_t *lab)
+{
+    size_t nl = ivf->nlist, d = static_cast<size_t>(ivf->d);
+    std::vector<float> cent(nl * d);
+    ivf->quantizer->reconstruct_n(0, static_cast<idx_t>(nl), cent.data());
+    std::vector<idx_t> assign(static_cast<size_t>(n) * nl);
+    std::vector<float> cdis(static_cast<size_t>(n) * nl);
+    for (size_t i = 0; i < static_cast<size_t>(n); i++) {
+        for (size_t l = 0; l < nl; l++)
+            assign[i * nl + l] = static_cast<idx_t>(l);
+        if (ivf->metric_type == faiss::METRIC_INNER_PRODUCT)
+            faiss::fvec_inner_products_ny(cdis.data() + i * nl, x + i * d, cent.data(), d, nl);
+        else
+            faiss::fvec_L2sqr_ny(cdis.data() + i * nl, x + i * d, cent.data(), d, nl);
+    }
+    faiss::SearchParametersIVF all = p;
+    all.nprobe = nl;
+    ivf->search_preassigned(n, x, k, assign.data(), cdis.data(), dis, lab, false, &all);
+}
+
 void search_params(const faiss::Index *idx, idx_t n, const float *x, idx_t k, size_t nprobe,
                    size_t max_codes, const faiss::IDSelector *sel, float *dis, idx_t *lab)
 {
@@ -139,6 +166,18 @@ void search_params(const faiss::Index *idx, idx_t n, const float *x, idx_t k, si
         // 0: unlimited. FAISS keeps it signed inside, so huge values would
         // turn negative and stop the scan at once.
         p.max_codes = max_codes > static_cast<size_t>(INT64_MAX) ? 0 : max_codes;
+        /* An HNSW quantizer (a re-partitioned index past 16384 lists) keeps
+         * efSearch candidates: at least nprobe of them, or the probe finds
+         * fewer lists than asked (a widened filter would lose items). */
+        faiss::SearchParametersHNSW qp;
+        if (auto *hq = dynamic_cast<const faiss::IndexHNSW *>(ivf->quantizer)) {
+            if (p.nprobe >= ivf->nlist) {
+                search_all_lists(ivf, n, x, k, p, dis, lab);
+                return;
+            }
+            qp.efSearch = std::max(hq->hnsw.efSearch, static_cast<int>(p.nprobe));
+            p.quantizer_params = &qp;
+        }
         ivf->search(n, x, k, dis, lab, &p);
         return;
     }

@@ -313,6 +313,66 @@ static void test_source_mostly_missing(void)
     vindex_free(vi);
 }
 
+/* What a re-partition past 16384 lists builds: an HNSW coarse quantizer.
+ * Asked for every list (a selective tag filter widens to a full scan) it
+ * does not return them all, so a full scan bypasses it: a filter still gets
+ * its exact top k, and nothing is missed with nprobe = nlist. */
+static void test_hnsw_quantizer_full_scan(void)
+{
+    static char held[N];
+    memset(db.gone, 0, sizeof db.gone);
+    struct vindex_options o = {.dim = DIM,
+                               .exact_max = 1000,
+                               .ann_factory = "IVF256_HNSW32,PQ8",
+                               .rerank = N,
+                               .fetch = fetch,
+                               .fetch_arg = &db};
+    struct vindex *vi = NULL;
+    char err[256] = "";
+    CHECK_INT(vindex_create(&o, &vi, err, sizeof err), 0);
+    if (!vi)
+        return;
+    CHECK_INT(add_range(vi, 0, 3000), 0);
+    CHECK_INT(vindex_nlist(vi), 256);
+    // FAISS's own default, well under the lists: what a probe of every list
+    // (or of more lists than efSearch) must not depend on.
+    CHECK_INT(vindex_set_param(vi, "quantizer_efSearch", 16), 0);
+    memset(held, 1, 3000);
+    CHECK_INT(misses(vi, held, 3000), 0);
+    // 15 allowed ids of 3,000: widened to every list; the exact top 10 of them.
+    int64_t allowed[15];
+    for (int i = 0; i < 15; i++)
+        allowed[i] = id_of((size_t)(97 + 199 * i));
+    for (int t = 0; t < 20; t++) {
+        const float *q = db.x + (size_t)(t * 131) * DIM;
+        int64_t want[10], got[10];
+        float ws[10], gs[10];
+        int nw = 0, nf = 0;
+        for (int i = 0; i < 15; i++) {
+            size_t pos = (size_t)(allowed[i] - ID0) / 5;
+            float s = dot(db.x + pos * DIM, q);
+            int at = nw < 10 ? nw++ : 10;
+            if (at == 10 && s <= ws[9])
+                continue;
+            if (at == 10)
+                at = 9;
+            while (at > 0 && ws[at - 1] < s) {
+                ws[at] = ws[at - 1];
+                want[at] = want[at - 1];
+                at--;
+            }
+            ws[at] = s;
+            want[at] = allowed[i];
+        }
+        struct vindex_search_params p = {.allowed = allowed, .n_allowed = 15};
+        CHECK_INT(vindex_search(vi, q, 10, &p, got, gs, &nf), 0);
+        CHECK_INT(nf, nw);
+        for (int i = 0; i < nf && i < nw; i++)
+            CHECK_INT(got[i], want[i]);
+    }
+    vindex_free(vi);
+}
+
 static void test_free_while_building(void)
 {
     memset(db.gone, 0, sizeof db.gone);
@@ -334,6 +394,7 @@ int main(void)
     RUN(test_background_with_changes);
     RUN(test_fetch_failure_keeps_old);
     RUN(test_source_mostly_missing);
+    RUN(test_hnsw_quantizer_full_scan);
     RUN(test_free_while_building);
     return unit_report();
 }
