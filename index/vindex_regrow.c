@@ -47,7 +47,7 @@
 #define TRAIN_PER_LIST 40             /* FAISS's k-means wants >= 39 points a centroid */
 #define TRAIN_BYTES_MAX (1024u << 20) /* 1M vectors of 256-d */
 #define FETCH_CHUNK 16384
-#define LOG_SWAP_MAX 4096 /* changes replayed while writers wait, at most */
+#define LOG_SWAP_MAX 1024 /* changes replayed while writers wait, at most (~0.1 s) */
 
 enum { LOG_ADD, LOG_REMOVE };
 

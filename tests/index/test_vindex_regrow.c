@@ -233,7 +233,7 @@ static void test_background_with_changes(void)
     for (size_t i = 0; i < 200; i++)
         rm[i] = id_of(400 + i);
     CHECK_INT(vindex_remove(vi, 200, rm), 200);
-    // Added meanwhile: more than one replay round (4,096 a round under the lock).
+    // Added meanwhile: more than one replay round (1,024 at most under the lock).
     for (size_t from = 1200; from < 7200; from += 500)
         CHECK_INT(add_range(vi, from, from + 500), 0);
     // Removed, then added again (an update keeps its row id).
