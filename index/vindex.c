@@ -62,7 +62,7 @@
 #define VINDEX_DEFAULT_NPROBE 100
 /* efSearch of an HNSW coarse quantizer: recall of the true 32 nearest of
  * 65536 lists and cost per query in docs/bench/quantizer.md. */
-#define VINDEX_QUANTIZER_EF 64
+#define VINDEX_QUANTIZER_EF 128
 
 static _Thread_local char last_err[512];
 
