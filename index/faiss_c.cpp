@@ -29,6 +29,7 @@
 #include <faiss/IndexIVFFastScan.h>
 #include <faiss/IndexIVFPQ.h>
 #include <faiss/IndexPreTransform.h>
+#include <faiss/impl/AuxIndexStructures.h>
 #include <faiss/impl/FaissException.h>
 #include <faiss/impl/IDSelector.h>
 #include <faiss/index_factory.h>
@@ -110,30 +111,52 @@ struct TranslatedSelector : faiss::IDSelector {
     }
 };
 
-/* Every list of an IVF index probed, the coarse quantizer bypassed: an HNSW
- * quantizer asked for all its nodes does not return them all (measured: 4,218
- * of 5,000 vectors reached with nprobe = nlist), and a full scan is what a
- * selective tag filter falls back to. The centroid scores are part of an
- * IVF-PQ score, so they are computed here, exactly. */
-void search_all_lists(const faiss::IndexIVF *ivf, idx_t n, const float *x, idx_t k,
-                      const faiss::SearchParametersIVF &p, float *dis, idx_t *lab)
+/* The nprobe lists nearest each query, found by scoring every centroid
+ * exactly (nearest first, as a quantizer hands them over: a max_codes budget
+ * must go to the best lists), then searched. For an HNSW coarse quantizer
+ * asked for more lists than its efSearch: FAISS 1.7.3 keeps only efSearch
+ * candidates (asked for every list it returned 4,218 of 5,000 vectors),
+ * and raising efSearch to a large nprobe costs about its square (5.9 s a
+ * query at 60,000 of 65,536). The exact pass reads nlist x d floats: 2.3 ms
+ * at 65536 x 256. The centroid scores are part of an IVF-PQ score. */
+void search_exact_lists(const faiss::IndexIVF *ivf, const faiss::IndexHNSW *hq, idx_t n,
+                        const float *x, idx_t k, const faiss::SearchParametersIVF &p, float *dis,
+                        idx_t *lab)
 {
-    size_t nl = ivf->nlist, d = static_cast<size_t>(ivf->d);
-    std::vector<float> cent(nl * d);
-    ivf->quantizer->reconstruct_n(0, static_cast<idx_t>(nl), cent.data());
-    std::vector<idx_t> assign(static_cast<size_t>(n) * nl);
-    std::vector<float> cdis(static_cast<size_t>(n) * nl);
-    for (size_t i = 0; i < static_cast<size_t>(n); i++) {
-        for (size_t l = 0; l < nl; l++)
-            assign[i * nl + l] = static_cast<idx_t>(l);
-        if (ivf->metric_type == faiss::METRIC_INNER_PRODUCT)
-            faiss::fvec_inner_products_ny(cdis.data() + i * nl, x + i * d, cent.data(), d, nl);
-        else
-            faiss::fvec_L2sqr_ny(cdis.data() + i * nl, x + i * d, cent.data(), d, nl);
+    size_t nl = ivf->nlist, d = static_cast<size_t>(ivf->d), np = p.nprobe;
+    std::vector<float> copy;
+    const float *cent = nullptr;
+    if (auto *flat = dynamic_cast<const faiss::IndexFlat *>(hq->storage))
+        cent = flat->get_xb();
+    if (!cent) {
+        copy.resize(nl * d);
+        ivf->quantizer->reconstruct_n(0, static_cast<idx_t>(nl), copy.data());
+        cent = copy.data();
     }
-    faiss::SearchParametersIVF all = p;
-    all.nprobe = nl;
-    ivf->search_preassigned(n, x, k, assign.data(), cdis.data(), dis, lab, false, &all);
+    bool ip = ivf->metric_type == faiss::METRIC_INNER_PRODUCT;
+    std::vector<float> score(nl);
+    std::vector<idx_t> order(nl);
+    std::vector<idx_t> assign(static_cast<size_t>(n) * np);
+    std::vector<float> cdis(static_cast<size_t>(n) * np);
+    for (size_t i = 0; i < static_cast<size_t>(n); i++) {
+        if (ip)
+            faiss::fvec_inner_products_ny(score.data(), x + i * d, cent, d, nl);
+        else
+            faiss::fvec_L2sqr_ny(score.data(), x + i * d, cent, d, nl);
+        for (size_t l = 0; l < nl; l++)
+            order[l] = static_cast<idx_t>(l);
+        auto better = [&](idx_t a, idx_t b) {
+            float sa = score[static_cast<size_t>(a)], sb = score[static_cast<size_t>(b)];
+            return ip ? sa > sb : sa < sb;
+        };
+        std::partial_sort(order.begin(), order.begin() + static_cast<long>(np), order.end(),
+                          better);
+        for (size_t j = 0; j < np; j++) {
+            assign[i * np + j] = order[j];
+            cdis[i * np + j] = score[static_cast<size_t>(order[j])];
+        }
+    }
+    ivf->search_preassigned(n, x, k, assign.data(), cdis.data(), dis, lab, false, &p);
 }
 
 void search_params(const faiss::Index *idx, idx_t n, const float *x, idx_t k, size_t nprobe,
@@ -166,17 +189,12 @@ void search_params(const faiss::Index *idx, idx_t n, const float *x, idx_t k, si
         // 0: unlimited. FAISS keeps it signed inside, so huge values would
         // turn negative and stop the scan at once.
         p.max_codes = max_codes > static_cast<size_t>(INT64_MAX) ? 0 : max_codes;
-        /* An HNSW quantizer (a re-partitioned index past 16384 lists) keeps
-         * efSearch candidates: at least nprobe of them, or the probe finds
-         * fewer lists than asked (a widened filter would lose items). */
-        faiss::SearchParametersHNSW qp;
-        if (auto *hq = dynamic_cast<const faiss::IndexHNSW *>(ivf->quantizer)) {
-            if (p.nprobe >= ivf->nlist) {
-                search_all_lists(ivf, n, x, k, p, dis, lab);
-                return;
-            }
-            qp.efSearch = std::max(hq->hnsw.efSearch, static_cast<int>(p.nprobe));
-            p.quantizer_params = &qp;
+        /* An HNSW quantizer (a re-partitioned index past 16384 lists) finds
+         * at most efSearch lists well: past that, an exact pass. */
+        auto *hq = dynamic_cast<const faiss::IndexHNSW *>(ivf->quantizer);
+        if (hq && p.nprobe > static_cast<size_t>(hq->hnsw.efSearch)) {
+            search_exact_lists(ivf, hq, n, x, k, p, dis, lab);
+            return;
         }
         ivf->search(n, x, k, dis, lab, &p);
         return;
@@ -344,13 +362,16 @@ size_t faiss_IndexIVF_get_list_size(const FaissIndexIVF *index, size_t list_no)
     return reinterpret_cast<const faiss::IndexIVF *>(index)->get_list_size(list_no);
 }
 
-/* Array-backed lists (what we build and read back) cannot throw here. */
+/* The signature has no error return; array-backed lists (all we build and
+ * read back) do not throw. */
 void faiss_IndexIVF_invlists_get_ids(const FaissIndexIVF *index, size_t list_no, idx_t *invlist)
 {
-    const faiss::InvertedLists *il = reinterpret_cast<const faiss::IndexIVF *>(index)->invlists;
-    size_t n = il->list_size(list_no);
-    faiss::InvertedLists::ScopedIds ids(il, list_no);
-    std::copy(ids.get(), ids.get() + n, invlist);
+    guard([&] {
+        const faiss::InvertedLists *il = reinterpret_cast<const faiss::IndexIVF *>(index)->invlists;
+        size_t n = il->list_size(list_no);
+        faiss::InvertedLists::ScopedIds ids(il, list_no);
+        std::copy(ids.get(), ids.get() + n, invlist);
+    });
 }
 
 FaissIndexFlat *faiss_IndexFlat_cast(FaissIndex *index)
@@ -436,6 +457,29 @@ int imgsearch_faiss_ann_setup(FaissIndex *index)
         if (auto *ivfpq = dynamic_cast<faiss::IndexIVFPQ *>(idx))
             ivfpq->do_polysemous_training = false;
     });
+}
+
+namespace
+{
+thread_local const int *interrupt_flag;
+
+/* FAISS asks one global callback; it answers for the thread asking. */
+struct FlagInterrupt : faiss::InterruptCallback {
+    bool want_interrupt() override
+    {
+        return interrupt_flag && __atomic_load_n(interrupt_flag, __ATOMIC_ACQUIRE);
+    }
+};
+} // namespace
+
+void imgsearch_faiss_interrupt_install(void)
+{
+    faiss::InterruptCallback::instance.reset(new FlagInterrupt());
+}
+
+void imgsearch_faiss_interrupt_on(const int *flag)
+{
+    interrupt_flag = flag;
 }
 
 } // extern "C"

@@ -43,6 +43,14 @@ int imgsearch_faiss_search_params(const FaissIndex *index, idx_t n, const float 
  *   65k vectors here: turned off. */
 int imgsearch_faiss_ann_setup(FaissIndex *index);
 
+/* Interruptible FAISS work on the calling thread: while *flag is non-zero,
+ * its k-means and adds stop at FAISS's next check (seconds apart at worst)
+ * and fail with "computation interrupted". NULL: this thread no longer.
+ * imgsearch_faiss_interrupt_install must have run once before any FAISS
+ * work in the process (it sets FAISS's one global callback). */
+void imgsearch_faiss_interrupt_install(void);
+void imgsearch_faiss_interrupt_on(const int *flag);
+
 #ifdef __cplusplus
 }
 #endif

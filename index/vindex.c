@@ -80,6 +80,7 @@ static pthread_once_t tune_once = PTHREAD_ONCE_INIT;
 static void tune_faiss(void)
 {
     faiss_set_distance_compute_blas_threshold(1);
+    imgsearch_faiss_interrupt_install(); /* before any index exists: it is global */
 }
 
 void vindex_set_err(const char *fmt, ...)
@@ -183,6 +184,7 @@ static int wrap(const struct vindex_options *opt, FaissIndex *idx, struct vindex
     vi->exact_max = opt->exact_max;
     vi->rerank = opt->fetch ? opt->rerank : 0;
     vi->fetch = opt->fetch;
+    vi->fetch_done = opt->fetch_done;
     vi->fetch_arg = opt->fetch_arg;
     vi->list_max = opt->fetch ? opt->list_max : 0;
     *out = vi;
@@ -548,10 +550,11 @@ void vindex_switch_wait(struct vindex *vi)
 {
     pthread_mutex_lock(&vi->wmu);
     int join = vi->joinable;
+    pthread_t t = vi->trainer; /* read under wmu: start_training may reuse the field */
     vi->joinable = 0;
     pthread_mutex_unlock(&vi->wmu);
     if (join)
-        pthread_join(vi->trainer, NULL);
+        pthread_join(t, NULL);
     vindex_regrow_join(vi);
 }
 
@@ -587,7 +590,7 @@ int vindex_add(struct vindex *vi, size_t n, const int64_t *ids, const float *vec
         if (rc == 0 && over && !vi->training && total >= vi->retry_at && start_training(vi) != 0)
             rc = switch_to_ann(vi, 0, NULL, NULL); /* no thread or memory: do it here */
         else if (rc == 0 && !vi->exact)
-            rc = vindex_regrow_after_add(vi, n, ids, vecs);
+            vindex_regrow_after_add(vi, n, ids);
     }
     pthread_mutex_unlock(&vi->wmu);
     return rc;

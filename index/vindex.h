@@ -27,6 +27,9 @@ struct vindex_options {
      * index's own scores. The exact tier never re-ranks. */
     int rerank;
     rerank_fetch_fn fetch;
+    /* Called by a background thread that used fetch, before it exits (the
+     * caller may keep a per-thread database connection to close). */
+    void (*fetch_done)(void *arg);
     void *fetch_arg; /* must outlive the index */
     /* Re-partition (needs fetch): an IVF index whose lists hold more than
      * list_max vectors on average is rebuilt with 4x the lists (at most

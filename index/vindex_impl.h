@@ -25,6 +25,7 @@ struct vindex {
     char *factory;
     int rerank; /* candidates re-ranked in the ANN tier; 0: none */
     rerank_fetch_fn fetch;
+    void (*fetch_done)(void *arg);
     void *fetch_arg;
     /* Background switch; all under wmu. */
     int background;  /* train on a thread of its own (see top) */
@@ -51,9 +52,9 @@ double vindex_now_s(void);
 
 /* Re-partition, called with wmu held. After a change to the ANN tier:
  * records it for a regrow in progress, and starts one (a thread; only with
- * the background switch on) when the lists have grown past list_max.
- * Returns 0 (a regrow that fails leaves the index as it was). */
-int vindex_regrow_after_add(struct vindex *vi, size_t n, const int64_t *ids, const float *vecs);
+ * the background switch on) when the lists have grown past list_max. A
+ * regrow that fails leaves the index as it was. */
+void vindex_regrow_after_add(struct vindex *vi, size_t n, const int64_t *ids);
 void vindex_regrow_after_remove(struct vindex *vi, size_t n, const int64_t *ids);
 /* Background switch turned on: starts a regrow an index read back is due. */
 void vindex_regrow_check(struct vindex *vi);

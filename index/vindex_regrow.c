@@ -11,24 +11,30 @@
  * the coarse quantizer becomes HNSW: a flat one would read 64 MB of centroids
  * per query at 65536 x 256.
  *
- * Background (the server's live indexes): under wmu every id of the index is
- * collected and a change log opened; a thread at SCHED_IDLE (it yields to
- * requests; k-means for 16384 lists is minutes of CPU) trains the new index
- * on a stride sample and fills it with every collected id's vector, fetched
- * in chunks. Searches and changes go on in the old index meanwhile; changes
- * are logged in order (adds with their vectors). The thread replays the log
- * in rounds without wmu while it is long, then the last short round and the
- * swap under wmu: writers wait for milliseconds, not for minutes of adds.
- * Replaying in order over the filled index gives the right set whatever the
- * fill saw: an id removed (or removed and added again) during the build ends
- * as its last logged change says, an id never logged as the fill found it,
- * and an id deleted from the source of truth is simply not found.
+ * How: under wmu every id of the index is collected and a change log
+ * opened. A builder thread at SCHED_IDLE (it yields to requests; k-means for
+ * 16384 lists is minutes of CPU, and FAISS's check stops it within seconds
+ * when the index is freed) trains the new index on a stride sample and fills
+ * it with every collected id's vector, fetched in chunks. Searches and
+ * changes go on in the old index meanwhile; changes are logged as ids only
+ * (the database holds the vectors, committed before the index takes them).
+ * The coordinating thread, at normal priority because it takes wmu, then
+ * replays the log in rounds without wmu while it shrinks, and the last short
+ * round plus the swap under wmu: writers wait for milliseconds. A round is
+ * applied by its net effect: every id the round removed, removed in one
+ * pass; every id whose last change is an add, fetched and added. That is
+ * the state replaying in order would give over whatever the fill saw: an id
+ * removed (or removed and added again) ends as its last change says, an id
+ * never logged as the fill found it, and a row deleted from the database is
+ * simply not found.
  *
  * Only with the background switch on: a load or rebuild (which adds with it
  * off) does not re-partition half-way, and the one regrow when it turns on
  * goes straight to a partition that fits. A failed regrow leaves the old
  * index in place and is tried again at twice the vectors. */
 #include "index/vindex_impl.h"
+
+#include "index/faiss_ext.h"
 
 #include <faiss/c_api/IndexIVF_c.h>
 #include <faiss/c_api/Index_c.h>
@@ -47,7 +53,9 @@
 #define TRAIN_PER_LIST 40             /* FAISS's k-means wants >= 39 points a centroid */
 #define TRAIN_BYTES_MAX (1024u << 20) /* 1M vectors of 256-d */
 #define FETCH_CHUNK 16384
-#define LOG_SWAP_MAX 1024 /* changes replayed while writers wait, at most (~0.1 s) */
+#define LOG_SWAP_MAX 1024   /* changes replayed while writers wait, normally (~0.1 s) */
+#define LOG_ROUNDS_MAX 8    /* replay rounds without wmu before the last one */
+#define LOG_MAX (64u << 20) /* logged changes at most (9 bytes each) */
 
 enum { LOG_ADD, LOG_REMOVE };
 
@@ -55,9 +63,7 @@ struct regrow_log {
     int64_t *ids;
     unsigned char *ops;
     size_t n, cap;
-    float *vecs; /* the adds' vectors in order, dim floats each */
-    size_t nvec, vcap;
-    int failed; /* out of memory: the regrow is dropped, tried again later */
+    int failed; /* out of memory or past LOG_MAX: dropped, tried again later */
 };
 
 struct regrow_arg {
@@ -66,6 +72,11 @@ struct regrow_arg {
     size_t n;
     size_t nlist_from, nlist;
     char factory[256];
+    /* What the builder thread leaves. */
+    FaissIndex *ann;
+    double train_s;
+    size_t ntrain;
+    char why[512];
 };
 
 static struct regrow_log *log_new(void)
@@ -79,79 +90,117 @@ static void log_free(struct regrow_log *lg)
         return;
     free(lg->ids);
     free(lg->ops);
-    free(lg->vecs);
     free(lg);
 }
 
-static int grow(void **p, size_t *cap, size_t need, size_t size)
-{
-    if (need <= *cap)
-        return 0;
-    size_t c = *cap ? *cap : 1024;
-    while (c < need)
-        c *= 2;
-    void *q = realloc(*p, c * size);
-    if (!q)
-        return -1;
-    *p = q;
-    *cap = c;
-    return 0;
-}
-
-static void log_append(struct regrow_log *lg, int op, size_t n, const int64_t *ids,
-                       const float *vecs, size_t dim)
+static void log_append(struct regrow_log *lg, int op, size_t n, const int64_t *ids)
 {
     if (lg->failed)
         return;
-    size_t cap = lg->cap;
-    if (grow((void **)&lg->ids, &cap, lg->n + n, sizeof *lg->ids) != 0 ||
-        grow((void **)&lg->ops, &lg->cap, lg->n + n, 1) != 0 ||
-        (op == LOG_ADD &&
-         grow((void **)&lg->vecs, &lg->vcap, (lg->nvec + n) * dim, sizeof *lg->vecs) != 0)) {
+    if (lg->n + n > LOG_MAX) {
         lg->failed = 1;
         return;
+    }
+    if (lg->n + n > lg->cap) {
+        size_t c = lg->cap ? lg->cap : 1024;
+        while (c < lg->n + n)
+            c *= 2;
+        int64_t *i2 = realloc(lg->ids, c * sizeof *i2);
+        if (i2)
+            lg->ids = i2;
+        unsigned char *o2 = i2 ? realloc(lg->ops, c) : NULL;
+        if (o2)
+            lg->ops = o2;
+        if (!i2 || !o2) {
+            lg->failed = 1;
+            return;
+        }
+        lg->cap = c;
     }
     memcpy(lg->ids + lg->n, ids, n * sizeof *ids);
     memset(lg->ops + lg->n, op, n);
     lg->n += n;
-    if (op == LOG_ADD) {
-        memcpy(lg->vecs + lg->nvec * dim, vecs, n * dim * sizeof *vecs);
-        lg->nvec += n;
-    }
 }
 
-/* Applies the logged changes to `ann` in order, a run of adds or removes at
- * a time. */
-static int log_apply(FaissIndex *ann, const struct regrow_log *lg, size_t dim)
+struct log_ent {
+    int64_t id;
+    size_t seq;
+};
+
+static int cmp_ent(const void *a, const void *b)
 {
-    size_t v = 0;
-    for (size_t i = 0; i < lg->n;) {
+    const struct log_ent *x = a, *y = b;
+    if (x->id != y->id)
+        return x->id < y->id ? -1 : 1;
+    return (x->seq > y->seq) - (x->seq < y->seq);
+}
+
+static long fetch_packed(struct vindex *vi, size_t n, const int64_t *ids, float *vecs,
+                         int64_t *got_ids, unsigned char *found);
+
+/* Applies a round of logged changes to `ann` by their net effect (see the
+ * top). Returns 0, or -1 with the reason in vindex_last_error. */
+static int log_apply(struct vindex *vi, FaissIndex *ann, const struct regrow_log *lg)
+{
+    size_t n = lg->n, d = (size_t)vi->dim, nrm = 0, nadd = 0;
+    if (n == 0)
+        return 0;
+    int rc = -1;
+    struct log_ent *e = malloc(n * sizeof *e);
+    int64_t *rm = malloc(n * sizeof *rm), *add = malloc(n * sizeof *add);
+    int64_t *got = malloc(FETCH_CHUNK * sizeof *got);
+    float *vecs = malloc(FETCH_CHUNK * d * sizeof *vecs);
+    unsigned char *found = malloc(FETCH_CHUNK);
+    if (!e || !rm || !add || !got || !vecs || !found) {
+        vindex_set_err("re-partition: out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++)
+        e[i] = (struct log_ent){lg->ids[i], i};
+    qsort(e, n, sizeof *e, cmp_ent);
+    for (size_t i = 0; i < n;) {
         size_t j = i;
-        while (j < lg->n && lg->ops[j] == lg->ops[i])
-            j++;
-        if (lg->ops[i] == LOG_ADD) {
-            if (faiss_Index_add_with_ids(ann, (idx_t)(j - i), lg->vecs + v * dim, lg->ids + i) !=
-                0) {
-                vindex_set_faiss_err("re-partition: replaying adds");
-                return -1;
-            }
-            v += j - i;
-        } else {
-            FaissIDSelectorBatch *sel = NULL;
-            size_t removed;
-            int rc = faiss_IDSelectorBatch_new(&sel, j - i, lg->ids + i);
-            if (rc == 0)
-                rc = faiss_Index_remove_ids(ann, (const FaissIDSelector *)sel, &removed);
-            if (sel)
-                faiss_IDSelector_free((FaissIDSelector *)sel);
-            if (rc != 0) {
-                vindex_set_faiss_err("re-partition: replaying removes");
-                return -1;
-            }
-        }
+        int removed = 0;
+        for (; j < n && e[j].id == e[i].id; j++)
+            removed |= lg->ops[e[j].seq] == LOG_REMOVE;
+        if (removed)
+            rm[nrm++] = e[i].id;
+        if (lg->ops[e[j - 1].seq] == LOG_ADD)
+            add[nadd++] = e[i].id;
         i = j;
     }
-    return 0;
+    if (nrm) {
+        FaissIDSelectorBatch *sel = NULL;
+        size_t gone;
+        int r = faiss_IDSelectorBatch_new(&sel, nrm, rm);
+        if (r == 0)
+            r = faiss_Index_remove_ids(ann, (const FaissIDSelector *)sel, &gone);
+        if (sel)
+            faiss_IDSelector_free((FaissIDSelector *)sel);
+        if (r != 0) {
+            vindex_set_faiss_err("re-partition: replaying removes");
+            goto out;
+        }
+    }
+    for (size_t off = 0; off < nadd; off += FETCH_CHUNK) {
+        size_t c = nadd - off < FETCH_CHUNK ? nadd - off : FETCH_CHUNK;
+        long k = fetch_packed(vi, c, add + off, vecs, got, found);
+        if (k < 0)
+            goto out;
+        if (k > 0 && faiss_Index_add_with_ids(ann, (idx_t)k, vecs, got) != 0) {
+            vindex_set_faiss_err("re-partition: replaying adds");
+            goto out;
+        }
+    }
+    rc = 0;
+out:
+    free(e);
+    free(rm);
+    free(add);
+    free(got);
+    free(vecs);
+    free(found);
+    return rc;
 }
 
 /* "IVF4096,PQ64" with 16384 lists -> "IVF16384,PQ64"; with 65536 ->
@@ -200,8 +249,7 @@ static int cmp_i64(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-/* Every id in the IVF index, sorted (an item's views are adjacent rows for
- * the fetch). Caller holds wmu: nothing mutates the lists. */
+/* Every id in the IVF index. Caller holds wmu: nothing mutates the lists. */
 static int64_t *collect_ids(struct vindex *vi, size_t *n)
 {
     FaissIndexIVF *ivf = faiss_IndexIVF_cast(vi->idx);
@@ -216,7 +264,6 @@ static int64_t *collect_ids(struct vindex *vi, size_t *n)
         faiss_IndexIVF_invlists_get_ids(ivf, l, ids + off);
         off += faiss_IndexIVF_get_list_size(ivf, l);
     }
-    qsort(ids, total, sizeof *ids, cmp_i64);
     *n = total;
     return ids;
 }
@@ -250,6 +297,8 @@ static long fetch_packed(struct vindex *vi, size_t n, const int64_t *ids, float 
  * vectors and fills it with all of them. NULL on failure or a stop. */
 static FaissIndex *build(struct regrow_arg *a, double *train_s, size_t *ntrain)
 {
+    /* Sorted, an item's views are adjacent rows for the fetch. */
+    qsort(a->ids, a->n, sizeof *a->ids, cmp_i64);
     struct vindex *vi = a->vi;
     size_t d = (size_t)vi->dim, m = TRAIN_PER_LIST * a->nlist;
     size_t cap = TRAIN_BYTES_MAX / (d * sizeof(float));
@@ -325,25 +374,26 @@ fail:
     return NULL;
 }
 
-/* Puts `ann` in place of the index. Caller holds wmu. */
-static void swap_in(struct vindex *vi, FaissIndex *ann)
+/* Puts `ann` in place of the index. Caller holds wmu; frees the old one
+ * after dropping it (freeing a 10M-vector index takes a while). */
+static FaissIndex *swap_in(struct vindex *vi, FaissIndex *ann)
 {
     pthread_rwlock_wrlock(&vi->lock);
     FaissIndex *old = vi->idx;
     vi->idx = ann;
     pthread_rwlock_unlock(&vi->lock);
-    faiss_Index_free(old);
+    return old;
 }
 
-static void report(const struct regrow_arg *a, double train_s, size_t ntrain, double total_s,
-                   size_t replayed)
+static void report(const struct regrow_arg *a, double total_s, size_t replayed)
 {
     fprintf(stderr,
             "vindex: re-partitioned %zu -> %zu lists (%s) in the background: trained on %zu "
             "vectors in %.1f s, %zu vectors in %.1f s, %zu changes replayed\n",
-            a->nlist_from, a->nlist, a->factory, ntrain, train_s, a->n, total_s, replayed);
+            a->nlist_from, a->nlist, a->factory, a->ntrain, a->train_s, a->n, total_s, replayed);
 }
 
+/* Caller holds wmu. */
 static void failed(struct vindex *vi, const struct regrow_arg *a, const char *why)
 {
     vi->regrow_retry_at = 2 * (size_t)faiss_Index_ntotal(vi->idx);
@@ -351,60 +401,77 @@ static void failed(struct vindex *vi, const struct regrow_arg *a, const char *wh
             why, a->nlist_from);
 }
 
-/* Below every request: k-means for thousands of lists is minutes of CPU.
- * Best effort; FAISS's OpenMP workers, started from this thread, inherit it. */
-static void lower_priority(void)
+/* The builder: below every request (SCHED_IDLE, best effort; FAISS's OpenMP
+ * workers, started from this thread, inherit it), and interruptible by
+ * vindex_free. It never takes wmu: a SCHED_IDLE thread holding it would
+ * stall every writer whenever the cores are busy. */
+static void *builder_main(void *p)
 {
+    struct regrow_arg *a = p;
     struct sched_param sp = {0};
     pthread_setschedparam(pthread_self(), SCHED_IDLE, &sp);
+    imgsearch_faiss_interrupt_on(&a->vi->stopping);
+    a->ann = build(a, &a->train_s, &a->ntrain);
+    if (!a->ann)
+        snprintf(a->why, sizeof a->why, "%s", vindex_last_error());
+    imgsearch_faiss_interrupt_on(NULL);
+    if (a->vi->fetch_done)
+        a->vi->fetch_done(a->vi->fetch_arg);
+    return NULL;
 }
 
+/* The coordinator: normal priority, since it takes wmu. Waits for the
+ * builder, then replays the change log onto the new index and swaps it in. */
 static void *regrow_main(void *p)
 {
     struct regrow_arg *a = p;
     struct vindex *vi = a->vi;
-    double t0 = vindex_now_s(), train_s = 0;
-    size_t ntrain = 0, replayed = 0, d = (size_t)vi->dim;
-    char why[512] = "";
+    double t0 = vindex_now_s();
+    size_t replayed = 0, prev = (size_t)-1;
+    FaissIndex *old = NULL;
+    pthread_t b;
 
-    lower_priority();
-    FaissIndex *ann = build(a, &train_s, &ntrain);
-    if (!ann)
-        snprintf(why, sizeof why, "%s", vindex_last_error());
+    if (pthread_create(&b, NULL, builder_main, a) == 0)
+        pthread_join(b, NULL);
+    else
+        builder_main(a); /* no thread: here, at this thread's priority */
     free(a->ids);
     a->ids = NULL;
-    for (;;) {
+    for (int round = 0;; round++) {
         pthread_mutex_lock(&vi->wmu);
         struct regrow_log *lg = vi->regrow_log;
-        if (!ann || __atomic_load_n(&vi->stopping, __ATOMIC_ACQUIRE) || lg->failed) {
-            if (ann && lg->failed)
-                snprintf(why, sizeof why, "out of memory for the change log");
-            if (!__atomic_load_n(&vi->stopping, __ATOMIC_ACQUIRE))
-                failed(vi, a, why[0] ? why : "stopped");
+        int stop = __atomic_load_n(&vi->stopping, __ATOMIC_ACQUIRE);
+        if (!a->ann || stop || lg->failed) {
+            if (!stop)
+                failed(vi, a, !a->ann ? a->why : lg->failed ? "change log full" : a->why);
             break;
         }
-        struct regrow_log *next = lg->n > LOG_SWAP_MAX ? log_new() : NULL;
-        if (!next) { /* short (or no memory for a new log): finish under wmu */
-            int rc = log_apply(ann, lg, d);
-            if (rc == 0) {
+        /* The last round under wmu: when short, or when rounds stop
+         * shrinking it (writes as fast as the replay), or after a few. */
+        struct regrow_log *next = NULL;
+        if (lg->n > LOG_SWAP_MAX && lg->n < prev && round < LOG_ROUNDS_MAX)
+            next = log_new();
+        if (!next) {
+            if (log_apply(vi, a->ann, lg) == 0) {
                 replayed += lg->n;
-                swap_in(vi, ann);
-                ann = NULL;
-                report(a, train_s, ntrain, vindex_now_s() - t0, replayed);
+                old = swap_in(vi, a->ann);
+                a->ann = NULL;
+                report(a, vindex_now_s() - t0, replayed);
             } else {
                 failed(vi, a, vindex_last_error());
             }
             break;
         }
         vi->regrow_log = next; /* changes from now on */
+        prev = lg->n;
         pthread_mutex_unlock(&vi->wmu);
-        int rc = log_apply(ann, lg, d);
+        int rc = log_apply(vi, a->ann, lg);
         replayed += lg->n;
         log_free(lg);
         if (rc != 0) {
-            snprintf(why, sizeof why, "%s", vindex_last_error());
-            faiss_Index_free(ann);
-            ann = NULL;
+            snprintf(a->why, sizeof a->why, "%s", vindex_last_error());
+            faiss_Index_free(a->ann);
+            a->ann = NULL;
         }
     }
     /* wmu held */
@@ -412,8 +479,12 @@ static void *regrow_main(void *p)
     vi->regrow_log = NULL;
     vi->regrowing = 0;
     pthread_mutex_unlock(&vi->wmu);
-    if (ann)
-        faiss_Index_free(ann);
+    if (old)
+        faiss_Index_free(old);
+    if (a->ann)
+        faiss_Index_free(a->ann);
+    if (vi->fetch_done)
+        vi->fetch_done(vi->fetch_arg); /* the replay fetched on this thread */
     free(a);
     return NULL;
 }
@@ -460,27 +531,27 @@ void vindex_regrow_check(struct vindex *vi)
         start(vi, from, next);
 }
 
-int vindex_regrow_after_add(struct vindex *vi, size_t n, const int64_t *ids, const float *vecs)
+void vindex_regrow_after_add(struct vindex *vi, size_t n, const int64_t *ids)
 {
     if (vi->regrowing)
-        log_append(vi->regrow_log, LOG_ADD, n, ids, vecs, (size_t)vi->dim);
+        log_append(vi->regrow_log, LOG_ADD, n, ids);
     else
         vindex_regrow_check(vi);
-    return 0;
 }
 
 void vindex_regrow_after_remove(struct vindex *vi, size_t n, const int64_t *ids)
 {
     if (vi->regrowing)
-        log_append(vi->regrow_log, LOG_REMOVE, n, ids, NULL, (size_t)vi->dim);
+        log_append(vi->regrow_log, LOG_REMOVE, n, ids);
 }
 
 void vindex_regrow_join(struct vindex *vi)
 {
     pthread_mutex_lock(&vi->wmu);
     int join = vi->regrow_joinable;
+    pthread_t t = vi->regrower; /* read under wmu: start() may reuse the field */
     vi->regrow_joinable = 0;
     pthread_mutex_unlock(&vi->wmu);
     if (join)
-        pthread_join(vi->regrower, NULL);
+        pthread_join(t, NULL);
 }

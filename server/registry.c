@@ -221,6 +221,14 @@ static int add_batch(void *arg, size_t n, const int64_t *ids, const float *vecs)
 }
 
 /* The re-rank's exact vectors: a compact instance's codes in the database. */
+/* A re-partition's threads fetched on connections of their own: closed as
+ * they exit. */
+static void fetch_done(void *arg)
+{
+    struct instance_rt *rt = arg;
+    db_thread_done(rt->reg->db);
+}
+
 static int fetch_codes(void *arg, size_t n, const int64_t *ids, float *vecs, unsigned char *found)
 {
     struct instance_rt *rt = arg;
@@ -368,6 +376,7 @@ static struct vindex *load_index(struct registry *reg, struct instance_rt *rt)
         opt.rerank = reg->compact_rerank;
         opt.list_max = reg->compact_list_max;
         opt.fetch = fetch_codes;
+        opt.fetch_done = fetch_done;
         opt.fetch_arg = rt;
         free(digest);
     }

@@ -107,6 +107,25 @@ long db_background_checkpoints(struct db *db)
     return atomic_load(&db->ckpt_done);
 }
 
+void db_thread_done(struct db *db)
+{
+    struct sql_conn *c = pthread_getspecific(db->key);
+    if (!c)
+        return;
+    pthread_setspecific(db->key, NULL);
+    pthread_mutex_lock(&db->lock);
+    for (struct conn_node **pp = &db->conns; *pp; pp = &(*pp)->next) {
+        if ((*pp)->c == c) {
+            struct conn_node *n = *pp;
+            *pp = n->next;
+            free(n);
+            break;
+        }
+    }
+    pthread_mutex_unlock(&db->lock);
+    sql_close(c);
+}
+
 /* Only the thread that sets it reads its key, so a connection that failed
  * to open is retried by that thread on its next call. */
 struct sql_conn *db_conn(struct db *db)

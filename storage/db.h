@@ -33,6 +33,9 @@ enum sql_backend db_backend(const struct db *db);
  * failed open: a PostgreSQL server that was down may be back); NULL on
  * failure, with the reason in db_last_error. */
 struct sql_conn *db_conn(struct db *db);
+/* Closes the calling thread's connection, if it has one: for a background
+ * thread about to exit (otherwise it stays open until db_close). */
+void db_thread_done(struct db *db);
 
 /* Current schema version (number of applied migrations). */
 int db_schema_version(struct db *db);

@@ -271,6 +271,37 @@ static void test_background_with_changes(void)
     vindex_free(vi);
 }
 
+/* Few changes during the build: no round outside the lock, all of them in
+ * the last one under it; an id added and removed again meanwhile is not
+ * there, one removed and added again is. */
+static void test_last_round_only(void)
+{
+    static char held[N];
+    memset(db.gone, 0, sizeof db.gone);
+    memset(held, 0, sizeof held);
+    struct vindex *vi = make(100);
+    CHECK_INT(add_range(vi, 0, 1200), 0);
+    set_gate(1);
+    vindex_set_background_switch(vi, 1);
+    wait_at_gate();
+    CHECK_INT(add_range(vi, 1200, 1500), 0); // 300 adds
+    static int64_t ids[40];
+    for (size_t i = 0; i < 20; i++)
+        ids[i] = id_of(1400 + i); // added above, removed again
+    for (size_t i = 0; i < 20; i++)
+        ids[20 + i] = id_of(10 + i); // in the fill, removed, added again
+    CHECK_INT(vindex_remove(vi, 40, ids), 40);
+    CHECK_INT(add_range(vi, 10, 30), 0);
+    set_gate(0);
+    vindex_switch_wait(vi);
+    CHECK_INT(vindex_nlist(vi), 32);
+    for (size_t i = 0; i < 1500; i++)
+        held[i] = !(i >= 1400 && i < 1420);
+    CHECK_INT(vindex_count(vi), 1480);
+    CHECK_INT(misses(vi, held, 1500), 0);
+    vindex_free(vi);
+}
+
 static void test_fetch_failure_keeps_old(void)
 {
     static char held[N];
@@ -370,6 +401,31 @@ static void test_hnsw_quantizer_full_scan(void)
         for (int i = 0; i < nf && i < nw; i++)
             CHECK_INT(got[i], want[i]);
     }
+    // A third of the ids allowed, a scan budget: widened past efSearch, the
+    // lists are picked exactly and scanned nearest first, so the budget goes
+    // to the best ones (in list order it found 0.13 of the true top 10).
+    static int64_t third[1000];
+    for (int i = 0; i < 1000; i++)
+        third[i] = id_of((size_t)(3 * i));
+    int overlap = 0, total = 0;
+    for (int t = 0; t < 50; t++) {
+        const float *q = db.x + (size_t)(3 * (t * 17 % 1000)) * DIM;
+        int64_t want[10], got[10];
+        float ws[10], gs[10];
+        int nw = 0, nf = 0;
+        for (int i = 0; i < 1000; i++)
+            topk_insert(want, ws, &nw, 10, third[i], dot(db.x + (size_t)(3 * i) * DIM, q));
+        struct vindex_search_params p = {
+            .nprobe = 100, .max_scan = 300, .allowed = third, .n_allowed = 1000};
+        CHECK_INT(vindex_search(vi, q, 10, &p, got, gs, &nf), 0);
+        for (int i = 0; i < nw; i++)
+            for (int j = 0; j < nf; j++)
+                overlap += want[i] == got[j];
+        total += nw;
+    }
+    fprintf(stderr, "  filtered, max_scan 300: %d of %d of the true top 10 found\n", overlap,
+            total);
+    CHECK(overlap >= total * 9 / 10);
     vindex_free(vi);
 }
 
@@ -392,6 +448,7 @@ int main(void)
     fill();
     RUN(test_grows_with_the_index);
     RUN(test_background_with_changes);
+    RUN(test_last_round_only);
     RUN(test_fetch_failure_keeps_old);
     RUN(test_source_mostly_missing);
     RUN(test_hnsw_quantizer_full_scan);

@@ -384,6 +384,62 @@ static void *thread_main(void *p)
     return NULL;
 }
 
+/* A background thread closes its connection as it exits (db_thread_done):
+ * gone from the server's sessions on PostgreSQL, and a later db_conn on the
+ * same thread opens a working one again. ASan checks db_close after it. */
+static int sessions(struct sql_conn *c)
+{
+    return query_int(c, "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()");
+}
+
+struct done_arg {
+    struct db *db;
+    struct sql_conn *main_conn;
+    int during, after, reopened_ok;
+};
+
+static void *done_main(void *p)
+{
+    struct done_arg *a = p;
+    struct sql_conn *c = db_conn(a->db);
+    if (c && testdb_pg())
+        a->during = sessions(a->main_conn);
+    db_thread_done(a->db);
+    /* The server's backend leaves pg_stat_activity a moment after the
+     * client hangs up: wait for it (up to 5 s). */
+    for (int i = 0; testdb_pg() && i < 100; i++) {
+        a->after = sessions(a->main_conn);
+        if (a->after < a->during)
+            break;
+        usleep(50 * 1000);
+    }
+    struct sql_conn *again = db_conn(a->db);
+    a->reopened_ok =
+        again && query_int(again, testdb_pg() ? "SELECT 1" : "PRAGMA foreign_keys") == 1;
+    db_thread_done(a->db);
+    db_thread_done(a->db); /* none left: nothing happens */
+    return NULL;
+}
+
+static void test_thread_done(void)
+{
+    struct db *db = open_fresh();
+    if (!db)
+        return;
+    struct done_arg a = {.db = db, .main_conn = db_conn(db)};
+    int before = testdb_pg() ? sessions(a.main_conn) : 0;
+    pthread_t th;
+    CHECK_INT(pthread_create(&th, NULL, done_main, &a), 0);
+    pthread_join(th, NULL);
+    CHECK(a.reopened_ok);
+    if (testdb_pg()) {
+        CHECK_INT(a.during, before + 1);
+        CHECK_INT(a.after, before);
+        CHECK_INT(sessions(a.main_conn), before);
+    }
+    db_close(db);
+}
+
 static void test_conn_per_thread(void)
 {
     struct db *db = open_fresh();
@@ -731,6 +787,7 @@ int main(void)
     RUN(test_interleaved_statements);
     RUN(test_reconnect);
     RUN(test_concurrent_migrations);
+    RUN(test_thread_done);
     testdb_cleanup();
     return unit_report();
 }
