@@ -36,7 +36,8 @@ struct vindex_options {
      * 65536; past 16384 with an HNSW quantizer), trained and filled from the
      * vectors `fetch` returns, while searches and changes go on in the old
      * one (index/vindex_regrow.c). Scan time per probed list stays bounded
-     * as the instance grows. Only with the background switch on (so a load
+     * as the instance grows. The new index takes ann_factory's codec (what
+     * follows "IVFn"), so a changed factory applies from the next one. Only with the background switch on (so a load
      * does not re-partition half-way; turning it on starts one that is
      * due). 0: never. */
     long list_max;
@@ -97,7 +98,9 @@ void vindex_switch_wait(struct vindex *vi);
 size_t vindex_count(struct vindex *vi);
 /* Sets a FAISS search parameter of the current index through its
  * ParameterSpace ("nprobe", "efSearch", "quantizer_efSearch", ...): for
- * benchmarks and tools. Returns 0, or -1 when FAISS refuses it. */
+ * benchmarks and tools. A switch or re-partition builds a new index with
+ * vindex.c's defaults: what was set here does not carry over. Returns 0, or
+ * -1 when FAISS refuses it. */
 int vindex_set_param(struct vindex *vi, const char *name, double value);
 
 /* Inverted lists of an IVF index; 0 for the exact tier or another kind. */
