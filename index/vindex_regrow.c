@@ -41,6 +41,7 @@
 #include <faiss/c_api/impl/AuxIndexStructures_c.h>
 
 #include <ctype.h>
+#include <omp.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
@@ -54,7 +55,7 @@
 #define TRAIN_BYTES_MAX (1024u << 20) /* 1M vectors of 256-d */
 #define FETCH_CHUNK 16384
 #define LOG_SWAP_MAX 1024   /* changes replayed while writers wait, normally (~0.1 s) */
-#define LOG_ROUNDS_MAX 8    /* replay rounds without wmu before the last one */
+#define LOG_ROUNDS_MAX 32   /* replay rounds without wmu before giving up */
 #define LOG_MAX (64u << 20) /* logged changes at most (9 bytes each) */
 
 enum { LOG_ADD, LOG_REMOVE };
@@ -137,6 +138,7 @@ static int cmp_ent(const void *a, const void *b)
 
 static long fetch_packed(struct vindex *vi, size_t n, const int64_t *ids, float *vecs,
                          int64_t *got_ids, unsigned char *found);
+static int stop_asked(struct vindex *vi);
 
 /* Applies a round of logged changes to `ann` by their net effect (see the
  * top). Returns 0, or -1 with the reason in vindex_last_error. */
@@ -187,6 +189,10 @@ static int log_apply(struct vindex *vi, FaissIndex *ann, const struct regrow_log
         long k = fetch_packed(vi, c, add + off, vecs, got, found);
         if (k < 0)
             goto out;
+        if (stop_asked(vi)) {
+            vindex_set_err("re-partition: stopped");
+            goto out;
+        }
         if (k > 0 && faiss_Index_add_with_ids(ann, (idx_t)k, vecs, got) != 0) {
             vindex_set_faiss_err("re-partition: replaying adds");
             goto out;
@@ -427,14 +433,17 @@ static void *regrow_main(void *p)
     struct regrow_arg *a = p;
     struct vindex *vi = a->vi;
     double t0 = vindex_now_s();
-    size_t replayed = 0, prev = (size_t)-1;
+    size_t replayed = 0;
     FaissIndex *old = NULL;
     pthread_t b;
 
+    /* Replay rounds run here, outside wmu but at normal priority: on one
+     * core, so they leave the other to requests. */
+    omp_set_num_threads(1);
     if (pthread_create(&b, NULL, builder_main, a) == 0)
         pthread_join(b, NULL);
-    else
-        builder_main(a); /* no thread: here, at this thread's priority */
+    else /* not here: SCHED_IDLE cannot be undone, and this thread takes wmu */
+        snprintf(a->why, sizeof a->why, "no thread for the build");
     free(a->ids);
     a->ids = NULL;
     for (int round = 0;; round++) {
@@ -446,11 +455,18 @@ static void *regrow_main(void *p)
                 failed(vi, a, !a->ann ? a->why : lg->failed ? "change log full" : a->why);
             break;
         }
-        /* The last round under wmu: when short, or when rounds stop
-         * shrinking it (writes as fast as the replay), or after a few. */
-        struct regrow_log *next = NULL;
-        if (lg->n > LOG_SWAP_MAX && lg->n < prev && round < LOG_ROUNDS_MAX)
-            next = log_new();
+        /* The last round, under wmu, only when short: writers wait for it.
+         * Writes that keep outpacing the replay make this attempt give up
+         * (tried again at twice the vectors) rather than hold them up. */
+        if (lg->n > LOG_SWAP_MAX && round >= LOG_ROUNDS_MAX) {
+            failed(vi, a, "writes outpaced the replay");
+            break;
+        }
+        struct regrow_log *next = lg->n > LOG_SWAP_MAX ? log_new() : NULL;
+        if (lg->n > LOG_SWAP_MAX && !next) {
+            failed(vi, a, "out of memory");
+            break;
+        }
         if (!next) {
             if (log_apply(vi, a->ann, lg) == 0) {
                 replayed += lg->n;
@@ -463,7 +479,6 @@ static void *regrow_main(void *p)
             break;
         }
         vi->regrow_log = next; /* changes from now on */
-        prev = lg->n;
         pthread_mutex_unlock(&vi->wmu);
         int rc = log_apply(vi, a->ann, lg);
         replayed += lg->n;

@@ -220,7 +220,6 @@ static int add_batch(void *arg, size_t n, const int64_t *ids, const float *vecs)
     return vindex_add(arg, n, ids, vecs);
 }
 
-/* The re-rank's exact vectors: a compact instance's codes in the database. */
 /* A re-partition's threads fetched on connections of their own: closed as
  * they exit. */
 static void fetch_done(void *arg)
@@ -229,6 +228,7 @@ static void fetch_done(void *arg)
     db_thread_done(rt->reg->db);
 }
 
+/* The re-rank's exact vectors: a compact instance's codes in the database. */
 static int fetch_codes(void *arg, size_t n, const int64_t *ids, float *vecs, unsigned char *found)
 {
     struct instance_rt *rt = arg;

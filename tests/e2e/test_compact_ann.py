@@ -59,7 +59,9 @@ def same(a, b, tol=1e-4):
         all(abs(x - y) <= tol for (_, x), (_, y) in zip(a[k], b[k])) for k in a)
 
 
-def test_pq_tier_with_rerank_matches_exact(tmp_path):
+def seeded(tmp_path):
+    """A server with a compact instance "ca" of the SEEDS items (exact tier);
+    a third of them tagged "a"."""
     proj = fit_random(str(tmp_path))
     s = Server(extra=f"[index]\nprojection = {proj}\n")
     s.start()
@@ -67,6 +69,11 @@ def test_pq_tier_with_rerank_matches_exact(tmp_path):
     c.create_instance("ca", tags=["grp"])
     for i, seed in enumerate(SEEDS):
         add(c, "s%d" % seed, seed, "a" if i % 3 == 0 else "b")
+    return s, c
+
+
+def test_pq_tier_with_rerank_matches_exact(tmp_path):
+    s, c = seeded(tmp_path)
     assert c.metric("imgsearch_index_exact") == 1
     exact = results(c)
     assert all(len(v) == 5 for v in exact.values())  # 8 items are "a"
@@ -131,13 +138,7 @@ def test_repartition_keeps_answers(tmp_path):
     """[index] compact_list_max: past list_max vectors a list on average, the
     IVF index is rebuilt with 4x the lists from the int8 codes in SQLite while
     the server serves; adds and deletes made after it land in the new one."""
-    proj = fit_random(str(tmp_path))
-    s = Server(extra=f"[index]\nprojection = {proj}\n")
-    s.start()
-    c = s.client()
-    c.create_instance("ca", tags=["grp"])
-    for i, seed in enumerate(SEEDS):
-        add(c, "s%d" % seed, seed, "a" if i % 3 == 0 else "b")
+    s, c = seeded(tmp_path)
     exact = results(c)
     s.stop()
 

@@ -1,10 +1,12 @@
 /* test_vindex_regrow.c: re-partitioning an IVF index whose lists grew past
  * list_max (index/vindex_regrow.c), in the background, with adds and
- * removes made while the new index is built (replayed in order, more than
- * one round), rows deleted from the source of truth left out, a fetch that
- * fails (the old index stays), a stop mid-build, and a snapshot of the
- * re-partitioned index. The fetch can hold the regrow thread at a gate, so
- * the changes provably happen during the build. Small sizes for ASan. */
+ * removes made while the new index is built and while its replay runs
+ * (applied by net effect, in rounds outside the lock and a last one under
+ * it), rows deleted from the source of truth left out, a fetch that fails
+ * (the old index stays), a stop mid-build, a snapshot of the re-partitioned
+ * index, and the HNSW quantizer past 16384 lists. The fetch can hold the
+ * build or the replay at a gate, so the changes provably happen then.
+ * Small sizes for ASan. */
 #include "index/vindex.h"
 
 #include "tests/unit.h"
@@ -32,6 +34,8 @@ static struct store {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     int gate;       /* other threads' fetches wait while set */
+    long calls;     /* other threads' fetches so far */
+    long gate_call; /* ... and the one that waits too, until cleared */
     int waiting;    /* ... and say they are waiting */
     int fail_other; /* other threads' fetches fail */
 } db = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
@@ -46,10 +50,11 @@ static int fetch(void *arg, size_t n, const int64_t *ids, float *vecs, unsigned 
     struct store *s = arg;
     if (!pthread_equal(pthread_self(), s->main_thread)) {
         pthread_mutex_lock(&s->mu);
-        if (s->gate) {
+        long my = ++s->calls;
+        if (s->gate || my == s->gate_call) {
             s->waiting = 1;
             pthread_cond_broadcast(&s->cv);
-            while (s->gate)
+            while (s->gate || my == s->gate_call)
                 pthread_cond_wait(&s->cv, &s->mu);
         }
         int fail = s->fail_other;
@@ -71,6 +76,20 @@ static void set_gate(int on)
 {
     pthread_mutex_lock(&db.mu);
     db.gate = on;
+    db.waiting = 0;
+    if (on)
+        db.calls = 0;
+    pthread_cond_broadcast(&db.cv);
+    pthread_mutex_unlock(&db.mu);
+}
+
+/* Opens the gate but holds other threads' fetch number `call` (counted
+ * from set_gate(1)); 0 lets it go. */
+static void hold_call(long call)
+{
+    pthread_mutex_lock(&db.mu);
+    db.gate = 0;
+    db.gate_call = call;
     db.waiting = 0;
     pthread_cond_broadcast(&db.cv);
     pthread_mutex_unlock(&db.mu);
@@ -148,6 +167,17 @@ static int misses(struct vindex *vi, const char *held, size_t to)
     return bad;
 }
 
+/* An index past its in-line switch (as a load does it): IVF8 with vectors
+ * [0, 1200), list_max 100, nothing gone from the database. */
+static struct vindex *ivf8_1200(void)
+{
+    memset(db.gone, 0, sizeof db.gone);
+    struct vindex *vi = make(100);
+    if (vi && add_range(vi, 0, 1200) != 0)
+        CHECK(0);
+    return vi;
+}
+
 /* Adds [from, to) and waits for a re-partition that started. */
 static int add_wait(struct vindex *vi, size_t from, size_t to)
 {
@@ -156,12 +186,17 @@ static int add_wait(struct vindex *vi, size_t from, size_t to)
     return rc;
 }
 
+/* misses() with every vector in [0, n) held. */
+static int misses_all(struct vindex *vi, size_t n)
+{
+    static char all[N];
+    memset(all, 1, n);
+    return misses(vi, all, n);
+}
+
 static void test_grows_with_the_index(void)
 {
-    static char held[N];
-    memset(db.gone, 0, sizeof db.gone);
-    struct vindex *vi = make(100);
-    CHECK_INT(add_range(vi, 0, 1200), 0); // crosses exact_max: trains IVF8 in line
+    struct vindex *vi = ivf8_1200();
     CHECK_INT(vindex_nlist(vi), 8);
     // Background switch off (a load): no re-partition, however long the lists.
     CHECK_INT(add_range(vi, 1200, 1250), 0);
@@ -172,15 +207,13 @@ static void test_grows_with_the_index(void)
     vindex_switch_wait(vi);
     CHECK_INT(vindex_nlist(vi), 32);
     CHECK_INT(vindex_count(vi), 1250);
-    memset(held, 1, 1250);
-    CHECK_INT(misses(vi, held, 1250), 0);
+    CHECK_INT(misses_all(vi, 1250), 0);
     // Growing on: past 32 x 100 at an add: 128 lists.
     CHECK_INT(add_wait(vi, 1250, 3000), 0);
     CHECK_INT(vindex_nlist(vi), 32);
     CHECK_INT(add_wait(vi, 3000, 3300), 0);
     CHECK_INT(vindex_nlist(vi), 128);
-    memset(held, 1, 3300);
-    CHECK_INT(misses(vi, held, 3300), 0);
+    CHECK_INT(misses_all(vi, 3300), 0);
     vindex_free(vi);
 
     // Far past list_max (a rebuild): more than 4x at once, to the first
@@ -200,8 +233,7 @@ static void test_grows_with_the_index(void)
     vindex_switch_wait(vi);               // ... swaps, and starts the regrow
     vindex_switch_wait(vi);
     CHECK_INT(vindex_nlist(vi), 32);
-    memset(held, 1, 1600);
-    CHECK_INT(misses(vi, held, 1600), 0);
+    CHECK_INT(misses_all(vi, 1600), 0);
     vindex_free(vi);
 
     // list_max 0: never.
@@ -216,10 +248,8 @@ static void test_grows_with_the_index(void)
 static void test_background_with_changes(void)
 {
     static char held[N];
-    memset(db.gone, 0, sizeof db.gone);
     memset(held, 0, sizeof held);
-    struct vindex *vi = make(100);
-    CHECK_INT(add_range(vi, 0, 1200), 0); // the in-line switch, as loads do it
+    struct vindex *vi = ivf8_1200();
     CHECK_INT(vindex_nlist(vi), 8);
     set_gate(1);
     vindex_set_background_switch(vi, 1); // due already: the thread starts
@@ -233,7 +263,7 @@ static void test_background_with_changes(void)
     for (size_t i = 0; i < 200; i++)
         rm[i] = id_of(400 + i);
     CHECK_INT(vindex_remove(vi, 200, rm), 200);
-    // Added meanwhile: more than one replay round (1,024 at most under the lock).
+    // Added meanwhile: past 1,024, so a round outside the lock, then the last.
     for (size_t from = 1200; from < 7200; from += 500)
         CHECK_INT(add_range(vi, from, from + 500), 0);
     // Removed, then added again (an update keeps its row id).
@@ -277,10 +307,8 @@ static void test_background_with_changes(void)
 static void test_last_round_only(void)
 {
     static char held[N];
-    memset(db.gone, 0, sizeof db.gone);
     memset(held, 0, sizeof held);
-    struct vindex *vi = make(100);
-    CHECK_INT(add_range(vi, 0, 1200), 0);
+    struct vindex *vi = ivf8_1200();
     set_gate(1);
     vindex_set_background_switch(vi, 1);
     wait_at_gate();
@@ -302,35 +330,63 @@ static void test_last_round_only(void)
     vindex_free(vi);
 }
 
-static void test_fetch_failure_keeps_old(void)
+/* Changes made while the first replay round runs outside the lock (the
+ * coordinator held in that round's fetch): they go to the next round. A
+ * row added in round 0 and deleted in the database before its fetch is
+ * left out, its remove in round 1 finds nothing; removed-and-re-added ids
+ * come back once. */
+static void test_changes_during_replay(void)
 {
     static char held[N];
+    struct vindex *vi = ivf8_1200();
+    set_gate(1);
+    vindex_set_background_switch(vi, 1);
+    wait_at_gate();                          // the builder, at its sample
+    CHECK_INT(add_range(vi, 1200, 3200), 0); // round 0: past 1,024, outside the lock
+    hold_call(3);                            // sample, fill, then round 0's fetch
+    wait_at_gate();
+    static int64_t ids[31];
+    for (size_t i = 0; i < 20; i++) {
+        db.gone[1300 + i] = 1; // deleted in the database, then from the index
+        ids[i] = id_of(1300 + i);
+    }
+    for (size_t i = 0; i < 11; i++)
+        ids[20 + i] = id_of(10 + i);
+    CHECK_INT(vindex_remove(vi, 31, ids), 31);
+    CHECK_INT(add_range(vi, 10, 21), 0);
+    CHECK_INT(add_range(vi, 3200, 3300), 0); // round 1 with the rest: under the lock
+    hold_call(0);
+    vindex_switch_wait(vi);
+    CHECK_INT(vindex_nlist(vi), 32);
+    for (size_t i = 0; i < 3300; i++)
+        held[i] = !(i >= 1300 && i < 1320);
+    CHECK_INT(vindex_count(vi), 3280);
+    CHECK_INT(misses(vi, held, 3300), 0);
     memset(db.gone, 0, sizeof db.gone);
-    struct vindex *vi = make(100);
-    CHECK_INT(add_range(vi, 0, 1200), 0);
+    vindex_free(vi);
+}
+
+static void test_fetch_failure_keeps_old(void)
+{
+    struct vindex *vi = ivf8_1200();
     set_fail(1);
     vindex_set_background_switch(vi, 1);
     vindex_switch_wait(vi);
     set_fail(0);
     CHECK_INT(vindex_nlist(vi), 8); // failed: the old partition, all there
-    memset(held, 1, 1200);
-    CHECK_INT(misses(vi, held, 1200), 0);
+    CHECK_INT(misses_all(vi, 1200), 0);
     // Tried again at twice the vectors, not at every add.
     CHECK_INT(add_wait(vi, 1200, 2300), 0);
     CHECK_INT(vindex_nlist(vi), 8);
     CHECK_INT(add_wait(vi, 2300, 2500), 0);
     CHECK_INT(vindex_nlist(vi), 32);
-    memset(held, 1, 2500);
-    CHECK_INT(misses(vi, held, 2500), 0);
+    CHECK_INT(misses_all(vi, 2500), 0);
     vindex_free(vi);
 }
 
 static void test_source_mostly_missing(void)
 {
-    static char held[N];
-    memset(db.gone, 0, sizeof db.gone);
-    struct vindex *vi = make(100);
-    CHECK_INT(add_range(vi, 0, 1200), 0);
+    struct vindex *vi = ivf8_1200();
     // The database answers, but without most rows (a fault there): the
     // re-partition refuses to drop them from search.
     memset(db.gone + 100, 1, 900);
@@ -339,8 +395,7 @@ static void test_source_mostly_missing(void)
     memset(db.gone, 0, sizeof db.gone);
     CHECK_INT(vindex_nlist(vi), 8);
     CHECK_INT(vindex_count(vi), 1200);
-    memset(held, 1, 1200);
-    CHECK_INT(misses(vi, held, 1200), 0);
+    CHECK_INT(misses_all(vi, 1200), 0);
     vindex_free(vi);
 }
 
@@ -350,11 +405,10 @@ static void test_source_mostly_missing(void)
  * its exact top k, and nothing is missed with nprobe = nlist. */
 static void test_hnsw_quantizer_full_scan(void)
 {
-    static char held[N];
     memset(db.gone, 0, sizeof db.gone);
     struct vindex_options o = {.dim = DIM,
                                .exact_max = 1000,
-                               .ann_factory = "IVF256_HNSW32,PQ8",
+                               .ann_factory = "IVF1024_HNSW32,PQ8",
                                .rerank = N,
                                .fetch = fetch,
                                .fetch_arg = &db};
@@ -364,12 +418,11 @@ static void test_hnsw_quantizer_full_scan(void)
     if (!vi)
         return;
     CHECK_INT(add_range(vi, 0, 3000), 0);
-    CHECK_INT(vindex_nlist(vi), 256);
-    // FAISS's own default, well under the lists: what a probe of every list
-    // (or of more lists than efSearch) must not depend on.
-    CHECK_INT(vindex_set_param(vi, "quantizer_efSearch", 16), 0);
-    memset(held, 1, 3000);
-    CHECK_INT(misses(vi, held, 3000), 0);
+    CHECK_INT(vindex_nlist(vi), 1024);
+    // Well under the lists (FAISS's default is 16): what a probe of every
+    // list, or of more lists than efSearch, must not depend on.
+    CHECK_INT(vindex_set_param(vi, "quantizer_efSearch", 4), 0);
+    CHECK_INT(misses_all(vi, 3000), 0);
     // 15 allowed ids of 3,000: widened to every list; the exact top 10 of them.
     int64_t allowed[15];
     for (int i = 0; i < 15; i++)
@@ -426,14 +479,32 @@ static void test_hnsw_quantizer_full_scan(void)
     fprintf(stderr, "  filtered, max_scan 300: %d of %d of the true top 10 found\n", overlap,
             total);
     CHECK(overlap >= total * 9 / 10);
+    // More lists than efSearch (16) but few enough for HNSW: searched with
+    // efSearch raised to nprobe, so the scan budget meets the nearest lists.
+    overlap = total = 0;
+    for (int t = 0; t < 50; t++) {
+        const float *q = db.x + (size_t)(t * 59) * DIM;
+        int64_t want[10], got[10];
+        float ws[10], gs[10];
+        int nw = 0, nf = 0;
+        for (size_t i = 0; i < 3000; i++)
+            topk_insert(want, ws, &nw, 10, id_of(i), dot(db.x + i * DIM, q));
+        struct vindex_search_params p = {.nprobe = 64, .max_scan = 200};
+        CHECK_INT(vindex_search(vi, q, 10, &p, got, gs, &nf), 0);
+        for (int i = 0; i < nw; i++)
+            for (int j = 0; j < nf; j++)
+                overlap += want[i] == got[j];
+        total += nw;
+    }
+    fprintf(stderr, "  nprobe 64, max_scan 200: %d of %d of the true top 10 found\n", overlap,
+            total);
+    CHECK(overlap >= total * 95 / 100); // 0.92 with efSearch left at 4
     vindex_free(vi);
 }
 
 static void test_free_while_building(void)
 {
-    memset(db.gone, 0, sizeof db.gone);
-    struct vindex *vi = make(100);
-    CHECK_INT(add_range(vi, 0, 1200), 0);
+    struct vindex *vi = ivf8_1200();
     set_gate(1);
     vindex_set_background_switch(vi, 1);
     wait_at_gate();
@@ -449,6 +520,7 @@ int main(void)
     RUN(test_grows_with_the_index);
     RUN(test_background_with_changes);
     RUN(test_last_round_only);
+    RUN(test_changes_during_replay);
     RUN(test_fetch_failure_keeps_old);
     RUN(test_source_mostly_missing);
     RUN(test_hnsw_quantizer_full_scan);
