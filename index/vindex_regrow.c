@@ -136,24 +136,93 @@ static int cmp_ent(const void *a, const void *b)
     return (x->seq > y->seq) - (x->seq < y->seq);
 }
 
+static int stop_asked(struct vindex *vi)
+{
+    return __atomic_load_n(&vi->stopping, __ATOMIC_ACQUIRE);
+}
+
+/* Fetches the vectors of n ids into vecs and packs the ones found to the
+ * front, their ids into got_ids. Returns how many, or -1. */
 static long fetch_packed(struct vindex *vi, size_t n, const int64_t *ids, float *vecs,
-                         int64_t *got_ids, unsigned char *found);
-static int stop_asked(struct vindex *vi);
+                         int64_t *got_ids, unsigned char *found)
+{
+    size_t d = (size_t)vi->dim, k = 0;
+    if (vi->fetch(vi->fetch_arg, n, ids, vecs, found) != 0) {
+        vindex_set_err("re-partition: fetching vectors failed");
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (!found[i])
+            continue;
+        if (k != i)
+            memmove(vecs + k * d, vecs + i * d, d * sizeof *vecs);
+        got_ids[k++] = ids[i];
+    }
+    return (long)k;
+}
+
+/* Scratch for fetching FETCH_CHUNK vectors at a time. */
+struct fetch_buf {
+    float *vecs;
+    int64_t *got;
+    unsigned char *found;
+};
+
+static int buf_init(struct fetch_buf *fb, size_t d)
+{
+    fb->vecs = malloc(FETCH_CHUNK * d * sizeof *fb->vecs);
+    fb->got = malloc(FETCH_CHUNK * sizeof *fb->got);
+    fb->found = malloc(FETCH_CHUNK);
+    if (fb->vecs && fb->got && fb->found)
+        return 0;
+    vindex_set_err("re-partition: out of memory");
+    return -1;
+}
+
+static void buf_free(struct fetch_buf *fb)
+{
+    free(fb->vecs);
+    free(fb->got);
+    free(fb->found);
+}
+
+/* Fetches the vectors of n ids chunk by chunk and adds those found to
+ * `ann`; stops early when the index is being freed. Returns how many were
+ * added, or -1 (`what` names the step in the error). */
+static long fetch_add(struct vindex *vi, FaissIndex *ann, size_t n, const int64_t *ids,
+                      struct fetch_buf *fb, const char *what)
+{
+    size_t added = 0;
+    for (size_t off = 0; off < n; off += FETCH_CHUNK) {
+        size_t c = n - off < FETCH_CHUNK ? n - off : FETCH_CHUNK;
+        long k = fetch_packed(vi, c, ids + off, fb->vecs, fb->got, fb->found);
+        if (k < 0)
+            return -1;
+        if (stop_asked(vi)) {
+            vindex_set_err("re-partition: stopped");
+            return -1;
+        }
+        if (k > 0 && faiss_Index_add_with_ids(ann, (idx_t)k, fb->vecs, fb->got) != 0) {
+            vindex_set_faiss_err(what);
+            return -1;
+        }
+        added += (size_t)k;
+    }
+    return (long)added;
+}
 
 /* Applies a round of logged changes to `ann` by their net effect (see the
  * top). Returns 0, or -1 with the reason in vindex_last_error. */
 static int log_apply(struct vindex *vi, FaissIndex *ann, const struct regrow_log *lg)
 {
-    size_t n = lg->n, d = (size_t)vi->dim, nrm = 0, nadd = 0;
+    size_t n = lg->n, nrm = 0, nadd = 0;
     if (n == 0)
         return 0;
     int rc = -1;
     struct log_ent *e = malloc(n * sizeof *e);
     int64_t *rm = malloc(n * sizeof *rm), *add = malloc(n * sizeof *add);
-    int64_t *got = malloc(FETCH_CHUNK * sizeof *got);
-    float *vecs = malloc(FETCH_CHUNK * d * sizeof *vecs);
-    unsigned char *found = malloc(FETCH_CHUNK);
-    if (!e || !rm || !add || !got || !vecs || !found) {
+    struct fetch_buf fb;
+    if (buf_init(&fb, (size_t)vi->dim) != 0 || !e || !rm || !add) {
         vindex_set_err("re-partition: out of memory");
         goto out;
     }
@@ -184,28 +253,14 @@ static int log_apply(struct vindex *vi, FaissIndex *ann, const struct regrow_log
             goto out;
         }
     }
-    for (size_t off = 0; off < nadd; off += FETCH_CHUNK) {
-        size_t c = nadd - off < FETCH_CHUNK ? nadd - off : FETCH_CHUNK;
-        long k = fetch_packed(vi, c, add + off, vecs, got, found);
-        if (k < 0)
-            goto out;
-        if (stop_asked(vi)) {
-            vindex_set_err("re-partition: stopped");
-            goto out;
-        }
-        if (k > 0 && faiss_Index_add_with_ids(ann, (idx_t)k, vecs, got) != 0) {
-            vindex_set_faiss_err("re-partition: replaying adds");
-            goto out;
-        }
-    }
+    if (nadd && fetch_add(vi, ann, nadd, add, &fb, "re-partition: replaying adds") < 0)
+        goto out;
     rc = 0;
 out:
     free(e);
     free(rm);
     free(add);
-    free(got);
-    free(vecs);
-    free(found);
+    buf_free(&fb);
     return rc;
 }
 
@@ -274,34 +329,10 @@ static int64_t *collect_ids(struct vindex *vi, size_t *n)
     return ids;
 }
 
-static int stop_asked(struct vindex *vi)
-{
-    return __atomic_load_n(&vi->stopping, __ATOMIC_ACQUIRE);
-}
-
-/* Fetches the vectors of n ids into vecs and packs the ones found to the
- * front, their ids into got_ids. Returns how many, or -1. */
-static long fetch_packed(struct vindex *vi, size_t n, const int64_t *ids, float *vecs,
-                         int64_t *got_ids, unsigned char *found)
-{
-    size_t d = (size_t)vi->dim, k = 0;
-    if (vi->fetch(vi->fetch_arg, n, ids, vecs, found) != 0) {
-        vindex_set_err("re-partition: fetching vectors failed");
-        return -1;
-    }
-    for (size_t i = 0; i < n; i++) {
-        if (!found[i])
-            continue;
-        if (k != i)
-            memmove(vecs + k * d, vecs + i * d, d * sizeof *vecs);
-        got_ids[k++] = ids[i];
-    }
-    return (long)k;
-}
-
 /* Trains an index of the arg's factory on a stride sample of the ids'
- * vectors and fills it with all of them. NULL on failure or a stop. */
-static FaissIndex *build(struct regrow_arg *a, double *train_s, size_t *ntrain)
+ * vectors and fills it with all of them: into a->ann (NULL on failure or a
+ * stop), with a->train_s and a->ntrain. */
+static void build(struct regrow_arg *a)
 {
     /* Sorted, an item's views are adjacent rows for the fetch. */
     qsort(a->ids, a->n, sizeof *a->ids, cmp_i64);
@@ -309,9 +340,9 @@ static FaissIndex *build(struct regrow_arg *a, double *train_s, size_t *ntrain)
     size_t d = (size_t)vi->dim, m = TRAIN_PER_LIST * a->nlist;
     size_t cap = TRAIN_BYTES_MAX / (d * sizeof(float));
     FaissIndex *ann = NULL;
-    float *sample = NULL, *chunk = malloc(FETCH_CHUNK * d * sizeof *chunk);
-    int64_t *sid = NULL, *got = malloc(FETCH_CHUNK * sizeof *got);
-    unsigned char *found = malloc(FETCH_CHUNK);
+    float *sample = NULL;
+    int64_t *sid = NULL;
+    struct fetch_buf fb;
     double t0 = vindex_now_s();
 
     if (m > cap)
@@ -320,7 +351,7 @@ static FaissIndex *build(struct regrow_arg *a, double *train_s, size_t *ntrain)
         m = a->n;
     sample = malloc((m ? m : 1) * d * sizeof *sample);
     sid = malloc((m ? m : 1) * sizeof *sid);
-    if (!chunk || !got || !found || !sample || !sid) {
+    if (buf_init(&fb, d) != 0 || !sample || !sid) {
         vindex_set_err("re-partition: out of memory");
         goto fail;
     }
@@ -331,7 +362,7 @@ static FaissIndex *build(struct regrow_arg *a, double *train_s, size_t *ntrain)
     size_t have = 0;
     for (size_t off = 0; off < m; off += FETCH_CHUNK) {
         size_t c = m - off < FETCH_CHUNK ? m - off : FETCH_CHUNK;
-        long k = fetch_packed(vi, c, sid + off, sample + have * d, got, found);
+        long k = fetch_packed(vi, c, sid + off, sample + have * d, fb.got, fb.found);
         if (k < 0 || stop_asked(vi))
             goto fail;
         have += (size_t)k;
@@ -342,42 +373,27 @@ static FaissIndex *build(struct regrow_arg *a, double *train_s, size_t *ntrain)
     }
     free(sample);
     sample = NULL;
-    *train_s = vindex_now_s() - t0;
-    *ntrain = have;
-    size_t filled = 0;
-    for (size_t off = 0; off < a->n; off += FETCH_CHUNK) {
-        size_t c = a->n - off < FETCH_CHUNK ? a->n - off : FETCH_CHUNK;
-        long k = fetch_packed(vi, c, a->ids + off, chunk, got, found);
-        if (k < 0 || stop_asked(vi))
-            goto fail;
-        if (k > 0 && faiss_Index_add_with_ids(ann, (idx_t)k, chunk, got) != 0) {
-            vindex_set_faiss_err("re-partition: filling");
-            goto fail;
-        }
-        filled += (size_t)k;
-    }
+    a->train_s = vindex_now_s() - t0;
+    a->ntrain = have;
+    long filled = fetch_add(vi, ann, a->n, a->ids, &fb, "re-partition: filling");
+    if (filled < 0)
+        goto fail;
     /* Rows deleted since the index took them are few; most of the index
      * missing from its source of truth is a fault there (a database that
      * answers empty), never a reason to drop the items from search. */
-    if (filled < a->n / 2) {
-        vindex_set_err("re-partition: the database holds only %zu of the index's %zu vectors",
+    if ((size_t)filled < a->n / 2) {
+        vindex_set_err("re-partition: the database holds only %ld of the index's %zu vectors",
                        filled, a->n);
         goto fail;
     }
-    free(chunk);
-    free(got);
-    free(found);
-    free(sid);
-    return ann;
+    a->ann = ann;
+    ann = NULL;
 fail:
     if (ann)
         faiss_Index_free(ann);
     free(sample);
-    free(chunk);
-    free(got);
-    free(found);
     free(sid);
-    return NULL;
+    buf_free(&fb);
 }
 
 /* Puts `ann` in place of the index. Caller holds wmu; frees the old one
@@ -417,7 +433,7 @@ static void *builder_main(void *p)
     struct sched_param sp = {0};
     pthread_setschedparam(pthread_self(), SCHED_IDLE, &sp);
     imgsearch_faiss_interrupt_on(&a->vi->stopping);
-    a->ann = build(a, &a->train_s, &a->ntrain);
+    build(a);
     if (!a->ann)
         snprintf(a->why, sizeof a->why, "%s", vindex_last_error());
     imgsearch_faiss_interrupt_on(NULL);
@@ -449,10 +465,10 @@ static void *regrow_main(void *p)
     for (int round = 0;; round++) {
         pthread_mutex_lock(&vi->wmu);
         struct regrow_log *lg = vi->regrow_log;
-        int stop = __atomic_load_n(&vi->stopping, __ATOMIC_ACQUIRE);
+        int stop = stop_asked(vi);
         if (!a->ann || stop || lg->failed) {
             if (!stop)
-                failed(vi, a, !a->ann ? a->why : lg->failed ? "change log full" : a->why);
+                failed(vi, a, a->ann ? "change log full" : a->why);
             break;
         }
         /* The last round, under wmu, only when short: writers wait for it.
