@@ -434,19 +434,7 @@ static void test_hnsw_quantizer_full_scan(void)
         int nw = 0, nf = 0;
         for (int i = 0; i < 15; i++) {
             size_t pos = (size_t)(allowed[i] - ID0) / 5;
-            float s = dot(db.x + pos * DIM, q);
-            int at = nw < 10 ? nw++ : 10;
-            if (at == 10 && s <= ws[9])
-                continue;
-            if (at == 10)
-                at = 9;
-            while (at > 0 && ws[at - 1] < s) {
-                ws[at] = ws[at - 1];
-                want[at] = want[at - 1];
-                at--;
-            }
-            ws[at] = s;
-            want[at] = allowed[i];
+            topk_insert(want, ws, &nw, 10, allowed[i], dot(db.x + pos * DIM, q));
         }
         struct vindex_search_params p = {.allowed = allowed, .n_allowed = 15};
         CHECK_INT(vindex_search(vi, q, 10, &p, got, gs, &nf), 0);
