@@ -26,16 +26,6 @@
 #define DIM 256
 #define NSUPER 256
 
-static void unit(float *v)
-{
-    double s = 0;
-    for (int j = 0; j < DIM; j++)
-        s += (double)v[j] * v[j];
-    float inv = (float)(1.0 / sqrt(s));
-    for (int j = 0; j < DIM; j++)
-        v[j] *= inv;
-}
-
 static int cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -104,14 +94,14 @@ int main(int argc, char **argv)
             const float *sp = super + (size_t)(rng_next(&s) % NSUPER) * DIM;
             for (int j = 0; j < DIM; j++)
                 c[(size_t)i * DIM + j] = sp[j] + 0.8f * gauss(&s);
-            unit(c + (size_t)i * DIM);
+            bench_normalise(c + (size_t)i * DIM, DIM);
             ids[i] = i;
         }
         for (int i = 0; i < nq; i++) {
             const float *ci = c + (size_t)(rng_next(&s) % (uint64_t)nl) * DIM;
             for (int j = 0; j < DIM; j++)
                 q[(size_t)i * DIM + j] = ci[j] + 0.05f * gauss(&s);
-            unit(q + (size_t)i * DIM);
+            bench_normalise(q + (size_t)i * DIM, DIM);
         }
         char err[256];
         struct vindex *flat = NULL, *hnsw = NULL;

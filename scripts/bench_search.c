@@ -34,23 +34,13 @@ struct gen {
 static int dim = 1792;
 static float noise = 2.0f; /* per-point noise around its sub-cluster centre */
 
-static void normalise(float *v)
-{
-    double s = 0;
-    for (int j = 0; j < dim; j++)
-        s += (double)v[j] * v[j];
-    float inv = (float)(1.0 / sqrt(s));
-    for (int j = 0; j < dim; j++)
-        v[j] *= inv;
-}
-
 /* centre + sigma * noise of unit expected norm, normalised. */
 static void around(const float *centre, float sigma, uint64_t *s, float *out)
 {
     float scale = sigma / sqrtf((float)dim);
     for (int j = 0; j < dim; j++)
         out[j] = (centre ? centre[j] : 0.0f) + scale * gauss(s);
-    normalise(out);
+    bench_normalise(out, dim);
 }
 
 static void gen_init(struct gen *g)

@@ -1,11 +1,12 @@
 /* bench_util.h: the helpers the C benchmarks share (a fast seeded RNG with an
- * approximate normal draw, a monotonic clock, the process's RSS and its
+ * approximate normal draw, L2 normalisation, a monotonic clock, the process's RSS and its
  * anonymous / file-backed parts, a file's pages in the page cache).
  * Header-only: each benchmark is one .c file built by its script. */
 #ifndef IMGSEARCH_BENCH_UTIL_H
 #define IMGSEARCH_BENCH_UTIL_H
 
 #include <fcntl.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +31,17 @@ static inline float gauss(uint64_t *s)
     double u = (double)(r & 0xffff) + (double)((r >> 16) & 0xffff) + (double)((r >> 32) & 0xffff) +
                (double)(r >> 48);
     return (float)((u / 65536.0 - 2.0) * 1.7320508);
+}
+
+/* Scales v (d floats) to unit L2 norm. */
+static inline void bench_normalise(float *v, int d)
+{
+    double s = 0;
+    for (int j = 0; j < d; j++)
+        s += (double)v[j] * v[j];
+    float inv = (float)(1.0 / sqrt(s));
+    for (int j = 0; j < d; j++)
+        v[j] *= inv;
 }
 
 static inline double now_ms(void)
