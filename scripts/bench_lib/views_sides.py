@@ -44,7 +44,7 @@ def stored_specs():
     d["w45@168"] = (["--side", "168", "--window", "0.45"], cost(168))
     for s in (224, 128, 96):
         d[f"lo@{s}"] = (["--side", str(s), "--view", "6"], cost(s))
-    for s in (224, 128, 112, 96):
+    for s in (224, 192, 176, 160, 144, 128, 112, 96):
         d[f"grey@{s}"] = (["--side", str(s), "--view", "7"], cost(s))
     return d
 
@@ -55,7 +55,7 @@ def query_specs():
         d[f"full@{s}"] = (["--side", str(s)], cost(s))
     for s in (224, 176, 160):
         d[f"c7@{s}"] = (["--side", str(s), "--window", "0.7"], cost(s))
-    for s in (224, 128, 112, 96):
+    for s in (224, 192, 176, 160, 144, 128, 112, 96):
         d[f"grey@{s}"] = (["--side", str(s), "--view", "7"], cost(s))
     return d
 
@@ -101,7 +101,7 @@ def run_dump(tool, root, name, paths, args, procs=2, log=print):
 
 
 # The rows --with-artwork runs (the photo run decides; these show whether artwork agrees).
-SHORT = ("today: ", "base+c6@224+lo@96+grey@112; q: c7@224, grey@112, full@96 if",
+SHORT = ("today: ", "base+c6@224+lo@96+grey@", "base+c6@224+lo@224+grey@", "base+c6@224+lo@96+grey@112; q: c7@224, grey@112, full@96 if",
          "base+c6@192+lo@96+grey@112; q: c7@176, grey@112, full@96 if small",
          "base+c6@176+lo@96+grey@112; q: c7@160, grey@112, full@96 if small",
          "base+c6@160+lo@96+grey@112; q: c7@160, grey@112, full@96 if small",
@@ -130,6 +130,26 @@ def all_configs():
     out.append(("base+c6@224+lo@96+grey@112; q: c7@224, grey@112, full@96 if under 200 px",
                 [("full@224", ["base", "c6@224"]), ("c7@224", ["base", "c6@224"]),
                  ("grey@112", ["grey@112"]), ("full@96", ["lo@96"], "small200")]))
+    # only the 96 px copy at its own side, the grey view kept at 224 (grey@112 costs rot90,
+    # rot180, strong and blocky); second row: as the server searches, every non-grey query view
+    # meets every non-grey stored view
+    lo96 = [("full@224", ["base", "c6@224"]), ("c7@224", ["base", "c6@224"]),
+            ("grey@224", ["grey@224"]), ("full@96", ["lo@96"], "small200")]
+    out.append(("base+c6@224+lo@96+grey@224; q: c7@224, grey@224, full@96 if under 200 px", lo96))
+    every = ["base", "c6@224", "lo@96"]
+    for g in (224, 192, 176, 160, 144, 128):
+        out.append((f"base+c6@224+lo@96+grey@{g}, every view met; q: c7@224, grey@{g}, full@96 "
+                    "if under 200 px", [("full@224", every), ("c7@224", every),
+                                        (f"grey@{g}", [f"grey@{g}"]),
+                                        ("full@96", every, "small200")]))
+        out.append((f"base+c6@224+lo@96+grey@{g}, every view met; q: full@96 if under 200 px, "
+                    f"c7@224, grey@{g}", [("full@224", every), ("full@96", every, "small200"),
+                                          ("c7@224", every), (f"grey@{g}", [f"grey@{g}"])]))
+    # the 96 px copy kept at 224 (blocky needs it there), only the grey view at a lower side
+    every = ["base", "c6@224", "lo@224"]
+    for g in (192, 176, 160, 144, 128, 112):
+        out.append((f"base+c6@224+lo@224+grey@{g}, every view met; q: c7@224, grey@{g}",
+                    [("full@224", every), ("c7@224", every), (f"grey@{g}", [f"grey@{g}"])]))
     # the centre window at a lower side (or a smaller window at the same pixel scale)
     for c in ("c6@192", "c6@176", "c6@160", "w5@187", "w45@168"):
         for q7 in (224, 176, 160):
@@ -228,7 +248,7 @@ def main(args):
             q_side.append(min(Image.open(f).size))
     tool = build_tool(root)
     load0 = harness.machine_line()
-    cfgs = configs(short=args.with_artwork)
+    cfgs = configs(short=args.with_artwork or args.short)
     need_d, need_q = set(), set()
     for _, steps in cfgs:
         for st in steps:
