@@ -3,26 +3,14 @@
 #include <string.h>
 #include "server/json_util.h"
 
-size_t utf8_len(const char *s)
+/* A counting loop over a known length, so that it vectorises: base64
+ * images are hundreds of KB of it. */
+__attribute__((optimize("O3"))) size_t utf8_len(const char *s)
 {
-    size_t n = 0;
-    for (; *s; s++)
-        if (((unsigned char)*s & 0xC0) != 0x80)
-            n++;
+    size_t len = strlen(s), n = 0;
+    for (size_t i = 0; i < len; i++)
+        n += ((unsigned char)s[i] & 0xC0) != 0x80;
     return n;
-}
-
-json_t *json_parse_object(const uint8_t *body, size_t len)
-{
-    if (!body || len == 0)
-        return NULL;
-    json_error_t jerr;
-    json_t *j = json_loadb((const char *)body, len, JSON_REJECT_DUPLICATES, &jerr);
-    if (j && !json_is_object(j)) {
-        json_decref(j);
-        return NULL;
-    }
-    return j;
 }
 
 /* Fetches the member, treating null as absent. */
