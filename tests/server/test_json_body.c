@@ -69,14 +69,15 @@ static void test_image_body_is_cut_and_equal(void)
 
 static void test_nested_and_many(void)
 {
-    const char *b = "{\"a\": [\"xyz\", {\"b\": \"hello world\", \"c\": [1, \"q\"]}], \"d\": \"z z\", "
-                    "\"e\": {\"f\": {\"g\": \"deep\"}}}";
+    const char *b =
+        "{\"a\": [\"xyz\", {\"b\": \"hello world\", \"c\": [1, \"q\"]}], \"d\": \"z z\", "
+        "\"e\": {\"f\": {\"g\": \"deep\"}}}";
     CHECK_INT(same_as_jansson(b, strlen(b), 1), 5); /* the values, not the keys */
     /* More values than the cut table holds: the first 16 are cut. */
     char big[2048] = "{";
     for (int i = 0; i < 20; i++)
-        snprintf(big + strlen(big), sizeof big - strlen(big), "%s\"k%d\": \"v%d\"", i ? ", " : "", i,
-                 i);
+        snprintf(big + strlen(big), sizeof big - strlen(big), "%s\"k%d\": \"v%d\"", i ? ", " : "",
+                 i, i);
     strcat(big, "}");
     CHECK_INT(same_as_jansson(big, strlen(big), 1), 16);
 }
@@ -100,7 +101,7 @@ static void test_not_cut(void)
 static void test_refused(void)
 {
     const char *cases[] = {
-        "{\"a\": \"x\", \"a\": \"y\"}",            /* duplicate key */
+        "{\"a\": \"x\", \"a\": \"y\"}",          /* duplicate key */
         "{\"o\": {\"k\": \"x\", \"k\": \"y\"}}", /* nested duplicate */
         "{\"a\": \"x\"",                         /* truncated */
         "{\"a\": \"x",                           /* unterminated literal */
