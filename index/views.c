@@ -22,18 +22,23 @@ int image_shrink(const struct image *in, int w, int h, struct image *out)
     if (!valid(in) || w <= 0 || h <= 0 || w > in->width || h > in->height)
         return -1;
     uint8_t *px = alloc_rgb(w, h);
-    if (!px)
+    int *xs = malloc(sizeof(int) * ((size_t)w + 1));
+    if (!px || !xs) {
+        free(px);
+        free(xs);
         return -2;
+    }
+    /* Column spans once, not two divisions a pixel: output x averages
+     * source columns xs[x] .. max(xs[x + 1], xs[x] + 1) - 1. */
+    for (int x = 0; x <= w; x++)
+        xs[x] = (int)((long long)x * in->width / w);
     for (int y = 0; y < h; y++) {
         int y0 = (int)((long long)y * in->height / h);
         int y1 = (int)((long long)(y + 1) * in->height / h);
         if (y1 <= y0)
             y1 = y0 + 1;
         for (int x = 0; x < w; x++) {
-            int x0 = (int)((long long)x * in->width / w);
-            int x1 = (int)((long long)(x + 1) * in->width / w);
-            if (x1 <= x0)
-                x1 = x0 + 1;
+            int x0 = xs[x], x1 = xs[x + 1] > x0 ? xs[x + 1] : x0 + 1;
             unsigned sum[3] = {0, 0, 0};
             for (int yy = y0; yy < y1; yy++) {
                 const uint8_t *p = in->rgb + ((size_t)yy * (size_t)in->width + (size_t)x0) * 3;
@@ -49,6 +54,7 @@ int image_shrink(const struct image *in, int w, int h, struct image *out)
                 o[c] = (uint8_t)((sum[c] + n / 2) / n);
         }
     }
+    free(xs);
     *out = (struct image){w, h, w, h, px};
     return 0;
 }

@@ -1,6 +1,7 @@
 /* test_views.c: the extra image views (index/views.c): area shrink,
  * low-resolution copy and grey contrast stretch. */
 #include <stdlib.h>
+#include <string.h>
 #include "index/views.h"
 #include "tests/unit.h"
 
@@ -37,6 +38,48 @@ static void test_shrink_averages_blocks(void)
     CHECK_INT(image_shrink(&in, 5, 2, &out), -1);
     CHECK(out.rgb == NULL);
     image_free(&in);
+}
+
+/* Output pixel (x, y) of an area shrink, by the definition: the rounded
+ * mean of the source block [x*W/w, (x+1)*W/w) x [y*H/h, (y+1)*H/h), at
+ * least one pixel wide and high. */
+static void shrink_ref(const struct image *in, int w, int h, int x, int y, uint8_t o[3])
+{
+    int x0 = (int)((long long)x * in->width / w), x1 = (int)((long long)(x + 1) * in->width / w);
+    int y0 = (int)((long long)y * in->height / h), y1 = (int)((long long)(y + 1) * in->height / h);
+    x1 = x1 > x0 ? x1 : x0 + 1;
+    y1 = y1 > y0 ? y1 : y0 + 1;
+    for (int c = 0; c < 3; c++) {
+        unsigned sum = 0, n = (unsigned)((x1 - x0) * (y1 - y0));
+        for (int yy = y0; yy < y1; yy++)
+            for (int xx = x0; xx < x1; xx++)
+                sum += px(in, xx, yy)[c];
+        o[c] = (uint8_t)((sum + n / 2) / n);
+    }
+}
+
+static void test_shrink_matches_definition(void)
+{
+    static const int sizes[][4] = {{384, 288, 128, 96}, {384, 288, 256, 192}, {1000, 3, 7, 3},
+                                   {97, 61, 96, 60},    {5, 5, 5, 5},         {640, 480, 1, 1},
+                                   {333, 777, 100, 233}};
+    unsigned seed = 12345;
+    for (size_t t = 0; t < sizeof sizes / sizeof *sizes; t++) {
+        struct image in = make(sizes[t][0], sizes[t][1]), out;
+        for (size_t i = 0; i < (size_t)in.width * in.height * 3; i++)
+            in.rgb[i] = (uint8_t)((seed = seed * 1103515245u + 12345u) >> 16);
+        CHECK_INT(image_shrink(&in, sizes[t][2], sizes[t][3], &out), 0);
+        int bad = 0;
+        for (int y = 0; y < out.height; y++)
+            for (int x = 0; x < out.width; x++) {
+                uint8_t want[3];
+                shrink_ref(&in, out.width, out.height, x, y, want);
+                bad += memcmp(want, px(&out, x, y), 3) != 0;
+            }
+        CHECK_INT(bad, 0);
+        image_free(&out);
+        image_free(&in);
+    }
 }
 
 static void test_lowres_keeps_aspect(void)
@@ -118,6 +161,7 @@ static void test_grey_stretch(void)
 int main(void)
 {
     RUN(test_shrink_averages_blocks);
+    RUN(test_shrink_matches_definition);
     RUN(test_lowres_keeps_aspect);
     RUN(test_grey_stretch);
     return unit_report();
