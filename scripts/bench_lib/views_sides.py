@@ -53,7 +53,7 @@ def query_specs():
     d = {}
     for s in (224, 96, 112, 128, 134, 160, 176):
         d[f"full@{s}"] = (["--side", str(s)], cost(s))
-    for s in (224, 176, 160):
+    for s in (224, 208, 192, 176, 160):
         d[f"c7@{s}"] = (["--side", str(s), "--window", "0.7"], cost(s))
     for s in (224, 192, 176, 160, 144, 128, 112, 96):
         d[f"grey@{s}"] = (["--side", str(s), "--view", "7"], cost(s))
@@ -101,7 +101,7 @@ def run_dump(tool, root, name, paths, args, procs=2, log=print):
 
 
 # The rows --with-artwork runs (the photo run decides; these show whether artwork agrees).
-SHORT = ("today: ", "base+c6@224+lo@96+grey@", "base+c6@224+lo@224+grey@", "base+c6@224+lo@96+grey@112; q: c7@224, grey@112, full@96 if",
+SHORT = ("today: ", "today's stored views", "base+c6@224+lo@96+grey@", "base+c6@224+lo@224+grey@", "base+c6@224+lo@96+grey@112; q: c7@224, grey@112, full@96 if",
          "base+c6@192+lo@96+grey@112; q: c7@176, grey@112, full@96 if small",
          "base+c6@176+lo@96+grey@112; q: c7@160, grey@112, full@96 if small",
          "base+c6@160+lo@96+grey@112; q: c7@160, grey@112, full@96 if small",
@@ -145,6 +145,13 @@ def all_configs():
         out.append((f"base+c6@224+lo@96+grey@{g}, every view met; q: full@96 if under 200 px, "
                     f"c7@224, grey@{g}", [("full@224", every), ("full@96", every, "small200"),
                                           ("c7@224", every), (f"grey@{g}", [f"grey@{g}"])]))
+    # the stored views as today, only the weak query's views at lower sides (issue 9: <= 2 passes
+    # per weak query)
+    every = ["base", "c6@224", "lo@224"]
+    for q7 in (208, 192, 176, 160):
+        for g in ((224, 160, 128, 112) if q7 != 208 else (224,)):
+            out.append((f"today's stored views; q: c7@{q7}, grey@{g}",
+                        [("full@224", every), (f"c7@{q7}", every), (f"grey@{g}", ["grey@224"])]))
     # the 96 px copy kept at 224 (blocky needs it there), only the grey view at a lower side
     every = ["base", "c6@224", "lo@224"]
     for g in (192, 176, 160, 144, 128, 112):
