@@ -60,9 +60,14 @@ static void find_cuts(const uint8_t *b, size_t len, size_t min, struct cuts *cs)
         if (!q)
             return;
         size_t start = (size_t)(q - b) + 1, j = start;
+        const uint8_t *e = NULL;
         int escaped = 0;
         for (;;) {
-            const uint8_t *e = j < len ? memchr(b + j, '"', len - j) : NULL;
+            /* The quote found last is searched again only once an escape
+             * has passed it: every byte is scanned a bounded number of
+             * times, however many backslashes the literal holds. */
+            if (!e || e < b + j)
+                e = j < len ? memchr(b + j, '"', len - j) : NULL;
             if (!e)
                 return;
             const uint8_t *bs = memchr(b + j, '\\', (size_t)(e - (b + j)));
