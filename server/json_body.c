@@ -20,6 +20,7 @@
  * the nonce is fresh for every parse. */
 #define MARK_LEN 18
 #define MARK_TEXT 23 /* as JSON text: \u0000 (6) + 17 */
+_Static_assert(MAX_CUTS <= 16, "a marker holds its index in one hex digit");
 
 struct cut {
     size_t off, len; /* the literal's content within the body */
