@@ -97,6 +97,46 @@ static void test_not_cut(void)
         CHECK_INT(same_as_jansson(cases[i], strlen(cases[i]), 1), want[i]);
 }
 
+/* The escapes encoders put in base64 (PHP: \/, Gson: \u003d for the
+ * padding) do not keep a literal from being cut; any other escape does. */
+static void test_base64_escapes(void)
+{
+    const char *cut[] = {
+        "{\"a\": \"ab\\/cd\\/\"}",
+        "{\"a\": \"abcd\\u003d\\u003D\"}",
+        "{\"a\": \"\\u002b\\u002B\\u002f\\u002F\\/x\"}",
+        "{\"a\": [\"\\/\", \"q\\u003d\"]}",
+    };
+    long want_cut[] = {1, 1, 1, 2};
+    for (size_t i = 0; i < sizeof cut / sizeof *cut; i++)
+        CHECK_INT(same_as_jansson(cut[i], strlen(cut[i]), 1), want_cut[i]);
+    const char *kept[] = {
+        "{\"a\": \"ab\\/cd\\n\"}",  /* \n among them */
+        "{\"a\": \"ab\\u003e\"}",   /* not a base64 character */
+        "{\"a\": \"ab\\u0030\"}",   /* '0' needs no escape: kept as jansson's */
+        "{\"a\": \"ab\\u003\"}",    /* short escape: invalid */
+        "{\"a\": \"ab\\u00\"3d\"}", /* a quote inside the escape: invalid */
+        "{\"a\": \"ab\\\"}",        /* an escaped closing quote: unterminated */
+    };
+    for (size_t i = 0; i < sizeof kept / sizeof *kept; i++)
+        CHECK_INT(same_as_jansson(kept[i], strlen(kept[i]), 1), 0);
+    /* A PHP client's image: a 200 KB literal, one '/' in 64 escaped. */
+    char *s = image_body(200000);
+    size_t n = strlen(s), extra = 0;
+    for (size_t i = 0; i < n; i++)
+        extra += s[i] == '/';
+    char *e = malloc(n + extra + 1), *o = e;
+    for (size_t i = 0; i <= n; i++) {
+        if (s[i] == '/')
+            *o++ = '\\';
+        *o++ = s[i];
+    }
+    CHECK(extra > 1000);
+    CHECK_INT(same_as_jansson(e, strlen(e), JSON_CUT_MIN), 1);
+    free(e);
+    free(s);
+}
+
 /* Bodies jansson refuses are refused, whatever the cuts. */
 static void test_refused(void)
 {
@@ -159,6 +199,7 @@ int main(void)
     RUN(test_image_body_is_cut_and_equal);
     RUN(test_nested_and_many);
     RUN(test_not_cut);
+    RUN(test_base64_escapes);
     RUN(test_refused);
     RUN(test_marker_lookalike);
     RUN(test_many_escapes);
