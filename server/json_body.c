@@ -178,34 +178,35 @@ static json_t *restore(json_t *s, struct cuts *cs, int *bad)
     return r;
 }
 
-/* Puts every cut back into the tree under v; 0 when all went well. */
-static int restore_tree(json_t *v, struct cuts *cs)
+/* Puts every cut back into the tree under v (a container: its own value
+ * stays); sets *bad when something did not go well. */
+static void restore_tree(json_t *v, struct cuts *cs, int *bad);
+
+/* x with its cuts put back: a new string to set in x's place, or NULL when
+ * x stays where it is. */
+static json_t *restore_value(json_t *x, struct cuts *cs, int *bad)
 {
-    int bad = 0;
+    if (json_is_string(x))
+        return restore(x, cs, bad);
+    restore_tree(x, cs, bad);
+    return NULL;
+}
+
+static void restore_tree(json_t *v, struct cuts *cs, int *bad)
+{
     if (json_is_object(v)) {
-        for (void *it = json_object_iter(v); it && !bad; it = json_object_iter_next(v, it)) {
-            json_t *x = json_object_iter_value(it);
-            if (json_is_string(x)) {
-                json_t *r = restore(x, cs, &bad);
-                if (r && json_object_iter_set_new(v, it, r) != 0)
-                    bad = 1;
-            } else if (restore_tree(x, cs) != 0) {
-                bad = 1;
-            }
+        for (void *it = json_object_iter(v); it && !*bad; it = json_object_iter_next(v, it)) {
+            json_t *r = restore_value(json_object_iter_value(it), cs, bad);
+            if (r && json_object_iter_set_new(v, it, r) != 0)
+                *bad = 1;
         }
     } else if (json_is_array(v)) {
-        for (size_t i = 0; i < json_array_size(v) && !bad; i++) {
-            json_t *x = json_array_get(v, i);
-            if (json_is_string(x)) {
-                json_t *r = restore(x, cs, &bad);
-                if (r && json_array_set_new(v, i, r) != 0)
-                    bad = 1;
-            } else if (restore_tree(x, cs) != 0) {
-                bad = 1;
-            }
+        for (size_t i = 0; i < json_array_size(v) && !*bad; i++) {
+            json_t *r = restore_value(json_array_get(v, i), cs, bad);
+            if (r && json_array_set_new(v, i, r) != 0)
+                *bad = 1;
         }
     }
-    return bad ? -1 : 0;
 }
 
 static json_t *parse_plain(const uint8_t *body, size_t len, int flags)
@@ -236,7 +237,10 @@ json_t *json_parse_object_cut(const uint8_t *body, size_t len, size_t min_cut, s
         return parse_plain(body, len, 0);
     json_t *j = parse_plain((const uint8_t *)m, mlen, JSON_ALLOW_NUL);
     free(m);
-    int ok = j && restore_tree(j, &cs) == 0;
+    int bad = !j;
+    if (j)
+        restore_tree(j, &cs, &bad);
+    int ok = !bad;
     for (size_t i = 0; ok && i < cs.n; i++)
         ok = cs.c[i].used;
     if (ok) {
