@@ -280,14 +280,26 @@ static void l2_normalise(float *v, int n)
         v[i] *= inv;
 }
 
-/* The network of `sn` on a side x side input, pooled into `out` (not
- * normalised); the scratch comes back in *used when asked (then the caller
- * puts it back), else goes back to the pool here. */
-static int run_net(struct side_net *sn, const float *input, float *out, float **used)
+static int resize_rgb(const struct image *img, int side, float *out);
+
+/* The network of `sn` pooled into `out` (not normalised): on `input`, a
+ * side x side float image, or when that is NULL on `img` squashed into the
+ * scratch block's own input area. The scratch comes back in *used when
+ * asked (then the caller puts it back), else goes back to the pool here. */
+static int run_net(struct side_net *sn, const float *input, const struct image *img, float *out,
+                   float **used)
 {
     float *scratch = scratch_get(&sn->pool);
     if (!scratch)
         return -1;
+    if (!input) {
+        float *in = scratch + sn->in_off;
+        if (resize_rgb(img, sn->net.side, in) != 0) {
+            scratch_put(&sn->pool, scratch);
+            return -1;
+        }
+        input = in;
+    }
     mnv2_forward(&sn->net, input, sn->path, scratch, out);
     if (used)
         *used = scratch;
@@ -298,7 +310,7 @@ static int run_net(struct side_net *sn, const float *input, float *out, float **
 
 int extractor_embed_input(const struct extractor *ex, const float *input224, float *out)
 {
-    if (run_net(ex->main, input224, out, NULL) != 0)
+    if (run_net(ex->main, input224, NULL, out, NULL) != 0)
         return -1;
     l2_normalise(out, EXTRACT_DIM);
     return 0;
@@ -424,33 +436,13 @@ done:
     return rc;
 }
 
-/* `img` squashed to the net's side and run, as run_net; the input is
- * resized into the scratch block's own input area. */
-static int embed_image(struct side_net *sn, const struct image *img, float *out, float **used)
-{
-    float *scratch = scratch_get(&sn->pool);
-    if (!scratch)
-        return -1;
-    float *in = scratch + sn->in_off;
-    if (resize_rgb(img, sn->net.side, in) != 0) {
-        scratch_put(&sn->pool, scratch);
-        return -1;
-    }
-    mnv2_forward(&sn->net, in, sn->path, scratch, out);
-    if (used)
-        *used = scratch;
-    else
-        scratch_put(&sn->pool, scratch);
-    return 0;
-}
-
 int extractor_embed_side(const struct extractor *ex, const struct image *img, int side, float *out)
 {
     if (!img || !img->rgb || img->width <= 0 || img->height <= 0 || side < EXTRACT_MIN_SIDE ||
         side > EXTRACT_MAX_SIDE)
         return -1;
     struct side_net *sn = side_net_get(ex, side);
-    if (!sn || embed_image(sn, img, out, NULL) != 0)
+    if (!sn || run_net(sn, NULL, img, out, NULL) != 0)
         return -1;
     l2_normalise(out, EXTRACT_DIM);
     return 0;
@@ -474,7 +466,7 @@ int extractor_feature_map(const struct extractor *ex, const struct image *img, i
     float *scratch = NULL;
     float gap[EXTRACT_DIM];
     int rc = -1;
-    if (embed_image(sn, img, gap, &scratch) != 0)
+    if (run_net(sn, NULL, img, gap, &scratch) != 0)
         goto done;
     /* The last activation is in one of mnv2_forward's three buffers: the one
      * whose mean over the cells is the pooled output. */
